@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` (the sentiment sample, end to end) and `make test`.
+# Both create the project's own virtual environment first; nothing else needs to be installed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test test-fast demo lint bench clean
+
+venv: $(STAMP)
+
+# uv when the machine has it, else a plain venv that installs uv for the rest.
+$(STAMP): pyproject.toml
+	@if command -v uv >/dev/null 2>&1; then \
+		uv venv -q --allow-existing --python $(PYTHON) $(VENV); \
+	else \
+		$(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv; \
+	fi
+	@UV=$$(command -v uv || echo $(BIN)/uv); \
+		$$UV pip install -q --python $(BIN)/python -e '.[server,dev]'
+	@touch $@
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow and not docker"
+
+demo: $(STAMP)
+	$(BIN)/python samples/sentiment/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check mlcli tests samples bench
+	$(BIN)/ruff format --check mlcli tests samples bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/cli.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

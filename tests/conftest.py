@@ -1,0 +1,45 @@
+"""Shared fixtures: every test gets its own MLCLI_HOME, real ports and real engines."""
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def mlcli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private MLCLI_HOME, so no test sees another's registry, services or environments."""
+    home = tmp_path / "mlcli-home"
+    monkeypatch.setenv("MLCLI_HOME", str(home))
+    monkeypatch.delenv("MLCLI_WORKSPACE", raising=False)
+    return home
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception:
+        return False
+    return True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip docker tests without an engine, unless CI demands them (MLCLI_REQUIRE_DOCKER=1)."""
+    if any("docker" in item.keywords for item in items) and not docker_available():
+        if os.environ.get("MLCLI_REQUIRE_DOCKER") == "1":
+            raise pytest.UsageError("MLCLI_REQUIRE_DOCKER=1 but no Docker engine is reachable")
+        skip = pytest.mark.skip(reason="no Docker engine reachable (start dockerd)")
+        for item in items:
+            if "docker" in item.keywords:
+                item.add_marker(skip)
