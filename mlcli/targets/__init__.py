@@ -1,0 +1,125 @@
+"""Where a service runs: the `Target` protocol and the computeType -> "module:Class" table.
+
+deploy.py lays the files out (an app root shaped like Azure's /var/azureml-app), builds the
+environment, then hands a `LaunchSpec` to the target for the computeType. The target starts the
+scoring server and returns an `Endpoint`: the host and port plus a small JSON-able `handle`
+(a pid, a container id) that is stored in the service record and given back to `state`,
+`logs` and `stop` later, from another `ml` process. Targets are imported lazily, by name, so
+`ml model list` never pays for `import docker`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mlcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlcli.config import DeploymentConfig, InferenceConfig
+    from mlcli.environments import Environment
+
+Progress = Callable[[str], None]
+
+# What `Target.state` reports. deploy/services turn these into Azure's service states: a
+# STARTING server that never answers, or a DOWN one, is Failed during a deploy and Unhealthy
+# after it.
+HEALTHY = "Healthy"  # running and GET / answers 200
+STARTING = "Transitioning"  # running (process or container alive) but not answering yet
+DOWN = "Down"  # gone: exited, killed, container removed, or a pid recycled by someone else
+
+TARGETS: dict[str, str] = {
+    "PROCESS": "mlcli.targets.process:ProcessTarget",
+    "LOCAL": "mlcli.targets.docker:DockerTarget",
+    "ACI": "mlcli.targets.docker:DockerTarget",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """Everything a target needs to start one revision of a service's scoring server.
+
+    Paths inside the app root are relative (posix), so a container target can mount the app
+    root at /var/azureml-app and keep them; PROCESS uses them under `app_root` as they are.
+    """
+
+    workspace: str  # workspace name (for container labels)
+    service: str
+    revision: int  # 1 on first deploy, +1 on every overwrite/update
+    compute_type: str  # "PROCESS", "LOCAL", "ACI" (normalised upper-case)
+    app_root: Path  # host folder: entry script, source directory, azureml-models/
+    entry_script: str  # relative to app_root -> AZUREML_ENTRY_SCRIPT
+    source_directory: str | None  # relative to app_root -> AZUREML_SOURCE_DIRECTORY
+    model_dir: str  # relative to app_root -> AZUREML_MODEL_DIR
+    models: tuple[tuple[str, int], ...]  # (name, version) of every deployed model
+    environment: Environment  # .python (PROCESS), .key and .spec (image tags, Dockerfiles)
+    port: int | None  # None: the target picks a free port
+    reuse_port: bool  # the port is held by this service's previous revision: bind beside it
+    server_env: Mapping[str, str]  # settings for the server: WORKER_COUNT, SCORING_TIMEOUT_MS...
+    keys_file: Path | None  # -> MLCLI_KEYS_FILE (mode 0600, re-read by the server); None: no auth
+    log_file: Path  # where a target that owns the output (PROCESS) writes stdout/stderr
+    deployment: DeploymentConfig
+    inference: InferenceConfig | None
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A started server: where it answers and how the target finds it again."""
+
+    host: str
+    port: int
+    handle: Mapping[str, Any] = field(default_factory=dict)  # JSON-able, target-specific
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "handle": dict(self.handle)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Endpoint:
+        return cls(data["host"], int(data["port"]), dict(data.get("handle") or {}))
+
+
+class Target(Protocol):
+    """One way of running the scoring server (a child process, a container, a pod)."""
+
+    def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
+        """Launch the server and return at once; deploy polls `state` until HEALTHY.
+
+        Raises an MlcliError (DeployError, DockerUnavailableError...) when it cannot launch.
+        """
+        ...
+
+    def state(self, endpoint: Endpoint) -> str:
+        """HEALTHY, STARTING or DOWN, probed now (never read from a record)."""
+        ...
+
+    def logs(
+        self, endpoint: Endpoint, *, tail: int | None = None, follow: bool = False
+    ) -> Iterator[str]:
+        """The server's output lines (no trailing newline): the last `tail`, then new ones."""
+        ...
+
+    def stop(self, endpoint: Endpoint) -> None:
+        """Stop the server gracefully (SIGTERM drains), then by force; a no-op when gone."""
+        ...
+
+
+def target_for(compute_type: str) -> Target:
+    """The target for a deployment config's computeType, importing only that one."""
+    key = compute_type.upper()
+    if key not in TARGETS:
+        raise ConfigError(
+            f"computeType {compute_type!r} cannot be deployed by mlcli.",
+            where="deploymentConfig, field computeType",
+            fix=f"Use one of {', '.join(sorted(TARGETS))}; for Kubernetes build an image with "
+            "`ml model package` and run it there.",
+        )
+    module_name, class_name = TARGETS[key].split(":")
+    return getattr(importlib.import_module(module_name), class_name)()
