@@ -17,6 +17,28 @@ def mlcli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A small model folder: a weights file and a nested vocabulary file."""
+    folder = tmp_path / "model"
+    (folder / "vocab").mkdir(parents=True)
+    (folder / "model.bin").write_bytes(bytes(range(256)) * 64)
+    (folder / "vocab" / "words.txt").write_text("good\nbad\n")
+    return folder
+
+
+@pytest.fixture
+def registered_model(model_dir: Path):  # -> mlcli.registry.ModelVersion
+    """`model_dir` registered as sentiment:1 in the test's own workspace."""
+    from mlcli.registry import Registry
+
+    registry = Registry.open()
+    try:
+        return registry.register(model_dir, "sentiment")
+    finally:
+        registry.close()
+
+
+@pytest.fixture
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

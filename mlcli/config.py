@@ -1,0 +1,500 @@
+"""Read inferenceConfig and deploymentConfig files (JSON or YAML) into typed, checked records.
+
+The schemas in schemas/ are the single truth for field names, types and documented defaults;
+this module validates against them, applies the defaults that depend on computeType, and turns
+relative paths into absolute ones. Every problem becomes one ConfigError naming the file, the
+field path, what was wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mlcli.errors import ConfigError
+
+SCHEMAS_DIR = (
+    Path(__file__).parent / "schemas"
+)  # a link to the repo's schemas/, a copy when installed
+COMPUTE_TYPES = ("PROCESS", "LOCAL", "ACI", "AKS")
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceConfig:
+    path: Path | None
+    entry_script: Path
+    source_directory: Path | None = None
+    runtime: str = "python"
+    conda_file: Path | None = None
+    environment: dict[str, Any] | None = None
+    extra_dockerfile_steps: Path | None = None
+    enable_gpu: bool = False
+    base_image: str | None = None
+    base_image_registry: dict[str, Any] | None = None
+    cuda_version: str | None = None
+    description: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    max_batch_size: int = 32
+    max_latency_ms: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class AutoScaler:
+    enabled: bool = False
+    min_replicas: int = 1
+    max_replicas: int = 10
+    refresh_period_seconds: int = 1
+    target_utilization: int = 70
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessProbe:
+    period_seconds: int = 10
+    initial_delay_seconds: int = 310
+    timeout_seconds: int = 2
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentConfig:
+    """Target-neutral: each target reads the fields that mean something to it."""
+
+    path: Path | None = None
+    compute_type: str = "PROCESS"
+    port: int | None = None
+    cpu: float | None = None
+    memory_in_gb: float | None = None
+    cpu_limit: float | None = None
+    memory_in_gb_limit: float | None = None
+    gpu_cores: int = 0
+    auth_enabled: bool = False
+    token_auth_enabled: bool = False
+    primary_key: str | None = None
+    secondary_key: str | None = None
+    scoring_timeout_ms: int = 60_000
+    max_concurrent_requests_per_container: int = 1
+    max_queue_wait_ms: int = 60_000
+    workers: int = 1
+    max_request_body_mb: float = 100.0
+    batching: Batching | None = None
+    num_replicas: int | None = None
+    autoscaler: AutoScaler = field(default_factory=AutoScaler)
+    app_insights_enabled: bool = False
+    data_collection_storage_enabled: bool = False
+    liveness_probe: LivenessProbe = field(default_factory=LivenessProbe)
+    namespace: str | None = None
+    compute_target_name: str | None = None
+    ssl_enabled: bool = False
+    ssl_certificate: Path | None = None
+    ssl_key: Path | None = None
+    description: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_body_mb * 1024 * 1024)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def load_inference_config(path: str | Path) -> InferenceConfig:
+    """Read, validate and resolve an inferenceConfig file."""
+    path = Path(path)
+    data = _read_document(path)
+    if isinstance(data.get("runtime"), str):
+        data["runtime"] = data["runtime"].lower()
+    _validate(data, "inferenceConfig", path)
+    return inference_config_from_dict(data, path)
+
+
+def inference_config_from_dict(data: dict[str, Any], path: Path | None) -> InferenceConfig:
+    """Build from already-validated data; paths resolve against `path`'s folder (or the cwd)."""
+    base = path.resolve().parent if path else Path.cwd()
+    where = str(path) if path else "inference config"
+    source_dir = None
+    if data.get("sourceDirectory"):
+        source_dir = (base / data["sourceDirectory"]).resolve()
+        if not source_dir.is_dir():
+            raise ConfigError(
+                f"sourceDirectory: {data['sourceDirectory']!r} is not a folder ({source_dir}).",
+                where=where,
+                fix="Give a folder relative to the config file.",
+            )
+    entry = _resolve_file(data["entryScript"], "entryScript", base, source_dir, where)
+    uses_env = bool(data.get("environment"))
+    conda = extra = None
+    if data.get("condaFile") and not uses_env:
+        conda = _resolve_file(data["condaFile"], "condaFile", base, source_dir, where)
+    if data.get("extraDockerfileSteps") and not uses_env:
+        extra = _resolve_file(
+            data["extraDockerfileSteps"], "extraDockerfileSteps", base, source_dir, where
+        )
+    environment = data.get("environment")
+    if environment:
+        environment = json.loads(json.dumps(environment))  # a private copy
+        python = environment.get("python") or {}
+        if python.get("condaDependenciesFile"):
+            python["condaDependenciesFile"] = str(
+                _resolve_file(
+                    python["condaDependenciesFile"],
+                    "environment.python.condaDependenciesFile",
+                    base,
+                    source_dir,
+                    where,
+                )
+            )
+    return InferenceConfig(
+        path=path.resolve() if path else None,
+        entry_script=entry,
+        source_directory=source_dir,
+        runtime=data.get("runtime", "python"),
+        conda_file=conda,
+        environment=environment,
+        extra_dockerfile_steps=extra,
+        enable_gpu=bool(data.get("enableGpu", False)) and not uses_env,
+        base_image=None if uses_env else data.get("baseImage"),
+        base_image_registry=None if uses_env else data.get("baseImageRegistry"),
+        cuda_version=data.get("cudaVersion"),
+        description=data.get("description"),
+        raw=data,
+    )
+
+
+def load_deployment_config(path: str | Path | None) -> DeploymentConfig:
+    """Read, validate and default a deploymentConfig file; None gives PROCESS with defaults."""
+    if path is None:
+        return deployment_config_from_dict({"computeType": "PROCESS"}, None)
+    path = Path(path)
+    data = _read_document(path)
+    if "computeType" not in data:
+        raise ConfigError(
+            "Need to specify computeType.",
+            where=str(path),
+            fix=f'Add "computeType": one of {", ".join(COMPUTE_TYPES)}.',
+        )
+    compute = data["computeType"]
+    if not isinstance(compute, str) or compute.upper() not in COMPUTE_TYPES:
+        raise ConfigError(
+            f"computeType: {compute!r} is not one of {', '.join(COMPUTE_TYPES)}.",
+            where=str(path),
+            fix='Use one of them; case does not matter ("local" works too).',
+        )
+    data["computeType"] = compute.upper()
+    _validate(data, "deploymentConfig", path)
+    return deployment_config_from_dict(data, path)
+
+
+def deployment_config_from_dict(data: dict[str, Any], path: Path | None) -> DeploymentConfig:
+    """Apply the defaults that depend on computeType and the rules across fields."""
+    where = str(path) if path else "deployment config"
+    compute = data["computeType"].upper()
+    on_azure = compute in ("ACI", "AKS")
+    resources = data.get("containerResourceRequirements") or {}
+    scaler = data.get("autoScaler") or {}
+    keys = data.get("keys") or {}
+    probe = data.get("livenessProbeRequirements") or {}
+    batching = data.get("batching")
+    workers = data.get("workers", 1)
+    num_replicas = data.get("numReplicas")
+    auth = data.get("authEnabled", compute == "AKS")
+    token_auth = data.get("tokenAuthEnabled", False)
+
+    if auth and token_auth:
+        raise ConfigError(
+            "authEnabled and tokenAuthEnabled are both true; a service uses one or the other.",
+            where=where,
+            fix="Set one of them to false.",
+        )
+    if num_replicas is not None and scaler.get("autoscaleEnabled"):
+        raise ConfigError(
+            "numReplicas is set while autoScaler.autoscaleEnabled is true.",
+            where=where,
+            fix="Drop numReplicas to autoscale, or set autoscaleEnabled to false.",
+        )
+    autoscaler = AutoScaler(
+        enabled=scaler.get("autoscaleEnabled", compute == "AKS" and num_replicas is None),
+        min_replicas=scaler.get("minReplicas", 1),
+        max_replicas=scaler.get("maxReplicas", 10),
+        refresh_period_seconds=scaler.get("refreshPeriodInSeconds", 1),
+        target_utilization=scaler.get("targetUtilization", 70),
+    )
+    if autoscaler.min_replicas > autoscaler.max_replicas:
+        raise ConfigError(
+            f"autoScaler.minReplicas ({autoscaler.min_replicas}) is above"
+            f" autoScaler.maxReplicas ({autoscaler.max_replicas}).",
+            where=where,
+            fix="Make minReplicas at most maxReplicas.",
+        )
+    cpu = resources.get("cpu", 0.1 if on_azure else None)
+    memory = resources.get("memoryInGB", 0.5 if on_azure else None)
+    for limit_key, limit, floor_key, floor in (
+        ("cpuLimit", resources.get("cpuLimit"), "cpu", cpu),
+        ("memoryInGBLimit", resources.get("memoryInGBLimit"), "memoryInGB", memory),
+    ):
+        if limit is not None and floor is not None and limit < floor:
+            raise ConfigError(
+                f"containerResourceRequirements.{limit_key} ({limit}) is below"
+                f" {floor_key} ({floor}).",
+                where=where,
+                fix=f"Make {limit_key} at least {floor_key}.",
+            )
+    base = path.resolve().parent if path else Path.cwd()
+    return DeploymentConfig(
+        path=path.resolve() if path else None,
+        compute_type=compute,
+        port=data.get("port"),
+        cpu=cpu,
+        memory_in_gb=memory,
+        cpu_limit=resources.get("cpuLimit"),
+        memory_in_gb_limit=resources.get("memoryInGBLimit"),
+        gpu_cores=data.get("gpuCores", 0),
+        auth_enabled=auth,
+        token_auth_enabled=token_auth,
+        primary_key=keys.get("primaryKey"),
+        secondary_key=keys.get("secondaryKey"),
+        scoring_timeout_ms=data.get("scoringTimeoutMs", 60_000),
+        max_concurrent_requests_per_container=data.get(
+            "maxConcurrentRequestsPerContainer", workers
+        ),
+        max_queue_wait_ms=data.get("maxQueueWaitMs", 500 if compute == "AKS" else 60_000),
+        workers=workers,
+        max_request_body_mb=data.get("maxRequestBodyMB", 100.0),
+        batching=None
+        if batching is None
+        else Batching(batching.get("maxBatchSize", 32), batching.get("maxLatencyMs", 10.0)),
+        num_replicas=num_replicas,
+        autoscaler=autoscaler,
+        app_insights_enabled=data.get("appInsightsEnabled", False),
+        data_collection_storage_enabled=(data.get("dataCollection") or {}).get(
+            "storageEnabled", False
+        ),
+        liveness_probe=LivenessProbe(
+            period_seconds=probe.get("periodSeconds", 10),
+            initial_delay_seconds=probe.get("initialDelaySeconds", 310),
+            timeout_seconds=probe.get("timeoutSeconds", 2),
+            success_threshold=probe.get("successThreshold", 1),
+            failure_threshold=probe.get("failureThreshold", 3),
+        ),
+        namespace=data.get("namespace"),
+        compute_target_name=data.get("computeTargetName"),
+        ssl_enabled=data.get("sslEnabled", False),
+        ssl_certificate=(base / data["sslCertificate"]) if data.get("sslCertificate") else None,
+        ssl_key=(base / data["sslKey"]) if data.get("sslKey") else None,
+        description=data.get("description"),
+        tags=dict(data.get("tags") or {}),
+        properties=dict(data.get("properties") or {}),
+        raw=data,
+    )
+
+
+def config_kind(path: Path, data: dict[str, Any] | None = None) -> str:
+    """'inferenceConfig' or 'deploymentConfig', from the file name, else from its fields."""
+    lowered = path.name.lower()
+    if "deploy" in lowered:
+        return "deploymentConfig"
+    if "inference" in lowered:
+        return "inferenceConfig"
+    data = _read_document(path) if data is None else data
+    return "deploymentConfig" if "computeType" in data else "inferenceConfig"
+
+
+def as_dict(config: InferenceConfig | DeploymentConfig) -> dict[str, Any]:
+    """The parsed record as camelCase JSON (paths as strings), for `ml config validate`."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {
+                _camel(f.name): convert(getattr(value, f.name))
+                for f in dataclasses.fields(value)
+                if f.name != "raw"
+            }
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return convert(config)
+
+
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of 'inferenceConfig' or 'deploymentConfig'."""
+    return json.loads(_schema_text(kind))
+
+
+_AZURE_SPELLING = {
+    "memory_in_gb": "memoryInGB",
+    "memory_in_gb_limit": "memoryInGBLimit",
+    "max_request_body_mb": "maxRequestBodyMB",
+}
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+@cache
+def _schema_text(kind: str) -> str:
+    return (SCHEMAS_DIR / f"{kind}.schema.json").read_text(encoding="utf-8")
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            "the file does not exist.", where=where, fix="Check the path and the file name."
+        ) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(
+            "is a folder, not a config file.", where=where, fix="Give the JSON or YAML file."
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot be read ({exc}).", where=where, fix="Check its permissions and encoding."
+        ) from exc
+    if path.suffix.lower() in (".yml", ".yaml"):
+        data = _parse_yaml(text, where)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if path.suffix.lower() == ".json":
+                raise ConfigError(
+                    f"line {exc.lineno}, column {exc.colno}: {exc.msg}.",
+                    where=where,
+                    fix="Fix the JSON syntax.",
+                ) from exc
+            data = _parse_yaml(text, where)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"holds {_json_type(data)} at the top; a config file holds an object of fields.",
+            where=where,
+            fix="Write the fields as a JSON object ({...}) or a YAML mapping.",
+        )
+    return data
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{at}{problem}.", where=where, fix="Fix the YAML syntax.") from exc
+
+
+def _validate(data: dict[str, Any], kind: str, path: Path) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema(kind))
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        problems = "; ".join(_describe(e) for e in errors)
+        raise ConfigError(
+            problems if problems.endswith(".") else problems + ".",
+            where=str(path),
+            fix=f"The fields and their meaning: schemas/{kind}.schema.json.",
+        )
+
+
+def _describe(error: Any) -> str:
+    """One jsonschema error as 'field.path: what was wrong, what is allowed'."""
+    field_path = _field_path(error.absolute_path)
+    prefix = f"{field_path}: " if field_path else ""
+    value, rule, kw = error.instance, error.validator_value, error.validator
+    if kw == "enum":
+        return f"{prefix}{value!r} is not one of {', '.join(map(str, rule))}"
+    if kw == "type":
+        wanted = " or ".join(rule) if isinstance(rule, list) else rule
+        return f"{prefix}{json.dumps(value)} is {_json_type(value)}; expected {_article(wanted)}"
+    if kw == "required":
+        missing = [name for name in rule if name not in value]
+        return f"{prefix}missing required field {', '.join(map(repr, missing))}"
+    if kw == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extras = sorted(set(value) - set(allowed))
+        parts = []
+        for extra in extras:
+            close = difflib.get_close_matches(extra, allowed, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+            parts.append(f"{prefix}unknown field {extra!r} ({hint})")
+        return "; ".join(parts)
+    bounds = {
+        "minimum": "at least",
+        "maximum": "at most",
+        "exclusiveMinimum": "more than",
+        "exclusiveMaximum": "less than",
+    }
+    if kw in bounds:
+        return f"{prefix}{value!r} is out of range; it must be {bounds[kw]} {rule}"
+    if kw == "minLength":
+        return f"{prefix}must not be empty"
+    if kw == "pattern":
+        allowed = error.schema.get("x-allowed", f"it must match {rule}")
+        return f"{prefix}{value!r} is not valid; {allowed}"
+    return f"{prefix}{error.message}"
+
+
+def _field_path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _resolve_file(
+    value: str, field_name: str, base: Path, source_dir: Path | None, where: str
+) -> Path:
+    # Azure reads these relative to sourceDirectory; some v1 files spell them relative to the
+    # config file instead ("src/score.py" with sourceDirectory "src"), which Azure also found.
+    candidates = [source_dir / value] if source_dir else []
+    candidates.append(base / value)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    looked = " or ".join(str(c) for c in candidates)
+    relative_to = "sourceDirectory" if source_dir else "the config file's folder"
+    raise ConfigError(
+        f"{field_name}: {value!r} does not exist (looked for {looked}).",
+        where=where,
+        fix=f"Give a file path relative to {relative_to}.",
+    )
+
+
+def _camel(name: str) -> str:
+    if name in _AZURE_SPELLING:
+        return _AZURE_SPELLING[name]
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def _article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

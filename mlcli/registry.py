@@ -1,0 +1,658 @@
+"""The model registry: named, numbered model versions in SQLite, their bytes in the store.
+
+`register` checks the whole input before writing anything, copies the files into the
+content-addressed store (mlcli/store.py), and only then allocates `name:N` and commits the rows,
+in one BEGIN IMMEDIATE transaction. Version numbers come from a per-name counter that only grows,
+so a deleted number is never handed out again (as in Azure ML).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mlcli import db
+from mlcli.errors import ConfigError, ConflictError, MlcliError, NotFoundError
+from mlcli.paths import Workspace
+from mlcli.store import Store, place_copy, verify_blob
+
+NAME_RULE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+PROGRESS_INTERVAL_S = 0.1
+
+
+def check_name(name: str, *, where: str = "-n/--name") -> str:
+    """A model name: letters, digits, '-', '_' and '.', 1 to 255 characters, not only dots."""
+    if not NAME_RULE.match(name) or set(name) == {"."}:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise ConfigError(
+            f"model name {shown!r} is not valid"
+            + (f" ({len(name)} characters)." if len(name) > 255 else "."),
+            where=where,
+            fix="Use 1 to 255 letters, digits, '-', '_' and '.' (not only dots).",
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """`name:N` or `name` (the latest version), parsed once at the edge."""
+
+    name: str
+    version: int | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, where: str = "-i/--model-id") -> ModelRef:
+        name, sep, version = text.rpartition(":") if ":" in text else (text, "", "")
+        check_name(name, where=where)
+        if not sep:
+            return cls(name, None)
+        if not version.isdigit() or int(version) < 1:
+            raise ConfigError(
+                f"model id {text!r} has version {version!r}, which is not a positive number.",
+                where=where,
+                fix="Write NAME:N, e.g. sentiment:3, or just NAME for the latest version.",
+            )
+        return cls(name, int(version))
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """One registered file; `path` is posix, relative to the registered file or folder."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    name: str
+    version: int
+    created_time: str
+    description: str | None
+    tags: dict[str, str]
+    properties: dict[str, str]
+    framework: str | None
+    framework_version: str | None
+    root_name: str
+    is_dir: bool
+    files: tuple[ModelFile, ...] = field(default=())
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The model as `ml model show` prints it: Azure v1's camelCase keys, plus the files."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "createdTime": self.created_time,
+            "description": self.description,
+            "tags": dict(self.tags),
+            "properties": dict(self.properties),
+            "framework": self.framework,
+            "frameworkVersion": self.framework_version,
+            "modelPath": self.root_name,
+            "isFolder": self.is_dir,
+            "sizeBytes": self.size,
+            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    relpath: str
+    abspath: Path
+    size: int
+
+
+class Registry:
+    """One workspace's models. Open it with `Registry.open(workspace)`."""
+
+    def __init__(self, workspace: Workspace, conn: sqlite3.Connection) -> None:
+        self.workspace = workspace
+        self.conn = conn
+        self.store = Store(workspace.store_dir)
+
+    @classmethod
+    def open(cls, workspace: str | Workspace | None = None) -> Registry:
+        if not isinstance(workspace, Workspace):
+            workspace = Workspace.named(workspace)
+        return cls(workspace, db.connect(workspace))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- register -------------------------------------------------------------------------
+
+    def register(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        framework: str | None = None,
+        framework_version: str | None = None,
+        child_paths: Iterable[str] = (),
+        on_progress: Callable[[str], None] | None = None,
+    ) -> ModelVersion:
+        """Copy a file or folder into the store and record it as the next version of `name`."""
+        check_name(name)
+        root, is_dir, sources = collect_sources(Path(path), tuple(child_paths))
+        total = sum(s.size for s in sources)
+        files: list[ModelFile] = []
+        report = _ProgressReporter(on_progress, total, len(sources))
+        with self.store.writing(self._referenced) as session:
+            for source in sources:
+                size, digest = session.add(source.abspath, report.add_bytes)
+                if size != source.size:
+                    raise MlcliError(
+                        f"{source.abspath} changed size while it was being registered.",
+                        fix="Register it again once nothing is writing to it.",
+                    )
+                files.append(ModelFile(source.relpath, size, digest))
+                report.file_done()
+            session.make_durable()
+            report.finish()
+            now = _now()
+            with db.immediate(self.conn):
+                row = self.conn.execute(
+                    "SELECT next_version FROM models WHERE name = ?", (name,)
+                ).fetchone()
+                version = row["next_version"] if row else 1
+                if row:
+                    self.conn.execute(
+                        "UPDATE models SET next_version = ? WHERE name = ?", (version + 1, name)
+                    )
+                else:
+                    self.conn.execute(
+                        "INSERT INTO models (name, next_version, created_time) VALUES (?, 2, ?)",
+                        (name, now),
+                    )
+                self.conn.execute(
+                    "INSERT INTO model_versions (name, version, created_time, description, tags,"
+                    " properties, framework, framework_version, root_name, is_dir)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        version,
+                        now,
+                        description,
+                        json.dumps(dict(tags or {})),
+                        json.dumps(dict(properties or {})),
+                        framework,
+                        framework_version,
+                        root.name,
+                        int(is_dir),
+                    ),
+                )
+                self.conn.executemany(
+                    "INSERT INTO model_files (name, version, path, size, sha256)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(name, version, f.path, f.size, f.sha256) for f in files],
+                )
+        return self.get(name, version)
+
+    # -- read -----------------------------------------------------------------------------
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion:
+        """One version of `name`, the latest when `version` is None."""
+        if version is None:
+            row = self.conn.execute(
+                "SELECT * FROM model_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+        else:
+            row = self.conn.execute(
+                "SELECT * FROM model_versions WHERE name = ? AND version = ?", (name, version)
+            ).fetchone()
+        if row is None:
+            raise self._not_found(name, version)
+        return self._load([row])[0]
+
+    def resolve(self, ref: ModelRef) -> ModelVersion:
+        return self.get(ref.name, ref.version)
+
+    def list(
+        self,
+        name: str | None = None,
+        *,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str | None] | None = None,
+        latest: bool = False,
+    ) -> list[ModelVersion]:
+        """Versions by name, newest first; `tags`/`properties` map key -> value (None: any)."""
+        sql = "SELECT * FROM model_versions"
+        args: tuple[Any, ...] = ()
+        if name is not None:
+            sql, args = sql + " WHERE name = ?", (name,)
+        rows = self.conn.execute(sql + " ORDER BY name, version DESC", args).fetchall()
+        if latest:  # rows come newest first within each name
+            rows = [r for i, r in enumerate(rows) if i == 0 or rows[i - 1]["name"] != r["name"]]
+        models = self._load(rows)
+        return [
+            m
+            for m in models
+            if _matches(m.tags, tags or {}) and _matches(m.properties, properties or {})
+        ]
+
+    def in_use_by(self, name: str, version: int) -> list[str]:
+        """Services whose rows name this model version."""
+        rows = self.conn.execute(
+            "SELECT service FROM service_models WHERE model_name = ? AND model_version = ?"
+            " ORDER BY service",
+            (name, version),
+        ).fetchall()
+        return [r["service"] for r in rows]
+
+    # -- change ---------------------------------------------------------------------------
+
+    def update(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        add_tags: Mapping[str, str] | None = None,
+        remove_tags: Iterable[str] = (),
+        add_properties: Mapping[str, str] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Change tags and description; properties can only be added, as in Azure ML."""
+        remove_tags = tuple(remove_tags)
+        with db.immediate(self.conn):
+            current = self.get(name, version)
+            tags = dict(current.tags)
+            missing = [k for k in remove_tags if k not in tags and k not in (add_tags or {})]
+            if missing:
+                raise NotFoundError(
+                    f"model {current.id} has no tag {missing[0]!r} to remove"
+                    + (f" (its tags: {', '.join(sorted(tags))})." if tags else " (no tags)."),
+                    where="--remove-tag",
+                )
+            for key in remove_tags:
+                tags.pop(key, None)
+            tags.update(add_tags or {})
+            props = dict(current.properties)
+            for key, value in (add_properties or {}).items():
+                if key in props and props[key] != value:
+                    raise ConflictError(
+                        f"model {current.id} already has property {key}={props[key]!r};"
+                        " properties cannot be changed once set.",
+                        where="--add-property",
+                        fix="Use a tag for values that change, or register a new version.",
+                    )
+                props[key] = value
+            self.conn.execute(
+                "UPDATE model_versions SET tags = ?, properties = ?, description = ?"
+                " WHERE name = ? AND version = ?",
+                (
+                    json.dumps(tags),
+                    json.dumps(props),
+                    current.description if description is None else description,
+                    current.name,
+                    current.version,
+                ),
+            )
+        return self.get(current.name, current.version)
+
+    def delete(self, name: str, version: int, *, force: bool = False) -> ModelVersion:
+        """Delete one version; refused while a service uses it, unless `force`."""
+        model = self.get(name, version)
+        digests = {f.sha256 for f in model.files}
+        with self.store.forgetting(digests, self._referenced), db.immediate(self.conn):
+            services = self.in_use_by(name, version)
+            if services and not force:
+                raise ConflictError(
+                    f"model {model.id} is used by service(s) {', '.join(services)}.",
+                    fix="Delete or update those services first, or pass --force.",
+                )
+            self.conn.execute(
+                "DELETE FROM model_versions WHERE name = ? AND version = ?", (name, version)
+            )
+        return model
+
+    # -- files ----------------------------------------------------------------------------
+
+    def materialize(
+        self, model: ModelVersion, dest: Path, *, link: bool = True, read_only: bool = True
+    ) -> Path:
+        """Write dest/<root_name> (the registered file or folder) from the store, atomically.
+
+        The tree is built beside its final place and renamed in, replacing an older copy. With
+        `link` and `read_only`, files are hard links to the (read-only) blobs when the store is
+        on the same filesystem: instant for large models, no extra disk. `read_only=False` gives
+        ordinary writable copies (`ml model download`).
+        """
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / model.root_name
+        staging = dest / f".{model.root_name}.mlcli-{uuid.uuid4().hex[:12]}"
+        try:
+            with self.store.reading():
+                for f in model.files:
+                    blob = self.store.blob_path(f.sha256)
+                    verify_blob(blob, f.size, f"{model.id} file {f.path}")
+                    out = staging / f.path if model.is_dir else staging
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    place_copy(blob, out, link=link, read_only=read_only)
+            if target.exists() or target.is_symlink():
+                old = dest / f".{model.root_name}.old-{uuid.uuid4().hex[:12]}"
+                target.rename(old)
+                staging.rename(target)
+                _remove(old)
+            else:
+                staging.rename(target)
+        except BaseException:
+            _remove(staging)
+            raise
+        return target
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _referenced(self, digests: set[str]) -> set[str]:
+        found: set[str] = set()
+        ordered = sorted(digests)
+        for i in range(0, len(ordered), 500):
+            batch = ordered[i : i + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self.conn.execute(
+                f"SELECT DISTINCT sha256 FROM model_files WHERE sha256 IN ({marks})", batch
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def _load(self, rows: list[sqlite3.Row]) -> list[ModelVersion]:
+        if not rows:
+            return []
+        files: dict[tuple[str, int], list[ModelFile]] = {}
+        if len(rows) == 1:
+            query = "SELECT * FROM model_files WHERE name = ? AND version = ? ORDER BY path"
+            file_rows = self.conn.execute(query, (rows[0]["name"], rows[0]["version"]))
+        else:
+            names = sorted({r["name"] for r in rows})
+            marks = ",".join("?" * len(names))
+            query = f"SELECT * FROM model_files WHERE name IN ({marks}) ORDER BY path"
+            file_rows = self.conn.execute(query, names)
+        for fr in file_rows:
+            files.setdefault((fr["name"], fr["version"]), []).append(
+                ModelFile(fr["path"], fr["size"], fr["sha256"])
+            )
+        return [
+            ModelVersion(
+                name=r["name"],
+                version=r["version"],
+                created_time=r["created_time"],
+                description=r["description"],
+                tags=json.loads(r["tags"]),
+                properties=json.loads(r["properties"]),
+                framework=r["framework"],
+                framework_version=r["framework_version"],
+                root_name=r["root_name"],
+                is_dir=bool(r["is_dir"]),
+                files=tuple(files.get((r["name"], r["version"]), ())),
+            )
+            for r in rows
+        ]
+
+    def _not_found(self, name: str, version: int | None) -> NotFoundError:
+        versions = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT version FROM model_versions WHERE name = ? ORDER BY version", (name,)
+            )
+        ]
+        known = self.conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone()
+        if version is None or not known:
+            return NotFoundError(
+                f"no model named {name!r} is registered"
+                + (" (all its versions were deleted)." if known else "."),
+                fix="See the registered names with `ml model list`.",
+            )
+        return NotFoundError(
+            f"model {name!r} has no version {version}"
+            + (f"; its versions are {_ranges(versions)}." if versions else "; none is left."),
+            fix=f"See them with `ml model list -n {name}`.",
+        )
+
+
+def collect_sources(
+    path: Path, child_paths: tuple[str, ...] = ()
+) -> tuple[Path, bool, list[_Source]]:
+    """Check a file or folder to register and list its files, before anything is written.
+
+    Refuses what could not be registered whole: a missing path, an empty folder, a symlink that
+    leads outside the folder, a file that cannot be read, anything that is not a regular file.
+    """
+    where = "-p/--model-path"
+    if not os.path.lexists(path):
+        raise ConfigError(
+            f"{path} does not exist.", where=where, fix="Give the model's file or folder."
+        )
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(
+            f"{path} is a symlink that leads nowhere ({exc}).",
+            where=where,
+            fix="Point -p at the model's real file or folder.",
+        ) from exc
+    root = Path(os.path.normpath(path.absolute()))  # keeps a symlink's own name
+    if real.is_file():
+        if child_paths:
+            raise ConfigError(
+                f"--child-path only applies to folders, and {path} is a file.",
+                where="--child-path",
+                fix="Drop --child-path, or point -p at the folder that holds the file.",
+            )
+        _check_readable(real, str(path))
+        return root, False, [_Source(root.name, real, real.stat().st_size)]
+    if not real.is_dir():
+        raise ConfigError(
+            f"{path} is not a regular file or folder.",
+            where=where,
+            fix="Register a file or a folder of files.",
+        )
+    sources: list[_Source] = []
+    starts = [_child(real, c) for c in child_paths] if child_paths else [real]
+    seen: set[str] = set()
+    for start in starts:
+        for src in _walk(real, start, path):
+            if src.relpath not in seen:
+                seen.add(src.relpath)
+                sources.append(src)
+    if not sources:
+        raise ConfigError(
+            f"{path} holds no files" + (" under the given --child-path." if child_paths else "."),
+            where=where,
+            fix="Register a folder that contains the model's files.",
+        )
+    sources.sort(key=lambda s: s.relpath)
+    return root, True, sources
+
+
+def _child(real_root: Path, child: str) -> Path:
+    candidate = (real_root / child).resolve()
+    if not os.path.lexists(real_root / child):
+        raise ConfigError(
+            f"{child!r} does not exist inside the model folder.",
+            where="--child-path",
+            fix="Give paths relative to the folder passed with -p.",
+        )
+    if not candidate.is_relative_to(real_root):
+        raise ConfigError(
+            f"{child!r} leads outside the model folder.",
+            where="--child-path",
+            fix="Give paths relative to the folder passed with -p, without '..'.",
+        )
+    return candidate
+
+
+def _walk(real_root: Path, start: Path, shown_root: Path) -> list[_Source]:
+    """Regular files under `start`, following symlinks that stay inside the model folder."""
+    out: list[_Source] = []
+    # Each pending entry: the real folder to list, and its path as seen from the model root.
+    pending: list[tuple[Path, PurePosixPath, frozenset[Path]]] = []
+
+    def visit(entry: Path, rel: PurePosixPath, ancestors: frozenset[Path]) -> None:
+        shown = shown_root / rel
+        try:
+            st = entry.lstat()
+        except OSError as exc:
+            raise _unreadable(shown, exc) from exc
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = entry.resolve(strict=True)
+            except (OSError, RuntimeError) as exc:
+                raise ConfigError(
+                    f"{shown} is a symlink that leads nowhere.",
+                    where="-p/--model-path",
+                    fix="Remove the broken link or make it point at a file in the folder.",
+                ) from exc
+            if not target.is_relative_to(real_root):
+                raise ConfigError(
+                    f"{shown} is a symlink to {target}, outside the model folder.",
+                    where="-p/--model-path",
+                    fix="Copy that file into the folder, or register the folder it lives in.",
+                )
+            entry, st = target, target.stat()
+        if stat.S_ISDIR(st.st_mode):
+            if entry in ancestors:
+                raise ConfigError(
+                    f"{shown} is a symlink to one of its own parent folders (a loop).",
+                    where="-p/--model-path",
+                    fix="Remove the link.",
+                )
+            pending.append((entry, rel, ancestors | {entry}))
+        elif stat.S_ISREG(st.st_mode):
+            _check_readable(entry, str(shown))
+            out.append(_Source(str(rel), entry, st.st_size))
+        else:
+            raise ConfigError(
+                f"{shown} is not a regular file (a pipe, socket or device).",
+                where="-p/--model-path",
+                fix="Remove it from the folder, or register only the files with --child-path.",
+            )
+
+    start_rel = PurePosixPath(*start.relative_to(real_root).parts)
+    if start == real_root:
+        pending.append((real_root, PurePosixPath(), frozenset({real_root})))
+    else:
+        visit(start, start_rel, frozenset({real_root}))
+    while pending:
+        folder, rel, ancestors = pending.pop()
+        try:
+            names = sorted(p.name for p in folder.iterdir())
+        except OSError as exc:
+            raise _unreadable(shown_root / rel, exc) from exc
+        for child_name in names:
+            visit(folder / child_name, rel / child_name, ancestors)
+    return out
+
+
+def _check_readable(path: Path, shown: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise _unreadable(Path(shown), exc) from exc
+    os.close(fd)
+
+
+def _unreadable(shown: Path, exc: OSError) -> ConfigError:
+    return ConfigError(
+        f"{shown} cannot be read ({exc.strerror}).",
+        where="-p/--model-path",
+        fix="Fix its permissions (chmod u+r), or leave it out with --child-path.",
+    )
+
+
+class _ProgressReporter:
+    """Turns byte counts into at most ten `on_progress` lines a second."""
+
+    def __init__(self, on_progress: Callable[[str], None] | None, total: int, count: int) -> None:
+        self.on_progress, self.total, self.count = on_progress, total, count
+        self.done_bytes = self.done_files = 0
+        self.last = 0.0
+
+    def add_bytes(self, n: int) -> None:
+        self.done_bytes += n
+        self._maybe_report()
+
+    def file_done(self) -> None:
+        self.done_files += 1
+        self._maybe_report()
+
+    def finish(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self._line())
+
+    def _maybe_report(self) -> None:
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_INTERVAL_S:
+            self.last = now
+            self.on_progress(self._line())
+
+    def _line(self) -> str:
+        return (
+            f"hashing and copying {_human(self.done_bytes)} of {_human(self.total)}"
+            f" ({self.done_files}/{self.count} files)"
+        )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3, 5'."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and runs[-1][-1] == n - 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def _matches(values: Mapping[str, str], wanted: Mapping[str, str | None]) -> bool:
+    return all(k in values and (v is None or values[k] == v) for k, v in wanted.items())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
