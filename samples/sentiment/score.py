@@ -35,6 +35,10 @@ def init():
         tokenizer = pickle.load(handle)
     with open(os.path.join(model_path, "encoder.pkl"), "rb") as handle:
         encoder = pickle.load(handle)
+    # Keras traces its predict function on first use, and again for a second batch shape (about
+    # 1 s each): pay that here rather than on the first requests.
+    predict(["warm up"])
+    predict(["warm up", "warm up"])
 
 
 def decode_sentiment(score, include_neutral=True):
