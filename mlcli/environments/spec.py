@@ -1,0 +1,210 @@
+"""What a model environment must contain: an inference config -> an `EnvironmentSpec`.
+
+The spec is the resolved request (a python constraint and pip requirement lines, the scoring
+server's own requirements included); its hash names the environment on disk, so every service
+whose config asks for the same thing shares one environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcli.environments.conda import (
+    CondaRequirements,
+    canonical_name,
+    conda_requirements,
+    read_conda_file,
+)
+from mlcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlcli.config import InferenceConfig
+
+# Bump when the way an environment is built changes, so old environments are not reused.
+SPEC_FORMAT = 1
+DEFAULT_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+SERVER_REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "server" / "requirements.txt"
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentSpec:
+    """A model environment's recipe: python constraint + pip requirement lines."""
+
+    python: str  # requested: "3.8", "3.11.4", ">=3.9,<3.12"
+    requirements: tuple[str, ...]  # pip requirement lines, the server's requirements included
+    source: str  # what it came from, for messages: "conda file /x/env.yml"
+    # Not part of the key: what the messages need to name the user's own words.
+    skipped_azureml: tuple[str, ...] = field(default=(), compare=False)
+    skipped_conda: tuple[str, ...] = field(default=(), compare=False)
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    @property
+    def key(self) -> str:
+        """Short sha256 of the canonical spec: the environment's folder name."""
+        canonical = json.dumps(
+            {"format": SPEC_FORMAT, "python": self.python, "requirements": self.requirements},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def origin_of(self, package: str) -> str | None:
+        """The conda file entry a pip package came from ("pytorch=1.13"), if any."""
+        return dict(self.origins).get(canonical_name(package))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "python": self.python,
+            "requirements": list(self.requirements),
+            "source": self.source,
+            "skippedAzureml": list(self.skipped_azureml),
+            "skippedConda": list(self.skipped_conda),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnvironmentSpec:
+        return cls(
+            python=data["python"],
+            requirements=tuple(data["requirements"]),
+            source=data.get("source", ""),
+            skipped_azureml=tuple(data.get("skippedAzureml", ())),
+            skipped_conda=tuple(data.get("skippedConda", ())),
+        )
+
+
+def spec_for(ic: InferenceConfig | None) -> EnvironmentSpec:
+    """The environment an inference config asks for; the server's minimal set when none.
+
+    Azure's precedence: an inline `environment` wins over the legacy `condaFile`.
+    """
+    if ic is None:
+        return minimal_spec()
+    environment = getattr(ic, "environment", None)
+    if environment:
+        return _spec_from_environment(ic, environment)
+    conda_file = getattr(ic, "conda_file", None)
+    if conda_file:
+        path = Path(conda_file)
+        return spec_from_conda(read_conda_file(path), source=f"conda file {path}")
+    return minimal_spec()
+
+
+def spec_for_conda_file(path: Path) -> EnvironmentSpec:
+    return spec_from_conda(read_conda_file(path), source=f"conda file {path}")
+
+
+def minimal_spec() -> EnvironmentSpec:
+    return _assemble(DEFAULT_PYTHON, (), source="the scoring server's own requirements")
+
+
+def spec_from_conda(conda: CondaRequirements, *, source: str) -> EnvironmentSpec:
+    return _assemble(
+        conda.python or DEFAULT_PYTHON,
+        conda.requirements,
+        source=source,
+        skipped_conda=conda.skipped,
+        origins=conda.origins,
+    )
+
+
+def server_requirements() -> tuple[str, ...]:
+    """The scoring server's own requirements: mlcli/server/requirements.txt, else the
+    `server` extra of mlcli's package metadata (the same list, kept in step)."""
+    if SERVER_REQUIREMENTS_FILE.is_file():
+        lines = SERVER_REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines()
+        return tuple(
+            line.split(" #", 1)[0].strip()
+            for line in lines
+            if line.strip() and not line.lstrip().startswith("#")
+        )
+    from importlib import metadata
+
+    extra = re.compile(r"""extra\s*==\s*["']server["']""")
+    found = []
+    for requirement in metadata.requires("mlcli") or []:
+        text, _, marker = requirement.partition(";")
+        if extra.search(marker):
+            found.append(text.strip())
+    return tuple(found)
+
+
+def is_azureml_runtime(requirement: str) -> bool:
+    """azureml-defaults, azureml-core, azureml-inference-server-http and the other azureml-*
+    packages: mlcli's server and compatibility modules provide what score.py imports."""
+    match = _REQUIREMENT_NAME.match(requirement)
+    if not match or requirement.lstrip().startswith("-"):
+        return False
+    name = canonical_name(match.group(1))
+    return name == "azureml" or name.startswith("azureml-")
+
+
+def _assemble(
+    python: str,
+    requirements: tuple[str, ...],
+    *,
+    source: str,
+    skipped_conda: tuple[str, ...] = (),
+    origins: dict[str, str] | None = None,
+) -> EnvironmentSpec:
+    kept = [r for r in requirements if not is_azureml_runtime(r)]
+    skipped = tuple(r for r in requirements if is_azureml_runtime(r))
+    options = [r for r in kept if r.startswith("-")]  # --extra-index-url and friends first
+    packages = sorted({r for r in kept if not r.startswith("-")} | set(server_requirements()))
+    all_origins = dict(origins or {})
+    for line in requirements:
+        match = _REQUIREMENT_NAME.match(line)
+        if match and not line.startswith("-"):
+            all_origins.setdefault(canonical_name(match.group(1)), line)
+    return EnvironmentSpec(
+        python=python,
+        requirements=(*dict.fromkeys(options), *packages),
+        source=source,
+        skipped_azureml=skipped,
+        skipped_conda=skipped_conda,
+        origins=tuple(sorted(all_origins.items())),
+    )
+
+
+def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentSpec:
+    config_path = Path(getattr(ic, "path", "inferenceConfig.json"))
+    where = f"{config_path}, field environment"
+    if not isinstance(environment, dict):
+        raise ConfigError("'environment' must be an object.", where=where)
+    python = environment.get("python") or {}
+    if set(environment) <= {"name", "version"}:
+        raise ConfigError(
+            f"environment {environment.get('name')!r} (version {environment.get('version')!r}) "
+            "refers to an environment registered in an Azure ML workspace, which mlcli cannot "
+            "fetch.",
+            where=where,
+            fix="Give its conda file instead: condaFile, or environment.python."
+            "condaDependenciesFile, or an inline environment.python.condaDependencies.",
+        )
+    if python.get("userManagedDependencies"):
+        raise ConfigError(
+            "environment.python.userManagedDependencies is true: the packages are meant to be "
+            "installed by hand into a Docker base image, which a PROCESS deployment does not use.",
+            where=f"{where}.python.userManagedDependencies",
+            fix="Set it to false and list the packages in a conda file "
+            "(environment.python.condaDependenciesFile).",
+        )
+    name = environment.get("name") or "inline environment"
+    if python.get("condaDependencies"):
+        conda = conda_requirements(
+            python["condaDependencies"], where=f"{where}.python.condaDependencies"
+        )
+        return spec_from_conda(conda, source=f"environment {name!r} in {config_path}")
+    if python.get("condaDependenciesFile"):
+        path = Path(python["condaDependenciesFile"])
+        if not path.is_absolute():
+            base = getattr(ic, "source_directory", None) or config_path.parent
+            path = Path(base) / path
+        return spec_from_conda(read_conda_file(path), source=f"conda file {path}")
+    return minimal_spec()
