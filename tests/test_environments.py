@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from mlcli.config import InferenceConfig, load_inference_config
 from mlcli.environments import (
     ensure_environment,
     frozen_requirements,
     list_environments,
     prune,
     server_runtime_path,
+    spec_for,
     spec_for_conda_file,
 )
 from mlcli.environments.build import find_uv, load_environment
@@ -192,6 +194,70 @@ def test_conda_forms_pip_cannot_express_are_refused_with_the_entry_named(entry: 
 
     assert entry in str(caught.value)
     assert "env.yml, field dependencies" in str(caught.value)
+
+
+# --- inference configs -> specs --------------------------------------------------------------
+
+
+def inference_config(folder: Path, document: dict) -> InferenceConfig:
+    source = folder / "src"
+    source.mkdir(exist_ok=True)
+    (source / "score.py").write_text("def init():\n    pass\n\ndef run(data):\n    return data\n")
+    path = folder / "inferenceConfig.json"
+    path.write_text(json.dumps({"entryScript": "score.py", "sourceDirectory": "src", **document}))
+    return load_inference_config(path)
+
+
+def test_an_inference_configs_conda_file_is_read_relative_to_its_source_directory(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "src").mkdir()
+    write_conda_file(tmp_path / "src", "dependencies: [python=3.10, six]", "myenv.yml")
+
+    spec = spec_for(inference_config(tmp_path, {"condaFile": "myenv.yml"}))
+
+    assert spec.python == "3.10"
+    assert "six" in spec.requirements
+    assert spec.source == f"conda file {tmp_path / 'src' / 'myenv.yml'}"
+
+
+def test_an_inline_environment_wins_over_the_legacy_conda_file(tmp_path: Path) -> None:
+    environment = {
+        "name": "myenv",
+        "python": {
+            "userManagedDependencies": False,
+            "condaDependencies": {
+                "dependencies": ["python=3.9", {"pip": ["azureml-defaults", "packaging"]}]
+            },
+        },
+    }
+
+    spec = spec_for(
+        inference_config(tmp_path, {"condaFile": "absent.yml", "environment": environment})
+    )
+
+    assert spec.python == "3.9"
+    assert "packaging" in spec.requirements
+    assert spec.skipped_azureml == ("azureml-defaults",)
+
+
+def test_an_environment_reference_by_name_and_version_is_a_config_error_saying_what_to_give(
+    tmp_path: Path,
+) -> None:
+    ic = inference_config(tmp_path, {"environment": {"name": "AzureML-Minimal", "version": "1"}})
+
+    with pytest.raises(ConfigError) as caught:
+        spec_for(ic)
+
+    assert "'AzureML-Minimal'" in str(caught.value)
+    assert "condaDependenciesFile" in caught.value.fix
+
+
+def test_no_inference_config_and_none_without_conda_file_both_give_the_minimal_set(
+    tmp_path: Path,
+) -> None:
+    assert spec_for(None) == minimal_spec()
+    assert spec_for(inference_config(tmp_path, {})) == minimal_spec()
 
 
 # --- interpreter choice ---------------------------------------------------------------------

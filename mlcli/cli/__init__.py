@@ -15,6 +15,8 @@ from mlcli.errors import MlcliError
 SUBGROUPS: dict[str, str] = {
     "model": "mlcli.cli.model:model",
     "config": "mlcli.cli.config:config",
+    "env": "mlcli.cli.env:env",
+    "environment": "mlcli.cli.env:env",  # Azure v1's `az ml environment` spelling
 }
 
 

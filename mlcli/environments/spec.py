@@ -173,7 +173,7 @@ def _assemble(
 
 
 def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentSpec:
-    config_path = Path(getattr(ic, "path", "inferenceConfig.json"))
+    config_path = Path(getattr(ic, "path", None) or "inferenceConfig.json")
     where = f"{config_path}, field environment"
     if not isinstance(environment, dict):
         raise ConfigError("'environment' must be an object.", where=where)
