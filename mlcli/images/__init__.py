@@ -1,0 +1,132 @@
+"""Docker images for LOCAL and ACI services and for `ml model package`, with no registry.
+
+    mlcli/base:bookworm-py3.11-<recipe>  Debian bookworm + python3 from debootstrap (base.py)
+    mlcli/env:<spec key>                 + the model environment, installed offline from wheels
+                                         downloaded on the host (build.py)
+    mlcli/app:<service>-<hash>           + the scoring server and the app root (entry script,
+                                         source directory); models are mounted read-only
+    mlcli/package:<model>-<hash>         the same with the models inside (`ml model package`)
+
+Every image and container mlcli makes carries `org.mlcli.*` labels, which is how `ml image
+list` and `ml service delete --purge` find them. `MLCLI_DOCKER_LABELS="k=v,k2=v2"` adds labels
+of your own to all of them (tests use it to clean up after themselves).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcli.errors import ConfigError, DockerUnavailableError
+
+if TYPE_CHECKING:
+    import docker
+    import docker.models.images
+
+LABEL = "org.mlcli"
+KIND = f"{LABEL}.kind"  # base | env | app | package | wheels (a build stage, removed after use)
+WORKSPACE = f"{LABEL}.workspace"
+SERVICE = f"{LABEL}.service"
+ENV_KEY = f"{LABEL}.env"  # the environment spec key (env, app and package images)
+ENV_IMAGE = f"{LABEL}.env-image"  # id of the env image an app or package image was built on
+BASE_IMAGE = f"{LABEL}.base-image"  # id of the base image an env image was built on
+
+_CLIENTS: dict[str, docker.DockerClient] = {}
+
+
+def extra_labels() -> dict[str, str]:
+    """Labels from MLCLI_DOCKER_LABELS ("k=v,k2=v2"), added to everything mlcli creates."""
+    text = os.environ.get("MLCLI_DOCKER_LABELS", "").strip()
+    labels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"{item!r} is not a key=value label.",
+                where="environment variable MLCLI_DOCKER_LABELS",
+                fix='Write labels as "key=value,key2=value2", or unset the variable.',
+            )
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def labels(**values: str) -> dict[str, str]:
+    """mlcli's labels (keyword names map to org.mlcli.<name>) plus MLCLI_DOCKER_LABELS."""
+    return {**extra_labels(), **{f"{LABEL}.{k.replace('_', '-')}": v for k, v in values.items()}}
+
+
+def docker_client() -> docker.DockerClient:
+    """A client for the local engine (DOCKER_HOST, else the default socket), checked alive once
+    per process (state probes call this many times a second while a deploy waits)."""
+    import docker
+
+    cached = _CLIENTS.get(os.environ.get("DOCKER_HOST", ""))
+    if cached is not None:
+        return cached
+
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailableError(
+            f"the Docker engine is not reachable at {host} ({exc}).",
+            where="deploymentConfig, field computeType",
+            fix="Start dockerd (or point DOCKER_HOST at it), or deploy with computeType "
+            "PROCESS, which needs no Docker.",
+        ) from exc
+    _CLIENTS[os.environ.get("DOCKER_HOST", "")] = client
+    return client
+
+
+def find_image(client: docker.DockerClient, name: str) -> docker.models.images.Image | None:
+    """The local image called `name` (tag or id), or None. Never pulls."""
+    import docker
+
+    try:
+        return client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def image_summary(image: docker.models.images.Image) -> dict[str, Any]:
+    """One image as `ml image list` shows it."""
+    image_labels = image.labels or {}
+    return {
+        "id": image.short_id.removeprefix("sha256:"),
+        "tags": list(image.tags),
+        "kind": image_labels.get(KIND, ""),
+        "environment": image_labels.get(ENV_KEY),
+        "workspace": image_labels.get(WORKSPACE),
+        "service": image_labels.get(SERVICE),
+        "sizeMB": round(image.attrs.get("Size", 0) / 1e6, 1),
+        "createdTime": image.attrs.get("Created", ""),
+    }
+
+
+def list_images(*, kind: str | None = None) -> list[dict[str, Any]]:
+    """mlcli's images in the local engine, newest first."""
+    client = docker_client()
+    label = f"{KIND}={kind}" if kind else KIND
+    found = client.images.list(filters={"label": label})
+    rows = [image_summary(image) for image in found]
+    return sorted(rows, key=lambda row: row["createdTime"], reverse=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, on_progress: Callable[[str], None], waiting: str) -> Iterator[None]:
+    """An exclusive flock on `path`: builds of one image by two `ml` processes happen once."""
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_progress(f"waiting: {waiting} by another ml process")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

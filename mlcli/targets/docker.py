@@ -1,0 +1,345 @@
+"""LOCAL and ACI: the scoring server in a Docker container, built and run with no registry.
+
+start() resolves the images (base, env, app; see mlcli/images/) and runs one container per
+revision: host networking with the server bound to 127.0.0.1, `init=True` so SIGTERM reaches
+the server at once, restart policy on-failure, CPU and memory limits from the deployment
+config, the models mounted read-only at /var/azureml-app/azureml-models/<name>/<version>.
+Labels name the workspace, service and revision, so the containers can be found again from
+another `ml` process. ACI configs run the same way, honouring cpu, memoryInGB, authEnabled and
+keys: there is no Azure here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcli.errors import ConflictError, DeployError
+from mlcli.images import ENV_IMAGE, ENV_KEY, SERVICE, WORKSPACE, docker_client, labels
+from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec, Progress
+from mlcli.targets.process import (
+    STOP_GRACE_S,
+    follow_file,
+    free_port,
+    health_ok,
+    listening_in_group,
+    port_is_free,
+)
+
+if TYPE_CHECKING:
+    import docker
+    import docker.models.containers
+
+    from mlcli.images.build import BuiltImage
+
+TOKEN = "org.mlcli.token"
+KEYS_MOUNT = "/var/mlcli/keys"
+MAX_RESTARTS = 5  # on-failure: a server that keeps crashing stops being restarted
+
+
+class DockerTarget:
+    """Runs `python -m mlcli.server` in a container of the service's app image."""
+
+    def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
+        from mlcli.images.base import resolve_base_image
+        from mlcli.images.build import AppLayout, build_app_image, server_command
+
+        progress = on_progress or (lambda _message: None)
+        deployment = spec.deployment
+        cpu = deployment.cpu_limit or deployment.cpu
+        memory_gb = deployment.memory_in_gb_limit or deployment.memory_in_gb
+        if spec.compute_type == "ACI":
+            progress(
+                f"computeType ACI: there is no Azure here, so it runs as a local Docker "
+                f"container with cpu {cpu}, memoryInGB {memory_gb}, "
+                f"authEnabled {str(bool(spec.keys_file)).lower()}"
+            )
+        port = spec.port or free_port(spec.host)
+        if not spec.reuse_port and not port_is_free(spec.host, port):
+            raise ConflictError(
+                f"port {port} on {spec.host} is already in use by another program.",
+                where="deploymentConfig, field port (or --po/--port)",
+                fix="Choose a free port, or leave the port out and mlcli picks one.",
+            )
+        client = docker_client()
+        env_image = _previous_env_image(client, spec) if spec.inference is None else None
+        if env_image is None:
+            from mlcli.images.build import ensure_env_image
+
+            base = resolve_base_image(spec.inference, on_progress=progress)
+            steps = spec.inference.extra_dockerfile_steps if spec.inference else None
+            env_image = ensure_env_image(
+                client, spec.environment, base=base, extra_steps=steps, on_progress=progress
+            )
+        layout = AppLayout(spec.entry_script, spec.source_directory, spec.model_dir)
+        app_image = build_app_image(
+            client,
+            env_image,
+            app_root=spec.app_root,
+            layout=layout,
+            name=f"{spec.workspace}.{spec.service}",
+            image_labels=labels(
+                kind="app", workspace=spec.workspace, service=spec.service, env=spec.environment.key
+            ),
+            on_progress=progress,
+        )
+        environment = {
+            **layout.environment(),
+            **dict(spec.server_env),
+            "SERVICE_NAME": spec.service,
+        }
+        volumes = {
+            str(spec.app_root / "azureml-models" / name / str(version)): {
+                "bind": f"/var/azureml-app/azureml-models/{name}/{version}",
+                "mode": "ro",
+            }
+            for name, version in spec.models
+        }
+        if spec.keys_file is not None:
+            # The folder, not the file: regen-key replaces the file by rename, and a bind
+            # mount of a file would keep showing the old inode.
+            volumes[str(spec.keys_file.parent)] = {"bind": KEYS_MOUNT, "mode": "ro"}
+            environment["MLCLI_KEYS_FILE"] = f"{KEYS_MOUNT}/{spec.keys_file.name}"
+        name = container_name(spec.workspace, spec.service, spec.revision)
+        _remove_leftover(client, name, spec)
+        command = server_command(
+            layout, host=spec.host, port=port, workers=environment.get("WORKER_COUNT", "1")
+        )
+        container_labels = labels(
+            kind="service",
+            workspace=spec.workspace,
+            service=spec.service,
+            revision=str(spec.revision),
+            compute_type=spec.compute_type,
+        )
+        token = spec.server_env.get("MLCLI_SERVICE_TOKEN")
+        if token:
+            container_labels[TOKEN] = token
+        limits: dict[str, Any] = {}
+        if cpu:
+            limits["nano_cpus"] = int(float(cpu) * 1e9)
+        if memory_gb:
+            limits["mem_limit"] = limits["memswap_limit"] = int(float(memory_gb) * 1024**3)
+        progress(f"starting container {name} ({app_image.tag}) on {spec.host}:{port}")
+        container = _create(
+            client,
+            app_image.id,
+            command=command,
+            name=name,
+            environment=environment,
+            labels=container_labels,
+            volumes=volumes,
+            **limits,
+        )
+        handle = {
+            "container": container.id,
+            "containerName": name,
+            "image": app_image.tag,
+            "envImage": env_image.tag,
+            "logFile": str(spec.log_file),
+        }
+        return Endpoint(spec.host, port, handle)
+
+    def state(self, endpoint: Endpoint) -> str:
+        container = _find(endpoint)
+        if container is None:
+            return DOWN
+        state = container.attrs.get("State", {})
+        if state.get("Status") != "running" or state.get("Restarting"):
+            return DOWN
+        serving = _container_listens(state.get("Pid", 0), endpoint.port)
+        if serving and health_ok(endpoint.host, endpoint.port):
+            return HEALTHY
+        # Restarted (on-failure) and not serving: init() failed, or the server crashed.
+        return DOWN if container.attrs.get("RestartCount", 0) else STARTING
+
+    def logs(
+        self, endpoint: Endpoint, *, tail: int | None = None, follow: bool = False
+    ) -> Iterator[str]:
+        container = _find(endpoint)
+        if container is None:
+            log_file = Path(endpoint.handle.get("logFile", ""))
+            if log_file.is_file():
+                yield from follow_file(log_file, tail=tail)
+            return
+        chunks = container.logs(stream=True, follow=follow, tail=tail if tail else "all")
+        pending = b""
+        for chunk in chunks:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.decode("utf-8", "replace").rstrip("\r")
+        if pending:
+            yield pending.decode("utf-8", "replace")
+
+    def stop(self, endpoint: Endpoint) -> None:
+        """Stop (SIGTERM through docker-init: the server drains), keep its log, remove it."""
+        import docker
+
+        container = _find(endpoint)
+        if container is None:
+            return
+        with contextlib.suppress(docker.errors.NotFound):
+            container.stop(timeout=int(STOP_GRACE_S))
+            _save_log(container, Path(endpoint.handle.get("logFile", "")))
+            container.remove(force=True)
+
+
+# --- containers ----------------------------------------------------------------------------------
+
+
+def container_name(workspace: str, service: str, revision: int) -> str:
+    raw = f"mlcli-{workspace}-{service}-r{revision}"
+    return re.sub(r"[^a-zA-Z0-9_.-]+", "-", raw)
+
+
+def service_containers(
+    workspace: str | None = None, service: str | None = None, *, all_states: bool = True
+) -> list[dict[str, Any]]:
+    """mlcli's service containers (by label), e.g. to see what runs after a CLI restart."""
+    client = docker_client()
+    wanted = ["org.mlcli.kind=service"]
+    if workspace:
+        wanted.append(f"{WORKSPACE}={workspace}")
+    if service:
+        wanted.append(f"{SERVICE}={service}")
+    found = client.containers.list(all=all_states, filters={"label": wanted})
+    return [
+        {
+            "id": c.id,
+            "name": c.name,
+            "status": c.status,
+            "workspace": c.labels.get(WORKSPACE),
+            "service": c.labels.get(SERVICE),
+            "revision": c.labels.get("org.mlcli.revision"),
+            "image": (c.image.tags or [c.image.id])[0] if c.image else None,
+        }
+        for c in found
+    ]
+
+
+def stop_by_token(token: str) -> None:
+    """Remove the container of a deploy whose `ml` died before recording it (see services)."""
+    client = docker_client()
+    for container in client.containers.list(all=True, filters={"label": f"{TOKEN}={token}"}):
+        container.remove(force=True)
+
+
+def _create(client: docker.DockerClient, image: str, **options: Any) -> Any:
+    """create + start (not containers.run: that pulls an image it cannot find)."""
+    import docker
+
+    try:
+        container = client.containers.create(
+            image,
+            detach=True,
+            init=True,
+            network_mode="host",
+            restart_policy={"Name": "on-failure", "MaximumRetryCount": MAX_RESTARTS},
+            log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+            **options,
+        )
+    except docker.errors.APIError as exc:
+        raise DeployError(
+            f"Docker refused to create the container: {exc.explanation or exc}.",
+            fix="Check the deployment config's cpu and memoryInGB against this machine.",
+        ) from exc
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        container.remove(force=True)
+        raise DeployError(
+            f"Docker could not start the container: {exc.explanation or exc}."
+        ) from exc
+    return container
+
+
+def _find(endpoint: Endpoint) -> docker.models.containers.Container | None:
+    import docker
+
+    container_id = endpoint.handle.get("container")
+    if not container_id:
+        return None
+    try:
+        return docker_client().containers.get(container_id)
+    except docker.errors.NotFound:
+        return None
+
+
+def _remove_leftover(client: docker.DockerClient, name: str, spec: LaunchSpec) -> None:
+    """A container of an interrupted attempt at this same revision (same name) goes first."""
+    import docker
+
+    try:
+        old = client.containers.get(name)
+    except docker.errors.NotFound:
+        return
+    if old.labels.get(WORKSPACE) == spec.workspace and old.labels.get(SERVICE) == spec.service:
+        old.remove(force=True)
+    else:
+        raise ConflictError(
+            f"a container named {name} exists and is not this service's.",
+            fix=f"Remove it (`docker rm -f {name}`) or deploy under another name.",
+        )
+
+
+def _previous_env_image(client: docker.DockerClient, spec: LaunchSpec) -> BuiltImage | None:
+    """On an update that keeps the inference config (none given), the env image the serving
+    revision runs on: it already carries that config's baseImage and extraDockerfileSteps."""
+    import docker
+
+    from mlcli.images.build import BuiltImage
+
+    filters = {"label": [f"{WORKSPACE}={spec.workspace}", f"{SERVICE}={spec.service}"]}
+    for container in client.containers.list(all=True, filters=filters):
+        try:
+            env_image = client.images.get(container.image.labels.get(ENV_IMAGE, ""))
+        except (docker.errors.ImageNotFound, docker.errors.NullResource, docker.errors.APIError):
+            continue
+        if env_image.labels.get(ENV_KEY) == spec.environment.key:
+            tag = next(iter(env_image.tags), env_image.id)
+            return BuiltImage(tag, env_image.id, 0.0, built=False)
+    return None
+
+
+def _container_listens(pid: int, port: int) -> bool:
+    """Whether a process of the container (docker-init `pid` and its descendants) listens on
+    `port`. During an update two containers share the port (SO_REUSEPORT), so a health probe
+    may be answered by the old one; this tells that the new one is serving too."""
+    if pid <= 0:
+        return False
+    return any(listening_in_group(member, port) for member in _descendants(pid))
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(children.get(current, ()))
+    return found
+
+
+def _save_log(container: Any, log_file: Path) -> None:
+    """Keep a removed container's output where `logs` looks once the container is gone."""
+    if not log_file.name:
+        return
+    with contextlib.suppress(OSError):
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = log_file.with_name(f".{log_file.name}.{os.getpid()}")
+        with partial.open("wb") as fh:
+            for chunk in container.logs(stream=True, follow=False):
+                fh.write(chunk)
+        partial.replace(log_file)
