@@ -1,11 +1,17 @@
 """mlcli.config and schemas/: loading inference and deployment configs, defaults and errors."""
 
 import json
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import jsonschema
 import pytest
+from click.testing import CliRunner
 
+from mlcli.cli import ml
 from mlcli.config import (
     SCHEMAS_DIR,
     load_deployment_config,
@@ -337,3 +343,94 @@ def test_documented_defaults_are_the_loaded_defaults(tmp_path: Path) -> None:
             assert getattr(loaded, attr(key)) == spec["default"], key
             checked += 1
     assert checked >= 15
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_ships_the_schemas(tmp_path: Path) -> None:
+    """Non-editable installs read the copies the wheel carries (mlcli/schemas -> schemas/)."""
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    subprocess.run(
+        [uv, "build", "--wheel", "-q", "-o", str(tmp_path / "dist"), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next((tmp_path / "dist").glob("mlcli-*.whl"))
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    code = (
+        "import mlcli.config as c; print(c.SCHEMAS_DIR);"
+        "print(c.load_deployment_config(None).compute_type)"
+    )
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); {code}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    schemas_dir, compute = done.stdout.split()
+    assert schemas_dir == str(tmp_path / "site" / "mlcli" / "schemas")
+    assert compute == "PROCESS"
+    assert (Path(schemas_dir) / "deploymentConfig.schema.json").read_text() == (
+        REPO / "schemas" / "deploymentConfig.schema.json"
+    ).read_text()
+
+
+# -- `ml config validate` -----------------------------------------------------------------
+
+
+def test_validate_prints_the_config_with_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path / "deploymentConfig.json", {"computeType": "aks"})
+
+    result = CliRunner().invoke(ml, ["config", "validate", str(path)])
+
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["kind"], data["valid"]) == ("deploymentConfig", True)
+    assert data["config"]["computeType"] == "AKS"
+    assert data["config"]["maxQueueWaitMs"] == 500
+    assert data["config"]["memoryInGB"] == 0.5
+
+
+def test_validate_tells_the_kind_from_the_fields(tmp_path: Path) -> None:
+    write(tmp_path / "score.py", "")
+    path = write(tmp_path / "my.yml", "entryScript: score.py\n")
+
+    result = CliRunner().invoke(ml, ["config", "validate", str(path), "--query", "kind"])
+
+    assert result.stdout == '"inferenceConfig"\n'
+
+
+def test_validate_a_bad_file_exits_2_with_one_paragraph(tmp_path: Path) -> None:
+    path = write(tmp_path / "deploymentConfig.json", {"computeType": "LOCL"})
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mlcli", "config", "validate", str(path)],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: {path}: computeType: 'LOCL' is not one of PROCESS, LOCAL, ACI, AKS."
+        ' Use one of them; case does not matter ("local" works too).\n'
+    )
+
+
+def test_validate_a_missing_file_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(ml, ["config", "validate", str(tmp_path / "nope.json")])
+
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+def test_schema_command_prints_the_schema() -> None:
+    result = CliRunner().invoke(ml, ["config", "schema", "inference"])
+
+    assert json.loads(result.stdout) == schema("inferenceConfig")
