@@ -17,6 +17,7 @@ SUBGROUPS: dict[str, str] = {
     "config": "mlcli.cli.config:config",
     "env": "mlcli.cli.env:env",
     "environment": "mlcli.cli.env:env",  # Azure v1's `az ml environment` spelling
+    "service": "mlcli.cli.service:service",
 }
 
 

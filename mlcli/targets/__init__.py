@@ -111,6 +111,16 @@ class Target(Protocol):
         ...
 
 
+def stop_by_token(compute_type: str, token: str) -> None:
+    """Stop a server whose deploy died before recording it, by the token in its environment
+    (MLCLI_SERVICE_TOKEN). Each target module may offer `stop_by_token(token)`."""
+    module_name = TARGETS.get(compute_type.upper(), "").partition(":")[0]
+    if module_name:
+        stop = getattr(importlib.import_module(module_name), "stop_by_token", None)
+        if stop is not None:
+            stop(token)
+
+
 def target_for(compute_type: str) -> Target:
     """The target for a deployment config's computeType, importing only that one."""
     key = compute_type.upper()

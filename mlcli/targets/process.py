@@ -23,6 +23,7 @@ from pathlib import Path
 from mlcli.errors import ConflictError, DeployError
 from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec, Progress
 
+TOKEN_VARIABLE = "MLCLI_SERVICE_TOKEN"  # set by deploy in the server's environment
 STOP_GRACE_S = float(os.environ.get("MLCLI_STOP_GRACE_S", "10"))
 
 # Children we started, kept so Python reaps them (no zombies, no ResourceWarning) while a
@@ -236,6 +237,28 @@ def _reap() -> None:
     for proc in list(_SPAWNED):
         if proc.poll() is not None:
             _SPAWNED.remove(proc)
+
+
+def stop_by_token(token: str) -> None:
+    """Stop PROCESS servers whose environment carries this deploy's token.
+
+    A deployer killed between starting the server and recording its pid leaves a server
+    that no record names; the token, written to the record before the start, finds it.
+    """
+    needle = f"{TOKEN_VARIABLE}={token}".encode()
+    groups = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields and needle in environ.split(b"\0"):
+            groups.add(int(fields[2]))  # the server's group: it and its workers
+    for pgid in groups:
+        stop_process_group(pgid, process_start_time(pgid), grace_s=STOP_GRACE_S)
 
 
 # --- ports and health ----------------------------------------------------------------------------

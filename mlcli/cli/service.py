@@ -1,0 +1,300 @@
+"""`ml service ...`: see, call, change and delete deployed services (`az ml service`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlcli.cli.deploy import (
+    TABLE_COLUMNS,
+    deployment_config,
+    deployment_options,
+    deployment_overrides,
+    inference_config,
+    inference_options,
+    interrupted_by_sigterm,
+    model_refs,
+)
+from mlcli.cli.options import (
+    OUTPUT_FORMATS,
+    common_options,
+    global_options,
+    parse_pairs,
+    workspace_name,
+    workspace_options,
+)
+from mlcli.cli.output import emit, progress
+from mlcli.errors import ConfigError
+
+_NAME = click.option("-n", "--name", required=True, help="Service name.")
+
+
+@click.group()
+def service() -> None:
+    """List, show, call, update and delete services; read their logs and keys."""
+
+
+@service.command("list")
+@click.option("-c", "--compute-type", help="Only this computeType (PROCESS, LOCAL, ACI).")
+@click.option("--model-name", help="Only services running a version of this model.")
+@click.option("--model-id", metavar="NAME:N", help="Only services running this model version.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY[=VALUE]", help="Having this tag.")
+@click.option(
+    "--property", "properties", multiple=True, metavar="KEY[=VALUE]", help="Having this property."
+)
+@common_options
+def list_(
+    compute_type: str | None,
+    model_name: str | None,
+    model_id: str | None,
+    tags: tuple[str, ...],
+    properties: tuple[str, ...],
+    output: str,
+    query: str | None,
+) -> None:
+    """List services with their real state (each server is probed).
+
+    \b
+    Example:
+        ml service list -o table
+        ml service list --model-name sentiment --query "[].scoringUri" -o tsv
+    """
+    from mlcli.deploy import list_services
+
+    documents = list_services(
+        workspace=workspace_name(),
+        compute_type=compute_type,
+        model_name=model_name,
+        model_id=model_id,
+        tags=parse_pairs(tags, "--tag", value_required=False),
+        properties=parse_pairs(properties, "--property", value_required=False),
+    )
+    emit(documents, output, query, columns=TABLE_COLUMNS)
+
+
+@service.command("show")
+@_NAME
+@common_options
+def show(name: str, output: str, query: str | None) -> None:
+    """Show a service: state (probed now), scoring URI, models, settings.
+
+    \b
+    Example:
+        ml service show -n sentiment-svc --query scoringUri -o tsv
+    """
+    from mlcli.deploy import show as show_service
+
+    emit(show_service(name, workspace=workspace_name()), output, query, columns=TABLE_COLUMNS)
+
+
+@service.command("get-logs")
+@_NAME
+@click.option(
+    "-l", "--num_lines", "--num-lines", "num_lines", type=click.IntRange(1), help="Last N lines."
+)
+@click.option("-i", "--init", is_flag=True, help="The deploy log (environment build, start-up).")
+@click.option("--follow", is_flag=True, help="Keep printing new lines while the server runs.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(OUTPUT_FORMATS, case_sensitive=False),
+    help="Plain text when omitted; json, yaml... give {name, logs: [lines]}.",
+)
+@click.option("--query", metavar="JMESPATH", help="JMESPath query (with -o).")
+@workspace_options
+@global_options
+def get_logs(
+    name: str,
+    num_lines: int | None,
+    init: bool,
+    follow: bool,
+    output: str | None,
+    query: str | None,
+) -> None:
+    """Print a service's log: the scoring server's output (init(), prints, requests).
+
+    \b
+    Example:
+        ml service get-logs -n sentiment-svc -l 50
+        ml service get-logs -n sentiment-svc --follow
+    """
+    from mlcli.deploy import logs
+
+    lines = logs(name, tail=num_lines, follow=follow, init=init, workspace=workspace_name())
+    if output is None and query is None:
+        for line in lines:
+            click.echo(line)
+        return
+    if follow:
+        raise ConfigError("--follow prints plain text.", where="--follow", fix="Drop -o/--query.")
+    emit({"name": name, "logs": list(lines)}, output or "json", query)
+
+
+@service.command("delete")
+@_NAME
+@common_options
+def delete(name: str, output: str, query: str | None) -> None:
+    """Stop a service's server and remove the service.
+
+    \b
+    Example:
+        ml service delete -n sentiment-svc
+    """
+    from mlcli.deploy import delete as delete_service
+
+    emit(delete_service(name, workspace=workspace_name()), output, query, columns=TABLE_COLUMNS)
+
+
+@service.command("run")
+@_NAME
+@click.option(
+    "-d",
+    "--input-data",
+    required=True,
+    help="The request body (JSON), or @FILE to read it from a file, or - for stdin.",
+)
+@common_options
+def run(name: str, input_data: str, output: str, query: str | None) -> None:
+    """Call a service's scoring URI with a request body; print the answer.
+
+    \b
+    Example:
+        ml service run -n sentiment-svc -d '{"data": [[1, 2, 3, 4]]}'
+        ml service run -n sentiment-svc -d @request.json
+    """
+    from mlcli.deploy import run as run_service
+
+    emit(run_service(name, _body(input_data), workspace=workspace_name()), output, query)
+
+
+@service.command("update")
+@_NAME
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME:N", help="Repeatable.")
+@click.option("-f", "--model-metadata-file", type=click.Path(path_type=Path, dir_okay=False))
+@inference_options
+@deployment_options
+@click.option("--add-tag", "add_tags", multiple=True, metavar="KEY=VALUE", help="Add a tag.")
+@click.option("--remove-tag", "remove_tags", multiple=True, metavar="KEY", help="Remove a tag.")
+@click.option(
+    "--add-property", "add_properties", multiple=True, metavar="KEY=VALUE", help="Add a property."
+)
+@click.option("--description", help="New description.")
+@click.option("--no-wait", is_flag=True, help="Return once the new server is started.")
+@common_options
+def update(
+    name: str,
+    models: tuple[str, ...],
+    model_metadata_file: Path | None,
+    add_tags: tuple[str, ...],
+    remove_tags: tuple[str, ...],
+    add_properties: tuple[str, ...],
+    description: str | None,
+    no_wait: bool,
+    output: str,
+    query: str | None,
+    **flags: Any,
+) -> None:
+    """Change a service: new models or configs roll out with no failed request, same URI.
+
+    \b
+    Example:
+        ml service update -n sentiment-svc -m sentiment:2
+        ml service update -n sentiment-svc --add-tag stage=prod
+    """
+    from mlcli.deploy import update as update_service
+
+    refs = model_refs(models, model_metadata_file)
+    ic = inference_config(flags)
+    dc = deployment_config(flags) if flags.get("dc") else None
+    overrides = deployment_overrides(flags) if dc is None else {}
+    with progress(f"Updating {name}") as on_progress, interrupted_by_sigterm():
+        document = update_service(
+            name,
+            models=refs,
+            inference=ic,
+            deployment=dc,
+            overrides=overrides,
+            add_tags=parse_pairs(add_tags, "--add-tag"),
+            remove_tags=remove_tags,
+            add_properties=parse_pairs(add_properties, "--add-property"),
+            description=description,
+            wait=not no_wait,
+            workspace=workspace_name(),
+            on_progress=on_progress,
+        )
+    emit(document, output, query, columns=TABLE_COLUMNS)
+
+
+@service.command("get-keys")
+@_NAME
+@common_options
+def get_keys(name: str, output: str, query: str | None) -> None:
+    """Print a service's primary and secondary keys (services with authEnabled).
+
+    \b
+    Example:
+        ml service get-keys -n sentiment-svc --query primaryKey -o tsv
+    """
+    from mlcli.deploy import get_keys as read_keys
+
+    emit(read_keys(name, workspace=workspace_name()), output, query)
+
+
+@service.command("regen-key")
+@_NAME
+@click.option(
+    "-k",
+    "--key",
+    required=True,
+    type=click.Choice(["Primary", "Secondary"], case_sensitive=False),
+    help="Which key to replace.",
+)
+@click.option("-s", "--set-key", help="Use this value instead of a random one.")
+@common_options
+def regen_key(name: str, key: str, set_key: str | None, output: str, query: str | None) -> None:
+    """Replace a key; the running server takes it at once (no redeploy).
+
+    \b
+    Example:
+        ml service regen-key -n sentiment-svc -k Secondary
+    """
+    from mlcli.deploy import regen_key as regenerate
+
+    emit(regenerate(name, key, value=set_key, workspace=workspace_name()), output, query)
+
+
+@service.command("get-access-token")
+@_NAME
+@common_options
+def get_access_token(name: str, output: str, query: str | None) -> None:
+    """Token auth (AKS tokenAuthEnabled) is not available; services use keys.
+
+    \b
+    Example:
+        ml service get-keys -n sentiment-svc
+    """
+    raise ConfigError(
+        f"service {name!r}: token authentication is an AKS feature mlcli does not provide.",
+        where="get-access-token",
+        fix="Deploy with --ae true and call with `Authorization: Bearer <key>` "
+        "(see `ml service get-keys`).",
+    )
+
+
+def _body(input_data: str) -> bytes:
+    if input_data == "-":
+        return sys.stdin.buffer.read()
+    if input_data.startswith("@"):
+        path = Path(input_data[1:])
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {path}: {exc.strerror}.",
+                where="-d/--input-data",
+                fix="Give the request body, or @FILE naming a readable file.",
+            ) from exc
+    return input_data.encode("utf-8")

@@ -1,0 +1,367 @@
+"""Service records in the workspace's SQLite file, and the state a user sees.
+
+A record is written BEFORE anything runs: `Transitioning`, naming the `ml` process that deploys
+it (pid + start time). Whoever reads a record later checks that claim: a Transitioning record
+whose deployer is gone is an interrupted deploy, so its half-started server is stopped and the
+record falls back to the revision that was serving (or to `Failed`). A Healthy record is only
+believed after probing the server: a killed server shows `Unhealthy`.
+
+The document column holds, as JSON: description, tags, properties, authEnabled, the serving
+revision's `endpoint` and `spec`, and while a deploy runs `deployer` and `pending` (the new
+revision); `retired` lists servers replaced by an update and not yet confirmed stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlcli import db
+from mlcli.errors import ConfigError, NotFoundError
+from mlcli.paths import Workspace
+from mlcli.targets import HEALTHY, Endpoint, stop_by_token, target_for
+from mlcli.targets.process import process_matches, process_start_time
+
+TRANSITIONING, UNHEALTHY, FAILED = "Transitioning", "Unhealthy", "Failed"
+STATES = (TRANSITIONING, HEALTHY, UNHEALTHY, FAILED)
+
+# Azure's rule for web service names (ACI/AKS): 3-32 characters, lower-case letters, digits
+# and '-', starting with a letter and not ending with '-'. It also keeps folder names safe.
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+
+
+def check_service_name(name: str, *, where: str = "-n/--name") -> str:
+    if not _SERVICE_NAME.match(name):
+        raise ConfigError(
+            f"service name {name!r} is not valid.",
+            where=where,
+            fix="Use 3 to 32 lower-case letters, digits and '-', starting with a letter and "
+            "ending with a letter or digit (Azure's rule).",
+        )
+    return name
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def deployer_identity() -> dict[str, int | None]:
+    """This process, as a deploy's owner: pid + start time (a recycled pid is not us)."""
+    return {"pid": os.getpid(), "startTime": process_start_time(os.getpid())}
+
+
+def deployer_alive(deployer: Mapping[str, Any] | None) -> bool:
+    return bool(deployer) and process_matches(int(deployer["pid"]), deployer.get("startTime"))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    """One row of `services` plus the models of its service_models rows."""
+
+    name: str
+    compute_type: str
+    state: str  # as stored; `Services.state_of` gives the probed one
+    document: dict[str, Any]
+    created_time: str
+    updated_time: str
+    models: tuple[str, ...] = field(default=())  # "name:N" ids that are in use
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        data = self.document.get("endpoint")
+        return Endpoint.from_dict(data) if data else None
+
+    @property
+    def pending(self) -> dict[str, Any] | None:
+        return self.document.get("pending")
+
+    @property
+    def deployer(self) -> dict[str, Any] | None:
+        return self.document.get("deployer")
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.document.get("spec") or {}
+
+    @property
+    def revision(self) -> int:
+        return int(self.document.get("revision") or 0)
+
+
+class Services:
+    """One workspace's services. Open with `Services.open(workspace)`."""
+
+    def __init__(self, workspace: Workspace, conn: sqlite3.Connection) -> None:
+        self.workspace = workspace
+        self.conn = conn
+
+    @classmethod
+    def open(cls, workspace: str | Workspace | None = None) -> Services:
+        if not isinstance(workspace, Workspace):
+            workspace = Workspace.named(workspace)
+        return cls(workspace, db.connect(workspace))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def service_dir(self, name: str) -> Path:
+        return self.workspace.services_dir / name
+
+    def keys_file(self, name: str) -> Path:
+        return self.service_dir(name) / "keys.json"
+
+    # -- read -------------------------------------------------------------------------------
+
+    def find(self, name: str) -> ServiceRecord | None:
+        """The stored record as it is (no probe, no clean-up)."""
+        row = self.conn.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
+        return self._load(row) if row else None
+
+    def get(self, name: str) -> ServiceRecord:
+        """The record, after finishing any deploy whose `ml` process died (see module doc)."""
+        record = self.find(name)
+        if record is None:
+            raise NotFoundError(
+                f"service {name!r} does not exist in workspace {self.workspace.name!r}.",
+                where="-n/--name",
+                fix="See the services with `ml service list`.",
+            )
+        return self.recover(record)
+
+    def list(
+        self,
+        *,
+        compute_type: str | None = None,
+        model_name: str | None = None,
+        model_id: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str | None] | None = None,
+    ) -> list[ServiceRecord]:
+        rows = self.conn.execute("SELECT * FROM services ORDER BY name").fetchall()
+        found = []
+        for row in rows:
+            record = self.recover(self._load(row))
+            if compute_type and record.compute_type != compute_type.upper():
+                continue
+            if model_name and not any(m.rpartition(":")[0] == model_name for m in record.models):
+                continue
+            if model_id and not _model_id_matches(model_id, record.models):
+                continue
+            if not _matches(record.document.get("tags") or {}, tags or {}):
+                continue
+            if not _matches(record.document.get("properties") or {}, properties or {}):
+                continue
+            found.append(record)
+        return found
+
+    def state_of(self, record: ServiceRecord) -> str:
+        """The state now: a stored Healthy is only believed when the server answers."""
+        if record.state in (FAILED, TRANSITIONING) or record.endpoint is None:
+            return record.state
+        target = target_for(record.compute_type)
+        return HEALTHY if target.state(record.endpoint) == HEALTHY else UNHEALTHY
+
+    def to_document(self, record: ServiceRecord, *, state: str | None = None) -> dict[str, Any]:
+        """The JSON `ml service show` prints (and `ml model deploy` at its end)."""
+        doc = record.document
+        spec = record.spec or (record.pending or {}).get("spec") or {}
+        endpoint = record.endpoint
+        if endpoint is None and record.pending and record.pending.get("endpoint"):
+            endpoint = Endpoint.from_dict(record.pending["endpoint"])
+        settings = spec.get("settings") or {}
+        environment = spec.get("environment") or {}
+        error = doc.get("error")
+        return {
+            "name": record.name,
+            "state": state or self.state_of(record),
+            "computeType": record.compute_type,
+            "scoringUri": f"{endpoint.base_url}/score" if endpoint else None,
+            "swaggerUri": f"{endpoint.base_url}/swagger.json" if endpoint else None,
+            "port": endpoint.port if endpoint else None,
+            "models": list(spec.get("models") or record.models),
+            "authEnabled": bool(doc.get("authEnabled")),
+            "description": doc.get("description"),
+            "tags": dict(doc.get("tags") or {}),
+            "properties": dict(doc.get("properties") or {}),
+            "createdTime": record.created_time,
+            "updatedTime": record.updated_time,
+            "workspaceName": self.workspace.name,
+            "revision": record.revision or (record.pending or {}).get("revision"),
+            "scoringTimeoutMs": settings.get("scoringTimeoutMs"),
+            "maxConcurrentRequestsPerContainer": settings.get("maxConcurrentRequestsPerContainer"),
+            "maxQueueWaitMs": settings.get("maxQueueWaitMs"),
+            "maxRequestBodyMB": settings.get("maxRequestBodyMB"),
+            "workers": settings.get("workers"),
+            "environment": {
+                k: environment.get(k) for k in ("key", "python", "pythonVersion", "source")
+            }
+            if environment
+            else None,
+            "serverDetails": dict(endpoint.handle) if endpoint else None,
+            "error": {"message": error} if error else None,
+        }
+
+    # -- write ------------------------------------------------------------------------------
+
+    def save(
+        self,
+        name: str,
+        *,
+        compute_type: str,
+        state: str,
+        document: Mapping[str, Any],
+        models: Iterable[str],
+        created_time: str | None = None,
+    ) -> ServiceRecord:
+        """Insert or replace a record and its service_models rows. Call inside `immediate`."""
+        stamp = now()
+        self.conn.execute(
+            "INSERT INTO services (name, compute_type, state, document, created_time,"
+            " updated_time) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+            " compute_type = excluded.compute_type, state = excluded.state,"
+            " document = excluded.document, updated_time = excluded.updated_time",
+            (name, compute_type, state, json.dumps(document), created_time or stamp, stamp),
+        )
+        self.conn.execute("DELETE FROM service_models WHERE service = ?", (name,))
+        for model_id in sorted(set(models)):
+            model_name, _, version = model_id.rpartition(":")
+            self.conn.execute(
+                "INSERT INTO service_models (service, model_name, model_version) VALUES (?, ?, ?)",
+                (name, model_name, int(version)),
+            )
+        record = self.find(name)
+        assert record is not None
+        return record
+
+    def remove(self, name: str) -> None:
+        """Delete the record (its service_models rows go with it). Call inside `immediate`."""
+        self.conn.execute("DELETE FROM services WHERE name = ?", (name,))
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def recover(self, record: ServiceRecord) -> ServiceRecord:
+        """Finish the work of a deployer that died (kill -9, a crash, a closed terminal).
+
+        Its new server never got checked, so it is stopped (found by its recorded pid, or by
+        the token in its environment if it started after the last write); servers an update
+        replaced are stopped; the record goes back to the revision that served before, or to
+        Failed when there was none. Nothing is ever promoted to Healthy here.
+        """
+        deployer = record.deployer
+        if deployer is None or deployer_alive(deployer):
+            return record
+        pending = record.pending or {}
+        for data in [pending.get("endpoint"), *(record.document.get("retired") or [])]:
+            if data:
+                stop_endpoint(data.get("computeType") or record.compute_type, data)
+        if pending.get("token"):
+            stop_by_token(pending.get("computeType") or record.compute_type, pending["token"])
+        with db.immediate(self.conn):
+            current = self.find(record.name)
+            if current is None or current.deployer != deployer:
+                return self.recover(current) if current else record  # someone else did it
+            doc = dict(current.document)
+            doc.pop("deployer", None)
+            doc.pop("pending", None)
+            doc["retired"] = []
+            revision = pending.get("revision")
+            if current.endpoint is not None and current.state == TRANSITIONING and current.spec:
+                state = self.state_of(
+                    ServiceRecord(**{**_fields(current), "state": HEALTHY})  # probe it
+                )
+                doc["error"] = (
+                    f"the update to revision {revision} was interrupted: the ml process "
+                    f"(pid {deployer['pid']}) that ran it ended before the new server was "
+                    "checked; the previous revision keeps serving."
+                )
+                models = current.spec.get("models") or []
+            elif current.state == TRANSITIONING:
+                state = FAILED
+                if pending.get("endpoint"):
+                    doc["endpoint"] = pending["endpoint"]  # so get-logs finds its log
+                    doc["spec"] = pending.get("spec") or {}
+                doc["error"] = (
+                    f"the deploy was interrupted: the ml process (pid {deployer['pid']}) that "
+                    "ran it ended before the server became healthy; its server was stopped. "
+                    f"Deploy again with --overwrite, or `ml service delete -n {current.name}`."
+                )
+                models = current.models
+            else:
+                state, models = current.state, current.models
+            saved = self.save(
+                current.name,
+                compute_type=current.compute_type,
+                state=state,
+                document=doc,
+                models=models,
+                created_time=current.created_time,
+            )
+        keep = {f"r{n}" for n in (saved.revision,) if n}
+        prune_revisions(self.service_dir(record.name), keep=keep)
+        return saved
+
+    def _load(self, row: sqlite3.Row) -> ServiceRecord:
+        models = self.conn.execute(
+            "SELECT model_name, model_version FROM service_models WHERE service = ?"
+            " ORDER BY model_name, model_version",
+            (row["name"],),
+        ).fetchall()
+        return ServiceRecord(
+            name=row["name"],
+            compute_type=row["compute_type"],
+            state=row["state"],
+            document=json.loads(row["document"] or "{}"),
+            created_time=row["created_time"],
+            updated_time=row["updated_time"],
+            models=tuple(f"{m['model_name']}:{m['model_version']}" for m in models),
+        )
+
+
+def stop_endpoint(compute_type: str, data: Mapping[str, Any]) -> None:
+    target_for(compute_type).stop(Endpoint.from_dict(data))
+
+
+def prune_revisions(service_dir: Path, *, keep: set[str]) -> None:
+    """Remove revision folders (r1, r2...) other than `keep`: leftovers of replaced servers."""
+    if not service_dir.is_dir():
+        return
+    for child in service_dir.iterdir():
+        if child.is_dir() and re.fullmatch(r"r\d+", child.name) and child.name not in keep:
+            remove_tree(child)
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that also removes read-only model copies when not running as root."""
+
+    def make_writable(func: Any, target: str, _exc: Any) -> None:
+        parent = Path(target).parent
+        with contextlib.suppress(OSError):
+            parent.chmod(0o700)
+            Path(target).chmod(0o700)
+        func(target)
+
+    if path.exists():
+        shutil.rmtree(path, onerror=make_writable)
+
+
+def _fields(record: ServiceRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in ServiceRecord.__dataclass_fields__}
+
+
+def _model_id_matches(model_id: str, models: Iterable[str]) -> bool:
+    if ":" in model_id:
+        return model_id in models
+    return any(m.rpartition(":")[0] == model_id for m in models)
+
+
+def _matches(values: Mapping[str, str], wanted: Mapping[str, str | None]) -> bool:
+    return all(k in values and (v is None or values[k] == v) for k, v in wanted.items())
