@@ -1,0 +1,193 @@
+"""One JSON object per log line, for the server's own records and everything the script prints.
+
+Front and workers share the same stdout; each record is written with one os.write so lines
+from different processes do not interleave (a pipe write of up to PIPE_BUF bytes is atomic).
+"""
+
+import io
+import json
+import logging
+import os
+import time
+
+STDOUT_FD = 1
+PIPE_BUF = 4096
+
+
+def utc_timestamp(now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def json_line(fields: dict) -> bytes:
+    return (json.dumps(fields, ensure_ascii=False, default=str) + "\n").encode("utf-8", "replace")
+
+
+def write_record(fields: dict, fd: int = STDOUT_FD) -> None:
+    _write_all(fd, json_line(fields))
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a LogRecord as one JSON object: time, level, logger, pid, message (+ exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "time": utc_timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        fields.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return json.dumps(fields, ensure_ascii=False, default=str)
+
+
+class JsonLineHandler(logging.Handler):
+    """Writes each record straight to a file descriptor, one os.write per line."""
+
+    def __init__(self, fd: int = STDOUT_FD) -> None:
+        super().__init__()
+        self.fd = fd
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except Exception:
+            self.handleError(record)
+
+
+def configure(names: tuple[str, ...], *, level: int = logging.INFO) -> None:
+    """Send the named loggers to stdout as JSON lines (and only there)."""
+    handler = JsonLineHandler()
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+class LineStream(io.TextIOBase):
+    """A text stream that turns every complete line written to it into a JSON log record.
+
+    A score.py's print() and its logging handlers (which write to sys.stderr) end up in the
+    same log as the server's own lines, each tagged with the stream it was written to.
+    """
+
+    def __init__(self, stream: str, *, fd: int = STDOUT_FD) -> None:
+        super().__init__()
+        self.stream = stream
+        self.fd = fd
+        self._pending = ""
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        """Partial lines wait for their newline (progress bars flush after every few chars)."""
+
+    def close(self) -> None:
+        if self._pending:
+            line, self._pending = self._pending, ""
+            self._emit(line)
+        super().close()
+
+    def _emit(self, line: str) -> None:
+        write_record(
+            {
+                "time": utc_timestamp(),
+                "level": "INFO",
+                "logger": "score",
+                "pid": os.getpid(),
+                "stream": self.stream,
+                "message": line.rstrip("\r"),
+            },
+            self.fd,
+        )
+
+
+class AccessLog:
+    """One JSON line per request, buffered and written every few milliseconds.
+
+    At thousands of requests a second one write(2) per line would cost more than the
+    request itself; lines wait at most FLUSH_S (and are flushed at shutdown).
+    """
+
+    FLUSH_S = 0.05
+
+    def __init__(self, loop, *, log_bodies: bool = False, fd: int = STDOUT_FD) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.log_bodies = log_bodies
+        self._lines: list[str] = []
+        self._scheduled = False
+        self._pid = os.getpid()
+
+    def request(self, request_id, method, scope, status, elapsed_s, run_ms, body=None) -> None:
+        query = scope["query_string"]
+        fields = {
+            "time": utc_timestamp(),
+            "level": "INFO",
+            "logger": "mlcli.server.access",
+            "pid": self._pid,
+            "requestId": request_id,
+            "method": method,
+            "path": scope["path"] + ("?" + query.decode("latin-1") if query else ""),
+            "status": status,
+            "latencyMs": round(elapsed_s * 1000, 3),
+        }
+        if run_ms is not None:
+            fields["runMs"] = round(run_ms, 3)
+        if body is not None and self.log_bodies:
+            fields["body"] = body.decode("utf-8", "replace")
+        self._lines.append(json.dumps(fields, ensure_ascii=False))
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_later(self.FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        # Chunks of whole lines up to PIPE_BUF: each write stays atomic on a pipe, so a worker's
+        # line never lands inside one of ours.
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            data = line.encode("utf-8", "replace") + b"\n"
+            if chunk and size + len(data) > PIPE_BUF:
+                _write_all(self.fd, b"".join(chunk))
+                chunk, size = [], 0
+            chunk.append(data)
+            size += len(data)
+        if chunk:
+            _write_all(self.fd, b"".join(chunk))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]

@@ -1,0 +1,177 @@
+"""`python -m mlcli.server`: start the workers, then serve HTTP until SIGTERM, then drain.
+
+Order matters for zero-downtime replacement: the port is bound at once (SO_REUSEPORT, so a
+new server can bind next to the old one, and a port taken by another program fails fast),
+but listened on only once every worker has finished init(). Until then the kernel sends
+new connections to the old server, if there is one. SIGTERM (or SIGINT) stops accepting,
+answers every request already received, then stops the workers; exit code 0. A script that
+cannot be imported or whose init() fails exits 3 with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from mlcli.server import logs
+from mlcli.server.settings import ServerSettings, SettingsError, export, resolve
+
+log = logging.getLogger("mlcli.server")
+
+USAGE_ERROR = 2
+BOOT_ERROR = 3
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SettingsError(
+            f"Cannot bind {host}:{port} ({exc.strerror}). Another program holds the port "
+            "without SO_REUSEPORT; stop it or choose another --port."
+        ) from None
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = resolve(sys.argv[1:] if argv is None else argv, os.environ, str(Path.cwd()))
+        sock = bind(settings.host, settings.port)
+    except SettingsError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return USAGE_ERROR
+    export(settings, os.environ)
+    logs.configure(("mlcli.server", "uvicorn", "uvicorn.error"))
+    try:
+        import uvloop
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    else:
+        loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(Service(settings, sock).run())
+    finally:
+        loop.close()
+
+
+class Service:
+    """The front process: its pool of workers and the HTTP server in front of them."""
+
+    def __init__(self, settings: ServerSettings, sock: socket.socket) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.exit_code = 0
+        self.server = None
+        self.stopping = False
+
+    async def run(self) -> int:
+        from mlcli.server.metrics import Metrics
+        from mlcli.server.pool import Pool, StartupFailed
+
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        log.info(
+            "mlcli scoring server: entry script %s, %d worker(s), %s:%d",
+            settings.entry_script,
+            settings.workers,
+            settings.host,
+            settings.port,
+        )
+        self.metrics = Metrics()
+        self.pool = Pool(settings, self.metrics, on_fatal=self._fatal)
+        starting = loop.create_task(self.pool.start())
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, starting)
+        try:
+            await starting
+        except StartupFailed as exc:
+            log.error("The entry script cannot be served: %s", exc)
+            await self.pool.close()
+            return BOOT_ERROR
+        except asyncio.CancelledError:
+            log.info("Stopped before the workers were ready")
+            await self.pool.close()
+            return 0
+
+        await self._serve()
+        await self.pool.close()
+        log.info("Stopped")
+        return self.exit_code
+
+    async def _serve(self) -> None:
+        from mlcli.server.app import ScoringApp
+
+        loop = asyncio.get_running_loop()
+        access_log = logs.AccessLog(loop, log_bodies=self.settings.log_bodies)
+        keys = None
+        if self.settings.keys_file:
+            from mlcli.server.auth import KeyFile
+
+            keys = KeyFile(self.settings.keys_file)
+        app = ScoringApp(self.settings, self.pool, self.metrics, access_log, keys)
+        self.server = _server(app)
+        if self.stopping:
+            return
+        log.info(
+            "Ready: listening on http://%s:%d (GET / is the health probe, POST /score scores)",
+            self.settings.host,
+            self.settings.port,
+        )
+        try:
+            await self.server.serve(sockets=[self.sock])
+        finally:
+            access_log.flush()
+
+    def _on_signal(self, starting: asyncio.Task) -> None:
+        self.stopping = True
+        if self.server is not None:
+            log.info("Shutting down: finishing the requests in flight")
+            self.server.should_exit = True
+        elif not starting.done():
+            starting.cancel()
+
+    def _fatal(self, message: str) -> None:
+        log.error("Cannot continue: %s", message)
+        self.exit_code = BOOT_ERROR
+        self.stopping = True
+        if self.server is not None:
+            self.server.should_exit = True
+
+
+def _server(app):
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, minus its own signal handling (Service handles the signals)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
+
+        def install_signal_handlers(self) -> None:
+            pass
+
+    config = uvicorn.Config(
+        app,
+        http="auto",
+        ws="none",
+        lifespan="off",
+        interface="asgi3",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        backlog=2048,
+    )
+    return Server(config)

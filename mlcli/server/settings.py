@@ -1,0 +1,183 @@
+"""The server's settings: azmlinfsrv's flags and environment variables, plus mlcli's MLCLI_*.
+
+Precedence is azmlinfsrv's: a flag wins over its environment variable, which wins over the
+default. Like azmlinfsrv, the resolved values are written back to the environment
+(AZUREML_ENTRY_SCRIPT, AML_APP_ROOT, ...), where the workers and the score.py read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_PORT = 5001  # azmlinfsrv's
+DEFAULT_HOST = "0.0.0.0"  # azmlinfsrv's; `ml model deploy` passes --host 127.0.0.1
+DEFAULT_SCORING_TIMEOUT_MS = 3_600_000  # azmlinfsrv's SCORING_TIMEOUT_MS default
+DEFAULT_WORKER_TIMEOUT_S = 300  # gunicorn's --timeout as azmlinfsrv sets it
+DEFAULT_MAX_QUEUE_WAIT_MS = 60_000  # no AKS config: a generous bound, never an endless queue
+DEFAULT_MAX_QUEUE_LENGTH = 4096  # requests waiting at once before new ones get 503
+DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+
+
+class SettingsError(Exception):
+    """A flag or environment variable the user must fix; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    entry_script: str  # absolute
+    app_root: str
+    source_dir: str | None
+    model_dir: str | None
+    host: str
+    port: int
+    workers: int
+    scoring_timeout_ms: int
+    worker_timeout_s: float
+    max_concurrent: int  # requests run() at once (AKS maxConcurrentRequestsPerContainer)
+    max_queue_wait_ms: int  # longer in the queue: 503 (AKS maxQueueWaitMs)
+    max_queue_length: int
+    max_request_bytes: int
+    keys_file: str | None
+    log_bodies: bool
+    server_version: str | None  # the x-ms-server-version header; None: not sent
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    entry_script: str
+    app_root: str
+    source_dir: str | None
+    scoring_timeout_ms: int
+    log_bodies: bool
+    service_name: str
+    service_version: str
+    service_path_prefix: str
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        return cls(
+            entry_script=environ["AZUREML_ENTRY_SCRIPT"],
+            app_root=environ["AML_APP_ROOT"],
+            source_dir=environ.get("AZUREML_SOURCE_DIRECTORY") or None,
+            scoring_timeout_ms=int(environ["SCORING_TIMEOUT_MS"]),
+            log_bodies=environ.get("MLCLI_LOG_BODIES", "") == "1",
+            service_name=environ.get("SERVICE_NAME", "ML service"),
+            service_version=environ.get("SERVICE_VERSION", "1.0"),
+            service_path_prefix=environ.get("SERVICE_PATH_PREFIX", ""),
+        )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mlcli.server",
+        description="Serve an Azure ML v1 entry script (score.py with init() and run()).",
+    )
+    p.add_argument("--entry-script", "--entry_script", dest="entry_script")
+    p.add_argument("--model-dir", "--model_dir", dest="model_dir")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", "--worker-count", "--worker_count", dest="workers", type=int)
+    # Accepted so an azmlinfsrv command line runs unchanged; mlcli has no use for them.
+    for ignored in (
+        "--appinsights_instrumentation_key",
+        "--access_control_allow_origins",
+        "--config_file",
+        "--health_port",
+    ):
+        p.add_argument(ignored, help=argparse.SUPPRESS)
+    p.add_argument("--rest", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(
+            f"Environment variable {name}={raw!r} is not a whole number. Set it to an integer "
+            f">= {minimum} or unset it (default {default})."
+        ) from None
+    if value < minimum:
+        raise SettingsError(
+            f"Environment variable {name}={value} is below {minimum}. Set it to an integer "
+            f">= {minimum} or unset it (default {default})."
+        )
+    return value
+
+
+def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSettings:
+    """Settings from the command line and the environment; SettingsError names what is wrong."""
+    args = parser().parse_args(argv)
+    app_root = environ.get("AML_APP_ROOT") or cwd
+    if args.entry_script:
+        entry_script = os.path.realpath(Path(cwd) / args.entry_script)
+    elif environ.get("AZUREML_ENTRY_SCRIPT"):
+        entry_script = os.path.realpath(Path(app_root) / environ["AZUREML_ENTRY_SCRIPT"])
+    else:
+        raise SettingsError(
+            "No entry script given. Pass --entry-script score.py (or set AZUREML_ENTRY_SCRIPT)."
+        )
+    if not Path(entry_script).is_file():
+        raise SettingsError(
+            f"Entry script {entry_script} does not exist. Point --entry-script (or "
+            "AZUREML_ENTRY_SCRIPT, relative to AML_APP_ROOT) at the score.py to serve."
+        )
+
+    port = args.port if args.port is not None else DEFAULT_PORT
+    if not 0 < port < 65536:
+        raise SettingsError(f"--port {port} is not a TCP port. Use a number from 1 to 65535.")
+    if args.workers is not None and args.workers < 1:
+        raise SettingsError(f"--workers {args.workers} must be at least 1.")
+    workers = args.workers or _int(environ, "WORKER_COUNT", 1)
+    model_dir = args.model_dir or environ.get("AZUREML_MODEL_DIR") or None
+    if model_dir:
+        model_dir = os.path.realpath(Path(cwd) / model_dir)
+
+    version_enabled = environ.get("SERVER_VERSION_LOG_RESPONSE_ENABLED", "true").lower() == "true"
+    from mlcli import __version__
+
+    keys_file = environ.get("MLCLI_KEYS_FILE") or None
+    if keys_file and not Path(keys_file).is_file():
+        raise SettingsError(
+            f"MLCLI_KEYS_FILE={keys_file} does not exist. Write the keys file "
+            '({"primaryKey": ..., "secondaryKey": ...}) or unset MLCLI_KEYS_FILE to serve '
+            "without authentication."
+        )
+    return ServerSettings(
+        entry_script=entry_script,
+        app_root=os.path.realpath(app_root),
+        source_dir=environ.get("AZUREML_SOURCE_DIRECTORY") or None,
+        model_dir=model_dir,
+        host=args.host or DEFAULT_HOST,
+        port=port,
+        workers=workers,
+        scoring_timeout_ms=_int(environ, "SCORING_TIMEOUT_MS", DEFAULT_SCORING_TIMEOUT_MS),
+        worker_timeout_s=_int(environ, "WORKER_TIMEOUT", DEFAULT_WORKER_TIMEOUT_S),
+        max_concurrent=_int(environ, "MLCLI_MAX_CONCURRENT_REQUESTS", workers),
+        max_queue_wait_ms=_int(
+            environ, "MLCLI_MAX_QUEUE_WAIT_MS", DEFAULT_MAX_QUEUE_WAIT_MS, minimum=0
+        ),
+        max_queue_length=_int(environ, "MLCLI_MAX_QUEUE_LENGTH", DEFAULT_MAX_QUEUE_LENGTH),
+        max_request_bytes=_int(environ, "MLCLI_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
+        keys_file=keys_file,
+        log_bodies=environ.get("MLCLI_LOG_BODIES", "") == "1",
+        server_version=f"mlcli/{__version__}" if version_enabled else None,
+    )
+
+
+def export(settings: ServerSettings, environ: dict) -> None:
+    """Write the resolved values where workers and score.py read them (as azmlinfsrv does)."""
+    environ["AZUREML_ENTRY_SCRIPT"] = settings.entry_script
+    environ["AML_APP_ROOT"] = settings.app_root
+    environ["SCORING_TIMEOUT_MS"] = str(settings.scoring_timeout_ms)
+    environ["WORKER_COUNT"] = str(settings.workers)
+    environ["SERVER_PORT"] = str(settings.port)
+    if settings.model_dir:
+        environ["AZUREML_MODEL_DIR"] = settings.model_dir

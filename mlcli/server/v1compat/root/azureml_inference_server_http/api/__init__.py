@@ -1,0 +1,1 @@
+"""aml_request and aml_response are installed by mlcli.server.v1compat."""

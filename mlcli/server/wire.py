@@ -1,0 +1,49 @@
+"""Frames between the front process and its script workers: a 4-byte length, then a pickle.
+
+The channel is a private socketpair between a parent and the child it spawned, so pickle's
+speed is worth more here than a self-describing format (nothing else ever reads it).
+
+Front -> worker:  (seq, request_id, method, path, query, content_type, headers | None, body,
+                   extra | None)   -- extra: (client, server, scheme, http_version), raw mode
+Worker -> front:  (seq, status, headers, body, run_ms | None, run_failed)  -- a reply
+                  ("ready", pid, init_ms, needs_headers, swagger)            -- after init()
+                  ("failed", pid, message)                                   -- script unusable
+"""
+
+import pickle
+import struct
+
+HEADER = struct.Struct("<I")
+_dumps = pickle.dumps
+_loads = pickle.loads
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def encode(message: tuple) -> bytes:
+    payload = _dumps(message, _PROTOCOL)
+    return HEADER.pack(len(payload)) + payload
+
+
+class FrameBuffer:
+    """Collects bytes as they arrive and yields each complete message once."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple]:
+        buffer = self._buffer
+        buffer += data
+        messages = []
+        start = 0
+        end = len(buffer)
+        while end - start >= 4:
+            (size,) = HEADER.unpack_from(buffer, start)
+            if end - start - 4 < size:
+                break
+            messages.append(_loads(buffer[start + 4 : start + 4 + size]))
+            start += 4 + size
+        if start:
+            del buffer[:start]
+        return messages

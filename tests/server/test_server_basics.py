@@ -1,0 +1,82 @@
+"""mlcli's scoring server: starting, serving an entry script, and what it imports."""
+
+import subprocess
+import sys
+
+from conftest import PROJECT
+
+
+def test_health_answers_200_healthy_once_init_ran(start_mlcli) -> None:
+    server = start_mlcli("echo.py")
+
+    reply = server.request("GET", "/")
+
+    assert reply.status == 200
+    assert reply.body == b"Healthy"
+    assert "echo: init called" in server.log()
+
+
+def test_score_passes_the_body_to_run_as_a_string(start_mlcli) -> None:
+    server = start_mlcli("echo.py")
+
+    reply = server.request("POST", "/score", b'{"a": 1}', {"Content-Type": "application/json"})
+
+    assert reply.status == 200
+    assert reply.json() == '{"a": 1}'
+    assert reply.header("x-ms-run-function-failed") == "False"
+    assert float(reply.header("x-ms-run-fn-exec-ms")) >= 0
+
+
+def test_an_init_that_raises_exits_3_with_the_traceback_in_the_log(start_mlcli) -> None:
+    server = start_mlcli("init_raises.py", wait=False)
+
+    code = server.wait_exit(timeout=60)
+
+    assert code == 3
+    log = server.log()
+    assert "RuntimeError: model file is corrupt" in log
+    assert "Traceback" in log
+
+
+def _modules_loaded_by(code: str) -> set[str]:
+    env = {"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"}
+    output = subprocess.check_output(
+        [sys.executable, "-c", code + "; print(' '.join(sys.modules))"], text=True, env=env
+    )
+    return set(output.split())
+
+
+SERVER_MODULES = (
+    "mlcli.server.serve, mlcli.server.app, mlcli.server.pool, mlcli.server.worker, "
+    "mlcli.server.metrics, mlcli.server.auth, mlcli.server.swagger, mlcli.server.v1compat"
+)
+
+
+def test_server_modules_import_nothing_from_the_cli_side() -> None:
+    loaded = _modules_loaded_by(f"import sys, {SERVER_MODULES}")
+
+    assert loaded.isdisjoint({"click", "rich", "yaml", "jsonschema", "docker", "jmespath"})
+    outside = {n for n in loaded if n.startswith("mlcli.") and not n.startswith("mlcli.server")}
+    assert not outside, "only mlcli/__init__.py and mlcli/server/ may load"
+
+
+def test_the_running_server_adds_only_its_http_stack() -> None:
+    # uvicorn imports click for its own command line; nothing else from the CLI side loads.
+    loaded = _modules_loaded_by(f"import sys, {SERVER_MODULES}, uvicorn, httptools, uvloop")
+
+    assert loaded.isdisjoint({"rich", "yaml", "jsonschema", "docker", "jmespath", "mlcli.cli"})
+    assert not {n for n in loaded if n.startswith("mlcli.") and not n.startswith("mlcli.server")}
+
+
+def test_bad_flags_exit_2_with_one_paragraph_and_no_traceback(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mlcli.server", "--entry-script", "missing.py", "--port", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"},
+    )
+
+    assert result.returncode == 2
+    assert "missing.py does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
