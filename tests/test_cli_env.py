@@ -77,6 +77,14 @@ def test_list_shows_each_environment_and_who_uses_it(built: dict) -> None:
 
 
 @pytest.mark.slow
+def test_list_takes_azure_clis_output_and_query_options(built: dict) -> None:
+    result = CliRunner().invoke(ml, ["env", "list", "--query", "[].key", "-o", "tsv"])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{built['key']}\n"
+
+
+@pytest.mark.slow
 def test_show_finds_an_environment_by_a_prefix_of_its_key(built: dict) -> None:
     result = CliRunner().invoke(ml, ["environment", "show", "-k", built["key"][:6]])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from mlcli.cli.options import common_options
+from mlcli.cli.output import emit, progress, quiet, stderr_console
+
+TABLE_COLUMNS = ("key", "pythonVersion", "source", "lastUsedTime", "usedBy")
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks", "": "days"}
@@ -22,7 +26,8 @@ def env() -> None:
 
 
 @env.command("list")
-def list_() -> None:
+@common_options
+def list_(output: str, query: str | None) -> None:
     """List cached environments and the services using them.
 
     \b
@@ -32,12 +37,14 @@ def list_() -> None:
     from mlcli.environments import list_environments, services_using
 
     used = services_using()
-    _emit([_summary(e, used.get(e.key, [])) for e in list_environments()])
+    summaries = [_summary(e, used.get(e.key, [])) for e in list_environments()]
+    emit(summaries, output, query, columns=TABLE_COLUMNS)
 
 
 @env.command("show")
 @click.option("-k", "--key", required=True, help="Environment key (or a unique prefix of it).")
-def show(key: str) -> None:
+@common_options
+def show(key: str, output: str, query: str | None) -> None:
     """Show one environment: its spec, interpreter, exact packages and users.
 
     \b
@@ -48,13 +55,12 @@ def show(key: str) -> None:
     from mlcli.environments.cache import disk_usage
 
     found = find_environment(key)
-    _emit(
-        {
-            **found.to_dict(),
-            "usedBy": services_using().get(found.key, []),
-            "sizeBytes": disk_usage(found.path),
-        }
-    )
+    shown = {
+        **found.to_dict(),
+        "usedBy": services_using().get(found.key, []),
+        "sizeBytes": disk_usage(found.path),
+    }
+    emit(shown, output, query, columns=TABLE_COLUMNS)
 
 
 @env.command("build")
@@ -72,7 +78,10 @@ def show(key: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Conda environment file to build (overrides the inference config's).",
 )
-def build(inference_config: Path | None, conda_file: Path | None) -> None:
+@common_options
+def build(
+    inference_config: Path | None, conda_file: Path | None, output: str, query: str | None
+) -> None:
     """Build (or reuse) the environment a deploy would use, without deploying.
 
     \b
@@ -92,7 +101,7 @@ def build(inference_config: Path | None, conda_file: Path | None) -> None:
         spec = environments.minimal_spec()
     with _progress("building environment") as on_progress:
         built = environments.ensure_environment(spec, on_progress=on_progress)
-    _emit(built.to_dict())
+    emit(built.to_dict(), output, query, columns=TABLE_COLUMNS)
 
 
 @env.command("prune")
@@ -104,7 +113,8 @@ def build(inference_config: Path | None, conda_file: Path | None) -> None:
 )
 @click.option("--all", "all_", is_flag=True, help="Every unused environment, whatever its age.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-def prune(older_than: str, all_: bool, dry_run: bool) -> None:
+@common_options
+def prune(older_than: str, all_: bool, dry_run: bool, output: str, query: str | None) -> None:
     """Delete environments no service uses, and leftovers of interrupted builds.
 
     \b
@@ -115,13 +125,15 @@ def prune(older_than: str, all_: bool, dry_run: bool) -> None:
     from mlcli.environments import prune as prune_environments
 
     age = None if all_ else _duration(older_than)
-    _emit([removal.to_dict() for removal in prune_environments(older_than=age, dry_run=dry_run)])
+    removed = prune_environments(older_than=age, dry_run=dry_run)
+    emit([removal.to_dict() for removal in removed], output, query)
 
 
 @env.command("delete")
 @click.option("-k", "--key", required=True, help="Environment key (or a unique prefix of it).")
 @click.option("--force", is_flag=True, help="Delete it even while services use it.")
-def delete(key: str, force: bool) -> None:
+@common_options
+def delete(key: str, force: bool, output: str, query: str | None) -> None:
     """Delete one environment (refused while a service uses it, unless --force).
 
     \b
@@ -130,7 +142,7 @@ def delete(key: str, force: bool) -> None:
     """
     from mlcli.environments import remove_environment
 
-    _emit(remove_environment(key, force=force).to_dict())
+    emit(remove_environment(key, force=force).to_dict(), output, query)
 
 
 def _summary(found: Any, used_by: list[str]) -> dict[str, Any]:
@@ -159,24 +171,17 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
-def _emit(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
-
-
 @contextmanager
 def _progress(title: str) -> Iterator[Callable[[str], None]]:
-    """A Rich status line on stderr that shows the latest progress message."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    with console.status(title) as status:
+    """uv's lines (resolved, installed, + package) pass through the live status line; mlcli's
+    notices (python substituted, azureml-* not installed) stay on stderr, unless
+    --only-show-errors."""
+    with progress(title) as status:
 
         def on_progress(line: str) -> None:
-            # uv's own lines (resolved, installed, + package) scroll by in the status line;
-            # mlcli's notices (python substituted, azureml-* skipped) stay on screen.
-            if console.is_terminal and line.startswith("uv: "):
-                status.update(line)
-            else:
-                console.print(line, markup=False, highlight=False, soft_wrap=True)
+            if line.startswith("uv: "):
+                status(line.removeprefix("uv: "))
+            elif not quiet():
+                stderr_console().print(line, markup=False, highlight=False, soft_wrap=True)
 
         yield on_progress

@@ -1,0 +1,203 @@
+"""Deploy speed, side by side with the plain-pip way, in one run: `python bench/deploy.py`.
+
+Environment rows (issue 5): building the model environment for the deploy test's conda spec
+(python 3.11, scikit-learn, pip: [azureml-defaults]) with mlcli (`ml env build`, uv underneath)
+cold and warm, beside `python -m venv` + `pip install` of the same requirements. Each row is
+one function taking the shared `Bench` and returning seconds; `ROWS` lists them in run order,
+so deploy-to-healthy rows are added as more functions in the same table.
+
+    python bench/deploy.py                       # every row
+    python bench/deploy.py --rows env            # rows whose name starts with "env"
+    python bench/deploy.py --with-azureml        # also pip-installing azureml-defaults itself
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ML = [sys.executable, "-m", "mlcli"]
+
+CONDA_FILE = """\
+name: project_environment
+dependencies:
+  - python=3.11
+  - scikit-learn
+  - pip:
+    - azureml-defaults
+"""
+
+
+@dataclass
+class Bench:
+    """What the rows share: a scratch folder, the conda file, private caches."""
+
+    root: Path
+    conda_file: Path
+    uv_cache: Path  # starts empty: the first mlcli row is cold all the way down
+    pip_cache: Path  # starts empty: the first pip row downloads everything
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def home(self, name: str) -> Path:
+        """A fresh MLCLI_HOME (no environments built yet) for one row."""
+        return self.root / f"home-{name}"
+
+    def ml(self, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "MLCLI_HOME": str(home), "UV_CACHE_DIR": str(self.uv_cache)}
+        return subprocess.run([*ML, *args], env=env, capture_output=True, text=True, check=True)
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+# --- environment rows -----------------------------------------------------------------------
+
+
+def env_mlcli_cold_empty_cache(bench: Bench) -> float:
+    """`ml env build`: no environment, empty uv cache (every wheel downloaded)."""
+    home = bench.home("cold-empty")
+    return timed(lambda: bench.ml("env", "build", "--cf", str(bench.conda_file), home=home))
+
+
+def env_mlcli_cold(bench: Bench) -> float:
+    """`ml env build`: no environment yet, uv cache warm (a new spec on a used machine)."""
+    home = bench.home("cold")
+    result: list[subprocess.CompletedProcess[str]] = []
+    seconds = timed(
+        lambda: result.append(bench.ml("env", "build", "--cf", str(bench.conda_file), home=home))
+    )
+    env = json.loads(result[0].stdout)
+    bench.notes["requirements"] = json.dumps(env["spec"]["requirements"])
+    bench.notes["python"] = env["basePython"]
+    bench.notes["packages"] = str(len(env["packages"]))
+    return seconds
+
+
+def env_mlcli_warm(bench: Bench) -> float:
+    """`ml env build` again: the environment exists, so it is reused (what a 2nd deploy pays)."""
+    home = bench.home("cold")  # built by env_mlcli_cold
+    return timed(lambda: bench.ml("env", "build", "--cf", str(bench.conda_file), home=home))
+
+
+def env_mlcli_warm_in_process(bench: Bench) -> float:
+    """spec_for + ensure_environment inside one process, as `ml model deploy` calls them."""
+    from mlcli.environments import ensure_environment, spec_for_conda_file
+
+    os.environ["MLCLI_HOME"] = str(bench.home("cold"))
+    try:
+        return timed(lambda: ensure_environment(spec_for_conda_file(bench.conda_file)))
+    finally:
+        del os.environ["MLCLI_HOME"]
+
+
+def env_pip_cold(bench: Bench) -> float:
+    """`python -m venv` + `pip install` of the same requirements, empty pip cache."""
+    return _venv_and_pip(bench, "pip-cold", _requirements(bench))
+
+
+def env_pip_warm_cache(bench: Bench) -> float:
+    """`python -m venv` + `pip install` of the same requirements, pip cache warm."""
+    return _venv_and_pip(bench, "pip-warm", _requirements(bench))
+
+
+def env_pip_with_azureml_defaults(bench: Bench) -> float:
+    """What Azure's image build installs: scikit-learn + azureml-defaults itself (pip cache warm
+    for scikit-learn)."""
+    return _venv_and_pip(bench, "pip-azureml", ["scikit-learn", "azureml-defaults"])
+
+
+def _requirements(bench: Bench) -> list[str]:
+    if "requirements" not in bench.notes:
+        raise SystemExit("run the env_mlcli_cold row first: the pip rows install its spec")
+    return json.loads(bench.notes["requirements"])
+
+
+def _venv_and_pip(bench: Bench, name: str, requirements: list[str]) -> float:
+    python = bench.notes.get("python") or sys.executable
+    venv = bench.root / name
+
+    # This machine's pip.conf points at local indexes that do not exist (pip warns for every
+    # package); pip runs without it, as on a stock machine. PIP_CERT keeps the host CA bundle.
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
+    env.pop("PIP_FIND_LINKS", None)
+
+    def build() -> None:
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        subprocess.run(
+            [*pip, "--cache-dir", str(bench.pip_cache), *requirements], env=env, check=True
+        )
+
+    return timed(build)
+
+
+# name -> function, in run order (later rows may rely on earlier ones, as the pip rows do).
+ROWS: list[tuple[str, Callable[[Bench], float]]] = [
+    ("env_mlcli_cold_empty_cache", env_mlcli_cold_empty_cache),
+    ("env_mlcli_cold", env_mlcli_cold),
+    ("env_mlcli_warm", env_mlcli_warm),
+    ("env_mlcli_warm_in_process", env_mlcli_warm_in_process),
+    ("env_pip_cold", env_pip_cold),
+    ("env_pip_warm_cache", env_pip_warm_cache),
+]
+OPTIONAL_ROWS = {"--with-azureml": ("env_pip_with_azureml_defaults", env_pip_with_azureml_defaults)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="", help="run only rows whose name starts with this")
+    parser.add_argument("--with-azureml", action="store_true", help="add the azureml pip row")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = parser.parse_args()
+    rows = [r for r in ROWS if r[0].startswith(args.rows)]
+    if args.with_azureml:
+        rows.append(OPTIONAL_ROWS["--with-azureml"])
+
+    root = Path(tempfile.mkdtemp(prefix="mlcli-bench-deploy-"))
+    conda_file = root / "myenv.yml"
+    conda_file.write_text(CONDA_FILE)
+    bench = Bench(root, conda_file, root / "uv-cache", root / "pip-cache")
+    results = []
+    try:
+        for name, function in rows:
+            seconds = function(bench)
+            results.append((name, seconds, " ".join((function.__doc__ or "").split())))
+            print(f"{name:32} {seconds:8.2f} s", file=sys.stderr)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+    print(
+        f"\nmachine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    requirements = " ".join(json.loads(bench.notes.get("requirements", "[]")))
+    print(f"spec: {requirements} on {bench.notes.get('python', '?')}")
+    print("\n| row | seconds | what |\n|---|---:|---|")
+    for name, seconds, what in results:
+        print(f"| {name} | {seconds:.2f} | {what} |")
+    timings = {name: seconds for name, seconds, _ in results}
+    for label, slow, fast in [
+        ("pip vs mlcli, both caches empty", "env_pip_cold", "env_mlcli_cold_empty_cache"),
+        ("pip vs mlcli, both caches warm", "env_pip_warm_cache", "env_mlcli_cold"),
+        ("pip (empty cache) vs mlcli reusing the env", "env_pip_cold", "env_mlcli_warm"),
+    ]:
+        if {slow, fast} <= timings.keys():
+            print(f"{label}: {timings[slow] / timings[fast]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
