@@ -376,6 +376,20 @@ def test_the_same_spec_twice_builds_once_and_returns_the_same_environment(
     assert [e.key for e in list_environments()] == [spec.key]
 
 
+@pytest.mark.slow
+def test_an_environment_whose_interpreter_vanished_is_rebuilt(tmp_path: Path) -> None:
+    spec = spec_for_conda_file(write_conda_file(tmp_path, "dependencies: [python=3.11, six]"))
+    env = ensure_environment(spec)
+    env.python.unlink()
+    env.python.symlink_to(tmp_path / "uninstalled-python3.11")  # as after `pyenv uninstall`
+    progress: list[str] = []
+
+    again = ensure_environment(spec, on_progress=progress.append)
+
+    assert run_in(again.python, "import six; print('ok')") == "ok"
+    assert any("lost its interpreter" in line for line in progress)
+
+
 BUILDER = """
 import sys, time
 from pathlib import Path
@@ -493,6 +507,42 @@ def test_a_model_env_sees_the_server_runtime_but_not_the_cli_side() -> None:
     seen = json.loads(run_in(env.python, code, PYTHONPATH=str(runtime)))
 
     assert seen == [True, True, True, False]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "python",
+    [
+        pytest.param(
+            "3.9",
+            marks=pytest.mark.xfail(
+                reason="mlcli/server (logs.py, wire.py, entry.py, v1compat/aml_request.py) "
+                "evaluates `X | None` annotations at import: needs `from __future__ import "
+                "annotations` to run on Python < 3.10",
+                strict=False,
+            ),
+        ),
+        "3.11",
+    ],
+)
+def test_the_scoring_server_starts_from_the_runtime_in_an_env_of_each_python(
+    python: str, tmp_path: Path
+) -> None:
+    if tuple(int(p) for p in python.split(".")) not in installed_minors():
+        pytest.skip(f"no Python {python} on this machine")
+    path = write_conda_file(tmp_path, f"dependencies: [python={python}]")
+    env = ensure_environment(spec_for_conda_file(path))
+
+    result = subprocess.run(
+        [str(env.python), "-m", "mlcli.server", "--help"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(server_runtime_path())},
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "--entry-script" in result.stdout
 
 
 # --- pruning ------------------------------------------------------------------------------

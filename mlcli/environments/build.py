@@ -95,14 +95,18 @@ def ensure_environment(
             "its azureml compatibility modules stand in for them."
         )
     existing = load_environment(spec.key, touch=True)
-    if existing:
+    if existing and existing.python.exists():
         say(f"using cached environment {spec.key} (Python {existing.python_version})")
         return existing
     with environment_lock(spec.key, on_wait=say) as lock_fd:
         existing = load_environment(spec.key, touch=True)
-        if existing:  # built by the process we waited for
+        if existing and existing.python.exists():  # built by the process we waited for
             say(f"using environment {spec.key}, built by another ml process")
             return existing
+        if existing:
+            # bin/python links to the base interpreter: gone when that Python was uninstalled.
+            say(f"environment {spec.key} lost its interpreter {existing.base_python}; rebuilding")
+            discard(existing.path)
         return _build(spec, lock_fd, say)
 
 
@@ -325,6 +329,15 @@ def uv_environment() -> dict[str, str]:
 def _uv_version(uv: Path) -> str:
     result = subprocess.run([str(uv), "--version"], capture_output=True, text=True, check=False)
     return result.stdout.strip()
+
+
+def discard(path: Path) -> None:
+    """Rename out of the way first (atomic: no half environment is ever visible), then delete."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex[:8]}")
+    path.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ import os
 import shutil
 import sqlite3
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from mlcli.environments.build import (
     LAST_USED,
     Environment,
+    discard,
     environment_lock,
     load_environment,
     lock_is_free,
@@ -91,7 +91,7 @@ def remove_environment(key: str, *, force: bool = False) -> Removal:
             fix="Delete those services first, or pass --force (they will fail on restart).",
         )
     with environment_lock(env.key):
-        _discard(envs_dir() / env.key)
+        discard(envs_dir() / env.key)
     return Removal(env.key, env.path, "deleted")
 
 
@@ -122,7 +122,7 @@ def prune(
                 # Checked again under the lock: a deploy may have just asked for it.
                 if cutoff is not None and _last_used(env) > cutoff:
                     continue
-                _discard(env.path)
+                discard(env.path)
         removed.append(Removal(env.key, env.path, "unused"))
     return removed
 
@@ -148,15 +148,6 @@ def _last_used(env: Environment) -> float:
         return (env.path / LAST_USED).stat().st_mtime
     except FileNotFoundError:
         return 0.0
-
-
-def _discard(path: Path) -> None:
-    """Rename out of the way first (atomic: no half environment is ever visible), then delete."""
-    if not path.exists():
-        return
-    trash = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex[:8]}")
-    path.rename(trash)
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _service_documents(db_path: Path) -> list[tuple[str, str]]:
