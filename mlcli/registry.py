@@ -175,8 +175,10 @@ class Registry:
                     )
                 files.append(ModelFile(source.relpath, size, digest))
                 report.file_done()
-            session.make_durable()
             report.finish()
+            if on_progress is not None:
+                on_progress(f"writing {_human(total)} to disk")
+            session.make_durable()
             now = _now()
             with db.immediate(self.conn):
                 row = self.conn.execute(

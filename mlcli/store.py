@@ -125,10 +125,14 @@ class WriteSession:
         self.dir.mkdir(parents=True)
         self._manifest = (self.dir / "manifest").open("a")
         self._count = 0
-        self._new_dirs: set[Path] = set()
+        self._pending: dict[str, Path] = {}  # digest -> written, not yet fsync'ed copy
 
     def add(self, source: Path, on_bytes: Callable[[int], None] | None = None) -> tuple[int, str]:
-        """Copy `source` into the store; returns (size, sha256). Identical bytes are kept once."""
+        """Copy `source` into the session; returns (size, sha256). Identical bytes are kept once.
+
+        The copy becomes a blob in `make_durable`: fsync'ing each file there, after all are
+        written, lets the kernel write one file back while the next is read and hashed.
+        """
         self._count += 1
         part = self.dir / f"{self._count}.part"
         src = os.open(source, os.O_RDONLY)
@@ -136,31 +140,38 @@ class WriteSession:
             dst = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BLOB_MODE)
             try:
                 size, digest = _copy_and_hash(src, dst, on_bytes)
-                os.fsync(dst)
             finally:
                 os.close(dst)
         finally:
             os.close(src)
-        blob = self.store.blob_path(digest)
-        if blob.exists():
+        if digest in self._pending or self.store.blob_path(digest).exists():
             part.unlink()
-            return size, digest
-        # The manifest names the blob before it appears, so a kill right after the rename
-        # still leaves a trace for the garbage collector.
-        self._manifest.write(digest + "\n")
-        self._manifest.flush()
-        if not blob.parent.is_dir():
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            self._new_dirs.add(blob.parent.parent)
-        part.replace(blob)
-        self._new_dirs.add(blob.parent)
+        else:
+            self._pending[digest] = part
         return size, digest
 
     def make_durable(self) -> None:
-        """fsync the folders that gained blobs: after this the renames survive a power cut."""
-        for folder in self._new_dirs:
+        """Move the session's new files into objects/, each only once its bytes are on disk."""
+        new_dirs: set[Path] = set()
+        for digest, part in self._pending.items():
+            blob = self.store.blob_path(digest)
+            fd = os.open(part, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # The manifest names the blob before it appears, so a kill right after the rename
+            # still leaves a trace for the garbage collector.
+            self._manifest.write(digest + "\n")
+            self._manifest.flush()
+            if not blob.parent.is_dir():
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                new_dirs.add(blob.parent.parent)
+            part.replace(blob)
+            new_dirs.add(blob.parent)
+        self._pending.clear()
+        for folder in new_dirs:  # the renames themselves survive a power cut only after this
             _fsync_dir(folder)
-        self._new_dirs.clear()
 
     def close(self) -> None:
         self._manifest.close()

@@ -120,8 +120,9 @@ def test_progress_reports_bytes_and_files(registry: Registry, model_dir: Path) -
 
     registry.register(model_dir, "m", on_progress=lines.append)
 
-    assert lines[-1].startswith("hashing and copying")
-    assert "(2/2 files)" in lines[-1]
+    assert lines[-2].startswith("hashing and copying")
+    assert "(2/2 files)" in lines[-2]
+    assert lines[-1] == "writing 16.0 KiB to disk"
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -405,26 +406,55 @@ def test_a_255_character_name_is_accepted(registry: Registry, model_dir: Path) -
 
 # -- crashes and concurrency --------------------------------------------------------------
 
-_KILL_AFTER_FIRST_BLOB = textwrap.dedent(
+_KILL_BEFORE_SYNC = textwrap.dedent(
     """
-    import os, signal, sys, time
+    import os, signal, sys
     from mlcli.registry import Registry
 
     def on_progress(line):
-        if "(0/" in line:
-            time.sleep(0.15)  # let the next report through the throttle
-        elif "(1/" in line:
-            os.kill(os.getpid(), signal.SIGKILL)  # the first blob is in the store, no row yet
+        if line.startswith("writing"):  # every file copied, none yet a blob
+            os.kill(os.getpid(), signal.SIGKILL)
 
     Registry.open().register(sys.argv[1], "m", on_progress=on_progress)
     """
 )
 
+_KILL_AFTER_BLOBS_BEFORE_ROWS = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from mlcli.registry import Registry
 
-def test_a_register_killed_after_storing_a_blob_leaves_nothing_visible_and_is_cleaned_up(
+    registry = Registry.open()
+    with registry.store.writing(registry._referenced) as session:
+        session.add(Path(sys.argv[1]))
+        session.make_durable()
+        os.kill(os.getpid(), signal.SIGKILL)  # the blob is in objects/, no row names it
+    """
+)
+
+
+def test_a_register_killed_before_its_files_are_synced_leaves_only_tmp_files(
     model_dir: Path,
 ) -> None:
-    killed = subprocess.run([sys.executable, "-c", _KILL_AFTER_FIRST_BLOB, str(model_dir)])
+    killed = subprocess.run([sys.executable, "-c", _KILL_BEFORE_SYNC, str(model_dir)])
+    assert killed.returncode == -signal.SIGKILL
+    registry = Registry.open()
+    assert registry.list() == []
+    assert blobs(registry) == []
+    [session] = registry.store.tmp.iterdir()
+    assert sorted(p.name for p in session.iterdir()) == ["1.part", "2.part", "manifest"]
+
+    registry.register(model_dir / "vocab", "other")
+
+    assert list(registry.store.tmp.iterdir()) == []
+
+
+def test_a_writer_killed_after_storing_blobs_leaves_nothing_visible_and_is_cleaned_up(
+    model_dir: Path,
+) -> None:
+    script = _KILL_AFTER_BLOBS_BEFORE_ROWS
+    killed = subprocess.run([sys.executable, "-c", script, str(model_dir / "model.bin")])
     assert killed.returncode == -signal.SIGKILL
     registry = Registry.open()
     assert registry.list() == []

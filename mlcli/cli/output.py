@@ -28,7 +28,7 @@ def emit(
     if output == "none":
         return
     if output == "json":
-        text = json.dumps(data, indent=2, ensure_ascii=False)
+        text = to_json(data)
     elif output == "jsonc":
         text = _jsonc(data)
     elif output == "yaml":
@@ -98,8 +98,18 @@ def _ignore(_line: str) -> None:
     pass
 
 
+def to_json(data: Any) -> str:
+    """Indented JSON as the Azure CLI prints it; orjson when present (the stdlib's indenting
+    encoder is pure Python: ~0.1 s for a 1,000-version `ml model list`)."""
+    try:
+        import orjson
+    except ImportError:
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+
+
 def _jsonc(data: Any) -> str:
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+    text = to_json(data)
     if not sys.stdout.isatty():
         return text
     from rich.console import Console
