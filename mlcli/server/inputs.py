@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import inspect
 import io
 import json
@@ -35,11 +36,20 @@ def _json_or_text(value: str) -> Any:
         return value
 
 
+def _quote_undecodable(error: UnicodeDecodeError) -> tuple[str, int]:
+    # werkzeug's rule for query strings: bytes that are not UTF-8 stay percent-encoded (%FF)
+    bad = error.object[error.start : error.end]
+    return "".join(f"%{byte:02X}" for byte in bad), error.end
+
+
+codecs.register_error("mlcli.url_quote", _quote_undecodable)
+
+
 def query_parameters(query: bytes) -> dict:
     """/score?a=1&b=x&b=y -> {"a": 1, "b": ["x", "y"]}: values parsed as JSON when they are."""
     grouped: dict[str, list] = {}
     text = query.decode("latin-1")
-    for key, value in parse_qsl(text, keep_blank_values=True, errors="replace"):
+    for key, value in parse_qsl(text, keep_blank_values=True, errors="mlcli.url_quote"):
         grouped.setdefault(key, []).append(_json_or_text(value))
     return {key: values[0] if len(values) == 1 else values for key, values in grouped.items()}
 

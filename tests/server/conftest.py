@@ -168,43 +168,72 @@ def server_env(extra: dict | None = None) -> dict:
     return env
 
 
+def launch_mlcli(
+    workdir: Path,
+    script: str | Path,
+    *,
+    env: dict | None = None,
+    workers: int | None = None,
+    files: dict | None = None,
+    python: str = sys.executable,
+    args: tuple = (),
+    port: int | None = None,
+) -> ServerProcess:
+    """Start `python -m mlcli.server` on a copy of the script in workdir (not waiting)."""
+    port = port or free_tcp_port()
+    entry = prepare_workdir(workdir, script, files)
+    command = [python, "-m", "mlcli.server", "--entry-script", entry.name, "--port", str(port)]
+    command += ["--host", "127.0.0.1", *args]
+    if workers:
+        command += ["--workers", str(workers)]
+    environ = server_env(env)
+    environ["PYTHONPATH"] = str(PROJECT)
+    return start_process(command, workdir=workdir, port=port, env=environ)
+
+
+def launch_azmlinfsrv(
+    python: Path,
+    workdir: Path,
+    script: str | Path,
+    *,
+    env: dict | None = None,
+    workers: int | None = None,
+    files: dict | None = None,
+    args: tuple = (),
+    port: int | None = None,
+) -> ServerProcess:
+    """Start the real azmlinfsrv on a copy of the script in workdir (not waiting)."""
+    port = port or free_tcp_port()
+    entry = prepare_workdir(workdir, script, files)
+    command = [str(python), "-m", "azureml_inference_server_http"]
+    command += ["--entry_script", entry.name, "--port", str(port), *args]
+    if workers:
+        command += ["--worker_count", str(workers)]
+    return start_process(command, workdir=workdir, port=port, env=server_env(env))
+
+
+def stop_all(servers: list[ServerProcess]) -> None:
+    for server in servers:
+        server.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.process.pid, signal.SIGKILL)  # its own session: workers too
+
+
 @pytest.fixture
 def start_mlcli(tmp_path: Path) -> Iterator:
     """Start mlcli's server on a script: start_mlcli("echo.py", env={...}, workers=2)."""
     started: list[ServerProcess] = []
 
-    def start(
-        script: str | Path,
-        *,
-        env: dict | None = None,
-        workers: int | None = None,
-        files: dict | None = None,
-        wait: bool = True,
-        python: str = sys.executable,
-        args: tuple = (),
-        port: int | None = None,
-        workdir: Path | None = None,
-    ) -> ServerProcess:
-        port = port or free_tcp_port()
-        workdir = workdir or tmp_path / f"mlcli-{port}"
-        entry = prepare_workdir(workdir, script, files)
-        command = [python, "-m", "mlcli.server", "--entry-script", entry.name, "--port", str(port)]
-        command += ["--host", "127.0.0.1", *args]
-        if workers:
-            command += ["--workers", str(workers)]
-        environ = server_env(env)
-        environ["PYTHONPATH"] = str(PROJECT)
-        server = start_process(command, workdir=workdir, port=port, env=environ)
+    def start(script, *, wait: bool = True, workdir: Path | None = None, **kw) -> ServerProcess:
+        port = kw.pop("port", None) or free_tcp_port()
+        server = launch_mlcli(workdir or tmp_path / f"mlcli-{port}", script, port=port, **kw)
         started.append(server)
         if wait:
             server.wait_healthy()
         return server
 
     yield start
-    for server in started:
-        server.stop(signal.SIGKILL if server.stopped else signal.SIGTERM)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.process.pid, signal.SIGKILL)
+    stop_all(started)
 
 
 def _build_reference(target: Path) -> None:
@@ -243,25 +272,17 @@ def start_azmlinfsrv(tmp_path: Path, reference_python: Path) -> Iterator:
     """Start the real azmlinfsrv 1.5.1 on a script (same arguments as start_mlcli)."""
     started: list[ServerProcess] = []
 
-    def start(script, *, env=None, workers=None, files=None, wait=True, port=None, workdir=None):
-        port = port or free_tcp_port()
+    def start(script, *, wait: bool = True, workdir: Path | None = None, **kw) -> ServerProcess:
+        port = kw.pop("port", None) or free_tcp_port()
         workdir = workdir or tmp_path / f"azml-{port}"
-        entry = prepare_workdir(workdir, script, files)
-        command = [str(reference_python), "-m", "azureml_inference_server_http"]
-        command += ["--entry_script", entry.name, "--port", str(port)]
-        if workers:
-            command += ["--worker_count", str(workers)]
-        server = start_process(command, workdir=workdir, port=port, env=server_env(env))
+        server = launch_azmlinfsrv(reference_python, workdir, script, port=port, **kw)
         started.append(server)
         if wait:
             server.wait_healthy()
         return server
 
     yield start
-    for server in started:
-        server.stop()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.process.pid, signal.SIGKILL)
+    stop_all(started)
 
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

@@ -12,6 +12,8 @@ from werkzeug.wrappers import Response
 class AMLResponse(Response):
     """An HTTP response a run() returns as-is: body, status code and headers."""
 
+    default_mimetype = "text/html"  # Flask's Response default, which azmlinfsrv's is based on
+
     def __init__(
         self,
         message,
