@@ -165,6 +165,24 @@ def test_the_key_ignores_the_order_of_packages_and_changes_with_their_versions(
     assert len(spec_for_conda_file(one).key) == 16
 
 
+@pytest.mark.slow
+def test_a_pip_entry_naming_a_local_file_reads_it_beside_the_conda_file_and_keys_its_content(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "extra.txt").write_text("six==1.16.0\n")
+    path = write_conda_file(folder, "dependencies: [python=3.11, {pip: [-r extra.txt]}]")
+    spec = spec_for_conda_file(path)
+
+    env = ensure_environment(spec)
+    (folder / "extra.txt").write_text("six==1.17.0\n")
+
+    assert f"-r {folder / 'extra.txt'}" in spec.requirements
+    assert "six==1.16.0" in frozen_requirements(env)
+    assert spec_for_conda_file(path).key != spec.key
+
+
 def test_no_conda_file_means_the_servers_own_requirements_on_mlclis_python() -> None:
     spec = minimal_spec()
 

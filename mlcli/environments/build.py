@@ -259,27 +259,26 @@ _NOT_FOUND = re.compile(r"Because (\S+) was not found in the package registry")
 
 
 def _build_error(spec: EnvironmentSpec, lines: list[str]) -> EnvironmentBuildError:
-    where = spec.source
     starts = [i for i, line in enumerate(lines) if line.startswith("error:")]
     useful = [line for line in lines[starts[0] :] if line.strip()] if starts else lines[-15:]
     detail = "\n".join(useful[:20])
     missing = _NOT_FOUND.search(detail)
     if missing:
         package = missing.group(1)
-        origin = spec.origin_of(package)
-        named = f"{origin!r} (installed from PyPI as {package!r})" if origin else repr(package)
+        origin = spec.origin_of(package) or package
+        searched = "" if origin == package else f" (mlcli looked for it as {package!r})"
         return EnvironmentBuildError(
-            f"package {named} is not on PyPI, so mlcli cannot install it. uv said:\n{detail}",
-            where=where,
-            fix="mlcli installs conda packages from PyPI; a conda-only package must go. Remove "
-            "it from the conda file, or list its PyPI equivalent under 'pip:' (for example "
-            "pytorch -> torch, py-xgboost -> xgboost).",
+            f"package {origin!r} is not on PyPI{searched}, so mlcli cannot install it.",
+            where=spec.where or spec.source,
+            fix="mlcli installs conda packages from PyPI, so a conda-only package must go: "
+            "remove it, or list its PyPI equivalent under 'pip:' (for example pytorch -> torch, "
+            "py-xgboost -> xgboost).",
         )
     return EnvironmentBuildError(
         f"uv could not install the environment's packages:\n{detail}",
-        where=where,
-        fix="Check the versions asked for in the conda file (each must exist on PyPI for "
-        "the chosen Python), or the network and index settings (UV_INDEX_URL).",
+        where=spec.where or spec.source,
+        fix="Check the versions asked for (each must exist on PyPI for the chosen Python), or "
+        "the network and index settings (UV_INDEX_URL).",
     )
 
 

@@ -116,10 +116,10 @@ def read_conda_file(path: Path) -> CondaRequirements:
             where=where,
             fix="Fix the YAML syntax (a conda file has name, channels and dependencies).",
         ) from exc
-    return conda_requirements(document, where=where)
+    return conda_requirements(document, where=where, base=path.parent)
 
 
-def conda_requirements(document: Any, *, where: str) -> CondaRequirements:
+def conda_requirements(document: Any, *, where: str, base: Path | None = None) -> CondaRequirements:
     """Turn a parsed conda environment ({name, channels, dependencies}) into pip terms."""
     if document is None:
         document = {}
@@ -143,7 +143,7 @@ def conda_requirements(document: Any, *, where: str) -> CondaRequirements:
     skipped: list[str] = []
     for item in dependencies:
         if isinstance(item, dict):
-            pip_lines.extend(_pip_section(item, where=where))
+            pip_lines.extend(_pip_section(item, where=where, base=base))
             continue
         if not isinstance(item, str | int | float):
             raise ConfigError(
@@ -250,7 +250,7 @@ def _operator_clause(clause: str) -> str:
     return f"{operator}{version}"
 
 
-def _pip_section(item: dict[str, Any], *, where: str) -> list[str]:
+def _pip_section(item: dict[str, Any], *, where: str, base: Path | None) -> list[str]:
     if set(item) != {"pip"} or not isinstance(item["pip"], list | type(None)):
         raise ConfigError(
             f"dependency {item!r} is not a 'pip:' list.",
@@ -261,5 +261,32 @@ def _pip_section(item: dict[str, Any], *, where: str) -> list[str]:
     for entry in item["pip"] or []:
         line = str(entry).split(" #", 1)[0].strip()
         if line and not line.startswith("#"):
-            lines.append(line)
+            lines.append(resolve_local_paths(line, base) if base else line)
     return lines
+
+
+_PATH_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-f")
+_PATH_OPTIONS_EQ = ("--requirement=", "--constraint=", "--editable=", "--find-links=")
+_ARCHIVES = (".whl", ".tar.gz", ".zip", ".tgz")
+
+
+def resolve_local_paths(line: str, base: Path) -> str:
+    """Make a pip line's relative file paths absolute against the conda file's folder, as pip
+    reads them there (`-r other.txt`, `./wheels/pkg-1.0-py3-none-any.whl`)."""
+    for option in _PATH_OPTIONS_EQ:
+        if line.startswith(option):
+            return f"{option}{_absolute(line[len(option) :].strip(), base)}"
+    head, _, rest = line.partition(" ")
+    if head in (*_PATH_OPTIONS, "--find-links") and rest.strip():
+        return f"{head} {_absolute(rest.strip(), base)}"
+    if line.startswith(("./", "../")) or (
+        line.endswith(_ARCHIVES) and "://" not in line and (base / line).exists()
+    ):
+        return _absolute(line, base)
+    return line
+
+
+def _absolute(value: str, base: Path) -> str:
+    if "://" in value or value.startswith(("/", "~")):
+        return value
+    return str((base / value).resolve())

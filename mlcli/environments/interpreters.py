@@ -96,7 +96,8 @@ def _distance(version: tuple[int, int, int], wanted: tuple[int, ...]) -> tuple[i
 
 
 def _differs(requested: str, chosen: Interpreter, found: list[Interpreter]) -> str:
-    installed = ", ".join(sorted({i.version_text for i in found}, key=_version_key))
+    usable = {i.version_text for i in found if i.version[:2] >= MIN_PYTHON}
+    installed = ", ".join(sorted(usable, key=_version_key))
     return (
         f"python={requested} is not installed here; using Python {chosen.version_text} "
         f"({chosen.path}), the nearest of: {installed}."

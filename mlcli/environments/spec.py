@@ -40,7 +40,11 @@ class EnvironmentSpec:
     python: str  # requested: "3.8", "3.11.4", ">=3.9,<3.12"
     requirements: tuple[str, ...]  # pip requirement lines, the server's requirements included
     source: str  # what it came from, for messages: "conda file /x/env.yml"
+    # sha256 of each local file the requirements name (`-r extra.txt`, a wheel), read when the
+    # spec is made: a changed file gives a new key, hence a new environment.
+    files: tuple[tuple[str, str], ...] = ()
     # Not part of the key: what the messages need to name the user's own words.
+    where: str = field(default="", compare=False)  # "/x/env.yml, field dependencies"
     skipped_azureml: tuple[str, ...] = field(default=(), compare=False)
     skipped_conda: tuple[str, ...] = field(default=(), compare=False)
     origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
@@ -48,11 +52,14 @@ class EnvironmentSpec:
     @property
     def key(self) -> str:
         """Short sha256 of the canonical spec: the environment's folder name."""
-        canonical = json.dumps(
-            {"format": SPEC_FORMAT, "python": self.python, "requirements": self.requirements},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        document: dict[str, Any] = {
+            "format": SPEC_FORMAT,
+            "python": self.python,
+            "requirements": self.requirements,
+        }
+        if self.files:
+            document["files"] = dict(self.files)
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def origin_of(self, package: str) -> str | None:
@@ -64,6 +71,7 @@ class EnvironmentSpec:
             "python": self.python,
             "requirements": list(self.requirements),
             "source": self.source,
+            "files": dict(self.files),
             "skippedAzureml": list(self.skipped_azureml),
             "skippedConda": list(self.skipped_conda),
         }
@@ -74,6 +82,7 @@ class EnvironmentSpec:
             python=data["python"],
             requirements=tuple(data["requirements"]),
             source=data.get("source", ""),
+            files=tuple(sorted((data.get("files") or {}).items())),
             skipped_azureml=tuple(data.get("skippedAzureml", ())),
             skipped_conda=tuple(data.get("skippedConda", ())),
         )
@@ -91,24 +100,26 @@ def spec_for(ic: InferenceConfig | None) -> EnvironmentSpec:
         return _spec_from_environment(ic, environment)
     conda_file = getattr(ic, "conda_file", None)
     if conda_file:
-        path = Path(conda_file)
-        return spec_from_conda(read_conda_file(path), source=f"conda file {path}")
+        return spec_for_conda_file(Path(conda_file))
     return minimal_spec()
 
 
 def spec_for_conda_file(path: Path) -> EnvironmentSpec:
-    return spec_from_conda(read_conda_file(path), source=f"conda file {path}")
+    return spec_from_conda(
+        read_conda_file(path), source=f"conda file {path}", where=f"{path}, field dependencies"
+    )
 
 
 def minimal_spec() -> EnvironmentSpec:
     return _assemble(DEFAULT_PYTHON, (), source="the scoring server's own requirements")
 
 
-def spec_from_conda(conda: CondaRequirements, *, source: str) -> EnvironmentSpec:
+def spec_from_conda(conda: CondaRequirements, *, source: str, where: str = "") -> EnvironmentSpec:
     return _assemble(
         conda.python or DEFAULT_PYTHON,
         conda.requirements,
         source=source,
+        where=where,
         skipped_conda=conda.skipped,
         origins=conda.origins,
     )
@@ -150,6 +161,7 @@ def _assemble(
     requirements: tuple[str, ...],
     *,
     source: str,
+    where: str = "",
     skipped_conda: tuple[str, ...] = (),
     origins: dict[str, str] | None = None,
 ) -> EnvironmentSpec:
@@ -162,14 +174,26 @@ def _assemble(
         match = _REQUIREMENT_NAME.match(line)
         if match and not line.startswith("-"):
             all_origins.setdefault(canonical_name(match.group(1)), line)
+    requirements = (*dict.fromkeys(options), *packages)
     return EnvironmentSpec(
         python=python,
-        requirements=(*dict.fromkeys(options), *packages),
+        requirements=requirements,
         source=source,
+        files=_local_file_digests(requirements),
+        where=where,
         skipped_azureml=skipped,
         skipped_conda=skipped_conda,
         origins=tuple(sorted(all_origins.items())),
     )
+
+
+def _local_file_digests(requirements: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    digests = {}
+    for line in requirements:
+        for word in line.replace("=", " ").split():
+            if word.startswith("/") and Path(word).is_file():
+                digests[word] = hashlib.sha256(Path(word).read_bytes()).hexdigest()
+    return tuple(sorted(digests.items()))
 
 
 def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentSpec:
@@ -196,15 +220,13 @@ def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentS
             "(environment.python.condaDependenciesFile).",
         )
     name = environment.get("name") or "inline environment"
+    base = Path(getattr(ic, "source_directory", None) or config_path.parent)
     if python.get("condaDependencies"):
-        conda = conda_requirements(
-            python["condaDependencies"], where=f"{where}.python.condaDependencies"
-        )
-        return spec_from_conda(conda, source=f"environment {name!r} in {config_path}")
+        inline = f"{where}.python.condaDependencies"
+        conda = conda_requirements(python["condaDependencies"], where=inline, base=base)
+        source = f"environment {name!r} in {config_path}"
+        return spec_from_conda(conda, source=source, where=inline)
     if python.get("condaDependenciesFile"):
         path = Path(python["condaDependenciesFile"])
-        if not path.is_absolute():
-            base = getattr(ic, "source_directory", None) or config_path.parent
-            path = Path(base) / path
-        return spec_from_conda(read_conda_file(path), source=f"conda file {path}")
+        return spec_for_conda_file(path if path.is_absolute() else base / path)
     return minimal_spec()
