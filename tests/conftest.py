@@ -1,5 +1,6 @@
 """Shared fixtures: every test gets its own MLCLI_HOME, real ports and real engines."""
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -65,3 +66,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "docker" in item.keywords:
                 item.add_marker(skip)
+
+
+# --- Docker (LOCAL/ACI targets, images, `ml model package`) -----------------------------------
+
+DOCKER_TEST_LABEL = f"org.mlcli.test={os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def docker_base_image(tmp_path_factory: pytest.TempPathFactory):  # -> Iterator[str]
+    """mlcli's base image, built once per session if the engine lacks it (CI: a fresh build).
+
+    Everything docker tests create carries DOCKER_TEST_LABEL (see `docker_labels`) and is
+    removed at the end of the session; the base image stays, for the next run.
+    """
+    import docker
+
+    from mlcli.images.base import ensure_base_image
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLCLI_HOME", str(tmp_path_factory.mktemp("docker-base-home")))
+        patch.delenv("MLCLI_DOCKER_LABELS", raising=False)
+        tag = ensure_base_image().tag
+    yield tag
+    client = docker.from_env()
+    for container in client.containers.list(all=True, filters={"label": DOCKER_TEST_LABEL}):
+        container.remove(force=True)
+    for _ in range(4):  # children before parents: app images, then env images
+        images = client.images.list(all=True, filters={"label": DOCKER_TEST_LABEL})
+        for image in images:
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image.id, force=True)
+        if not images:
+            break
+
+
+@pytest.fixture
+def docker_labels(docker_base_image: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Label what this test creates in the engine, for the session's clean-up; the label."""
+    monkeypatch.setenv("MLCLI_DOCKER_LABELS", DOCKER_TEST_LABEL)
+    return DOCKER_TEST_LABEL

@@ -18,6 +18,7 @@ SUBGROUPS: dict[str, str] = {
     "env": "mlcli.cli.env:env",
     "environment": "mlcli.cli.env:env",  # Azure v1's `az ml environment` spelling
     "service": "mlcli.cli.service:service",
+    "image": "mlcli.cli.image:image",
 }
 
 

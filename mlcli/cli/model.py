@@ -19,6 +19,7 @@ TABLE_COLUMNS = ("name", "version", "framework", "createdTime", "description")
 # one line each here.
 LAZY_COMMANDS: dict[str, str] = {
     "deploy": "mlcli.cli.deploy:deploy",
+    "package": "mlcli.cli.package:package",
 }
 
 

@@ -97,6 +97,7 @@ def image_summary(image: docker.models.images.Image) -> dict[str, Any]:
     """One image as `ml image list` shows it."""
     image_labels = image.labels or {}
     return {
+        "tag": image.tags[0] if image.tags else "<none>",
         "id": image.short_id.removeprefix("sha256:"),
         "tags": list(image.tags),
         "kind": image_labels.get(KIND, ""),
@@ -113,7 +114,8 @@ def list_images(*, kind: str | None = None) -> list[dict[str, Any]]:
     client = docker_client()
     label = f"{KIND}={kind}" if kind else KIND
     found = client.images.list(filters={"label": label})
-    rows = [image_summary(image) for image in found]
+    shown = {"base", "env", "app", "package"}
+    rows = [image_summary(i) for i in found if (i.labels or {}).get(KIND) in shown]
     return sorted(rows, key=lambda row: row["createdTime"], reverse=True)
 
 
@@ -130,3 +132,54 @@ def file_lock(path: Path, on_progress: Callable[[str], None], waiting: str) -> I
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def remove_unused_images(
+    *, workspace: str | None = None, service: str | None = None, dry_run: bool = False
+) -> list[dict[str, Any]]:
+    """Remove app images no container runs (one service's, or all), then the env images that
+    no remaining image or container is built on. The base image always stays.
+
+    `ml service delete --purge` calls this for the deleted service; `ml image prune` for all.
+    """
+    client = docker_client()
+    in_use = {c["ImageID"] for c in client.api.containers(all=True)}
+    wanted = [f"{KIND}=app"]
+    if workspace:
+        wanted.append(f"{WORKSPACE}={workspace}")
+    if service:
+        wanted.append(f"{SERVICE}={service}")
+    removed: list[dict[str, Any]] = []
+    freed_env: set[str] = set()
+    for image in client.images.list(filters={"label": wanted}):
+        if image.id not in in_use:
+            freed_env.add((image.labels or {}).get(ENV_IMAGE, ""))
+            removed.append(_remove(client, image, dry_run))
+    gone = {row["fullId"] for row in removed}
+    still_built_on = {
+        (image.labels or {}).get(ENV_IMAGE)
+        for image in client.images.list(filters={"label": ENV_IMAGE})
+        if image.id not in gone
+    }
+    for image in client.images.list(filters={"label": f"{KIND}=env"}):
+        if service and image.id not in freed_env:
+            continue  # only what the service's own images were built on
+        if image.id not in in_use and image.id not in still_built_on:
+            removed.append(_remove(client, image, dry_run))
+    if not dry_run:
+        client.images.prune(filters={"label": f"{KIND}=wheels", "dangling": True})
+    return [{k: v for k, v in row.items() if k != "fullId"} for row in removed]
+
+
+def _remove(client: docker.DockerClient, image: Any, dry_run: bool) -> dict[str, Any]:
+    import docker
+
+    row = {**image_summary(image), "fullId": image.id, "removed": not dry_run}
+    if not dry_run:
+        try:
+            client.images.remove(image.id, force=True)  # force: drop every tag it has
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:  # e.g. an image of yours was built FROM it
+            row.update(removed=False, reason=str(exc.explanation or exc))
+    return row

@@ -335,8 +335,8 @@ def build_app_image(
         progress(f"using image {tag}")
         return BuiltImage(tag, existing.id, _size_mb(existing), built=False)
     with _context_dir() as context:
-        _copy_tree(runtime, context / "runtime")
-        _copy_tree(app_root, context / "app", exclude=excluded)
+        copy_tree(runtime, context / "runtime")
+        copy_tree(app_root, context / "app", exclude=excluded)
         all_labels = {**image_labels, ENV_IMAGE: env_image.id}
         dockerfile = f"FROM {env_image.tag}\n{app_section(layout)}{label_instruction(all_labels)}\n"
         (context / "Dockerfile").write_text(dockerfile)
@@ -452,8 +452,10 @@ def _walk(root: Path, exclude: Set[str]) -> Iterator[Path]:
                 yield here / name
 
 
-def _copy_tree(source: Path, dest: Path, *, exclude: Set[str] = frozenset()) -> None:
-    """Hard links where possible (the context is read, never written), else copies."""
+def copy_tree(
+    source: Path, dest: Path, *, exclude: Set[str] = frozenset(), link: bool = True
+) -> None:
+    """With `link`, hard links where possible (a build context is read, never written)."""
     dest.mkdir(parents=True, exist_ok=True)
     for path in _walk(source, exclude):
         target = dest / path.relative_to(source)
@@ -461,10 +463,11 @@ def _copy_tree(source: Path, dest: Path, *, exclude: Set[str] = frozenset()) -> 
         if path.is_symlink():
             target.symlink_to(path.readlink())
             continue
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
+        if link:
+            with contextlib.suppress(OSError):
+                os.link(path, target)
+                continue
+        shutil.copy2(path, target)
 
 
 def _tag_safe(name: str) -> str:

@@ -1,0 +1,99 @@
+"""`ml model package`: models + inference config -> a Docker image, or its build context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlcli.cli.deploy import inference_config, inference_options, model_refs
+from mlcli.cli.options import common_options, workspace_name
+from mlcli.cli.output import emit, progress, warn
+from mlcli.errors import ConfigError
+
+
+@click.command("package")
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME:N", help="Repeatable.")
+@click.option(
+    "-f",
+    "--model-metadata-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="JSON with modelId, written by `ml model register -t`.",
+)
+@inference_options
+@click.option(
+    "--output-path",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write a Dockerfile and build context to this new folder instead of building.",
+)
+@click.option(
+    "--image-name",
+    metavar="NAME[:TAG]",
+    help="Also tag the built image with this name (mlcli; without --output-path).",
+)
+@click.option("-e", "--environment-name", hidden=True, help="Accepted for Azure CLI scripts.")
+@click.option("--ev", "--environment-version", hidden=True, help="Accepted for Azure CLI scripts.")
+@click.option("--no-wait", is_flag=True, hidden=True, help="Accepted; the command always waits.")
+@common_options
+def package(
+    models: tuple[str, ...],
+    model_metadata_file: Path | None,
+    output_path: Path | None,
+    image_name: str | None,
+    environment_name: str | None,
+    ev: str | None,
+    no_wait: bool,
+    output: str,
+    query: str | None,
+    **flags: Any,
+) -> None:
+    """Package models, their entry script and environment as a Docker image.
+
+    Without --output-path the image is built in the local engine and its tag printed. With it,
+    a folder is written that `docker build` turns into the same image on any x86_64 machine,
+    with no registry and no network (the base file system and the wheels are inside).
+
+    \b
+    Example:
+        ml model package -m sentiment:1 --ic inferenceConfig.json
+        ml model package -m sentiment:1 --ic inferenceConfig.json --output-path ./pkg
+        docker build -t sentiment:1 ./pkg && docker run --rm -p 5001:5001 sentiment:1
+    """
+    from mlcli.images.package import package as package_models
+    from mlcli.registry import Registry
+
+    if environment_name or ev:
+        warn("-e/--ev: mlcli builds the environment from the inference config; ignored.")
+    refs = model_refs(models, model_metadata_file)
+    if not refs:
+        raise ConfigError(
+            "no model to package.",
+            where="-m/--model",
+            fix="Name at least one registered model: -m NAME:N (repeat -m for several).",
+        )
+    ic = inference_config(flags)
+    if ic is None:
+        raise ConfigError(
+            "no entry script: a package serves models through a score.py, as Azure ML v1 does.",
+            where="--ic/--inference-config-file",
+            fix="Pass --ic inferenceConfig.json (with entryScript), or --es score.py.",
+        )
+    if image_name and output_path:
+        raise ConfigError(
+            "--image-name names a built image; --output-path builds none.",
+            where="--image-name",
+            fix="Leave one out (name the image later with `docker build -t NAME`).",
+        )
+    registry = Registry.open(workspace_name())
+    resolved = list({m.id: m for m in (registry.resolve(ref) for ref in refs)}.values())
+    with progress("Packaging " + ", ".join(m.id for m in resolved)) as on_progress:
+        result = package_models(
+            registry,
+            resolved,
+            ic,
+            output_path=output_path,
+            image_name=image_name,
+            on_progress=on_progress,
+        )
+    emit(result, output, query)

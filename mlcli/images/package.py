@@ -1,0 +1,260 @@
+"""`ml model package`: one image (or one build context) holding the models, their scoring
+script, its environment and the scoring server; what takes a model to another host,
+Kubernetes or an edge device.
+
+With an output path it writes a folder that plain `docker build` turns into the image on any
+x86_64 machine with no registry and no network: the base image's root file system
+(base/rootfs.tar.gz, for `FROM scratch` + ADD), the wheels (installed with --no-index), the
+server code, the app root and the models. The Dockerfile has the same steps as the env and app
+images a LOCAL deploy builds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcli.errors import ConfigError, ConflictError
+from mlcli.images import docker_client, labels
+from mlcli.images.base import IMAGE_ENV, base_tag, cache_dir, label_instruction, recipe_key
+from mlcli.images.build import (
+    CONTAINER_PORT,
+    MODELS,
+    AppLayout,
+    app_section,
+    build_app_image,
+    copy_tree,
+    ensure_env_image,
+    env_stages,
+    read_extra_steps,
+    write_wheelhouse,
+)
+
+if TYPE_CHECKING:
+    import docker
+
+    from mlcli.config import InferenceConfig
+    from mlcli.registry import ModelVersion, Registry
+
+Progress = Callable[[str], None]
+
+PACKAGE_REPOSITORY = "mlcli/package"
+_IGNORED = shutil.ignore_patterns("__pycache__", ".git", ".ipynb_checkpoints")
+
+
+def package(
+    registry: Registry,
+    models: Sequence[ModelVersion],
+    inference: InferenceConfig,
+    *,
+    output_path: Path | None = None,
+    image_name: str | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write a build context to `output_path`, or (without one) build the image locally."""
+    from mlcli.environments import ensure_environment, spec_for
+
+    progress = on_progress or (lambda _message: None)
+    if output_path is not None:
+        _check_output_path(output_path)
+    _check_entry_script(inference)
+    environment = ensure_environment(spec_for(inference), on_progress=progress)
+    model_ids = [m.id for m in models]
+    if output_path is None:
+        from mlcli.images.base import resolve_base_image
+
+        client = docker_client()
+        base = resolve_base_image(inference, on_progress=progress)
+        env_image = ensure_env_image(
+            client,
+            environment,
+            base=base,
+            extra_steps=inference.extra_dockerfile_steps,
+            on_progress=progress,
+        )
+        with tempfile.TemporaryDirectory(prefix="package-") as scratch:
+            app_root = Path(scratch) / "app"
+            layout = lay_out_app(registry, models, inference, app_root, link=True)
+            image = build_app_image(
+                client,
+                env_image,
+                app_root=app_root,
+                layout=layout,
+                repository=PACKAGE_REPOSITORY,
+                name="-".join(f"{m.name}-{m.version}" for m in models),
+                image_labels=labels(
+                    kind="package", env=environment.key, models=",".join(model_ids)
+                ),
+                include_models=True,
+                on_progress=progress,
+            )
+        tag = image.tag
+        if image_name:
+            repository, _, version = image_name.partition(":")
+            client.api.tag(image.id, repository, version or "latest")
+            tag = f"{repository}:{version or 'latest'}"
+        return {
+            "image": tag,
+            "id": image.id,
+            "sizeMB": image.size_mb,
+            "models": model_ids,
+            "runCommand": f"docker run --rm -p {CONTAINER_PORT}:{CONTAINER_PORT} {tag}",
+        }
+    output_path = output_path.absolute()
+    partial = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.partial-", dir=output_path.parent))
+    try:
+        write_context(registry, models, inference, environment, partial, on_progress=progress)
+        if output_path.exists():
+            output_path.rmdir()  # checked empty above
+        partial.rename(output_path)  # the folder appears complete, or not at all
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    tag = image_name or f"{models[0].name}:{models[0].version}"
+    return {
+        "location": str(output_path),
+        "dockerfile": str(output_path / "Dockerfile"),
+        "models": model_ids,
+        "buildCommand": f"docker build -t {tag} {output_path}",
+        "runCommand": f"docker run --rm -p {CONTAINER_PORT}:{CONTAINER_PORT} {tag}",
+    }
+
+
+def write_context(
+    registry: Registry,
+    models: Sequence[ModelVersion],
+    inference: InferenceConfig,
+    environment: Any,
+    folder: Path,
+    *,
+    on_progress: Progress | None = None,
+) -> None:
+    """Dockerfile, base/, wheels/, runtime/ and app/ (models included) in `folder`."""
+    from mlcli.environments import server_runtime_path
+    from mlcli.images.base import resolve_base_image
+
+    progress = on_progress or (lambda _message: None)
+    steps = read_extra_steps(inference.extra_dockerfile_steps)
+    base = resolve_base_image(inference, on_progress=progress)
+    if base == base_tag():
+        progress("writing the base image's root file system (base/rootfs.tar.gz)")
+        write_rootfs(docker_client(), base, folder / "base" / "rootfs.tar.gz")
+        env = " ".join(f"{k}={v}" for k, v in IMAGE_ENV.items())
+        head = (
+            f'FROM scratch AS mlcli-base\nADD base/rootfs.tar.gz /\nENV {env}\nCMD ["python3"]\n\n'
+        )
+        from_base = "mlcli-base"
+    else:
+        head, from_base = "", base  # a custom baseImage: it must exist where this is built
+    progress("downloading the environment's wheels")
+    write_wheelhouse(environment, folder / "wheels", on_progress=progress)
+    copy_tree(server_runtime_path(), folder / "runtime", link=False)
+    layout = lay_out_app(registry, models, inference, folder / "app", link=False)
+    image_labels = labels(
+        kind="package", env=environment.key, models=",".join(m.id for m in models)
+    )
+    dockerfile = (
+        "# Written by `ml model package`. Build anywhere, no registry or network needed:\n"
+        "#   docker build -t NAME .\n"
+        f"#   docker run --rm -p {CONTAINER_PORT}:{CONTAINER_PORT} NAME   "
+        f"# then POST to http://localhost:{CONTAINER_PORT}/score\n"
+        + head
+        + env_stages(from_base, extra_steps=steps)
+        + app_section(layout)
+        + label_instruction(image_labels)
+        + "\n"
+    )
+    (folder / "Dockerfile").write_text(dockerfile)
+    (folder / ".dockerignore").write_text("*.partial\n")
+    manifest = {
+        "models": [m.id for m in models],
+        "environment": environment.key,
+        "baseImage": base,
+        "baseRecipe": recipe_key() if head else None,
+        "entryScript": layout.entry_script,
+        "sourceDirectory": layout.source_directory,
+        "modelDir": layout.model_dir,
+    }
+    (folder / "mlcli-package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def lay_out_app(
+    registry: Registry,
+    models: Sequence[ModelVersion],
+    inference: InferenceConfig,
+    app_root: Path,
+    *,
+    link: bool,
+) -> AppLayout:
+    """Azure's app root: the entry script (in its source directory) and azureml-models/."""
+    app_root.mkdir(parents=True, exist_ok=True)
+    entry = Path(inference.entry_script).resolve()
+    source = Path(inference.source_directory).resolve() if inference.source_directory else None
+    if source is not None:
+        name = source.name or "source"
+        shutil.copytree(source, app_root / name, ignore=_IGNORED, symlinks=True)
+        entry_script, source_directory = f"{name}/{entry.relative_to(source).as_posix()}", name
+    else:
+        shutil.copy2(entry, app_root / entry.name)
+        entry_script, source_directory = entry.name, None
+    for model in models:
+        registry.materialize(
+            model, app_root / MODELS / model.name / str(model.version), link=link, read_only=link
+        )
+    one = models[0]
+    model_dir = f"{MODELS}/{one.name}/{one.version}" if len(models) == 1 else MODELS
+    return AppLayout(entry_script, source_directory, model_dir)
+
+
+def write_rootfs(client: docker.DockerClient, image: str, dest: Path) -> None:
+    """The base image's file system as a gzip tarball: the cached debootstrap result when it
+    is this recipe's, else exported from the image itself."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    cached = cache_dir() / f"rootfs-{recipe_key()}.tar.gz"
+    if cached.is_file():
+        shutil.copyfile(cached, dest)
+        return
+    container = client.containers.create(image, ["true"], network_mode="none", labels=labels())
+    try:
+        with gzip.open(dest, "wb", compresslevel=1) as out:
+            for chunk in container.export():
+                out.write(chunk)
+    finally:
+        container.remove(force=True)
+
+
+def _check_output_path(path: Path) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConflictError(
+            f"{path} already exists and is not an empty folder.",
+            where="--output-path",
+            fix="Name a new (or empty) folder; mlcli never overwrites files there.",
+        )
+    if not path.absolute().parent.is_dir():
+        raise ConfigError(
+            f"the folder {path.absolute().parent} does not exist.",
+            where="--output-path",
+            fix="Create the parent folder first.",
+        )
+
+
+def _check_entry_script(inference: InferenceConfig) -> None:
+    where = f"{inference.path or 'inference config'}, field entryScript"
+    entry = Path(inference.entry_script)
+    if not entry.is_file():
+        raise ConfigError(
+            f"the entry script {entry} does not exist.",
+            where=where,
+            fix="Point entryScript at a .py file (relative to sourceDirectory when set).",
+        )
+    source = inference.source_directory
+    if source is not None and not entry.resolve().is_relative_to(Path(source).resolve()):
+        raise ConfigError(
+            f"the entry script {entry} is outside sourceDirectory {source}.",
+            where=where,
+            fix="Put the entry script inside sourceDirectory (paths are relative to it).",
+        )
