@@ -100,6 +100,19 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Several reads that see one state of the file (joins a transaction already open)."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
 def _enable_wal(conn: sqlite3.Connection) -> None:
     # Switching a fresh file to WAL needs a moment of exclusive access; when many processes
     # open a new registry at once SQLite can answer "locked" without consulting busy_timeout.

@@ -222,6 +222,10 @@ class Registry:
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """One version of `name`, the latest when `version` is None."""
+        with db.snapshot(self.conn):
+            return self._get(name, version)
+
+    def _get(self, name: str, version: int | None) -> ModelVersion:
         if version is None:
             row = self.conn.execute(
                 "SELECT * FROM model_versions WHERE name = ? ORDER BY version DESC LIMIT 1",
@@ -251,10 +255,11 @@ class Registry:
         args: tuple[Any, ...] = ()
         if name is not None:
             sql, args = sql + " WHERE name = ?", (name,)
-        rows = self.conn.execute(sql + " ORDER BY name, version DESC", args).fetchall()
-        if latest:  # rows come newest first within each name
-            rows = [r for i, r in enumerate(rows) if i == 0 or rows[i - 1]["name"] != r["name"]]
-        models = self._load(rows)
+        with db.snapshot(self.conn):  # versions and files from one consistent state
+            rows = self.conn.execute(sql + " ORDER BY name, version DESC", args).fetchall()
+            if latest:  # rows come newest first within each name
+                rows = [r for i, r in enumerate(rows) if i == 0 or rows[i - 1]["name"] != r["name"]]
+            models = self._load(rows)
         return [
             m
             for m in models
@@ -393,11 +398,11 @@ class Registry:
         if len(rows) == 1:
             query = "SELECT * FROM model_files WHERE name = ? AND version = ? ORDER BY path"
             file_rows = self.conn.execute(query, (rows[0]["name"], rows[0]["version"]))
+        elif len({r["name"] for r in rows}) == 1:
+            query = "SELECT * FROM model_files WHERE name = ? ORDER BY path"
+            file_rows = self.conn.execute(query, (rows[0]["name"],))
         else:
-            names = sorted({r["name"] for r in rows})
-            marks = ",".join("?" * len(names))
-            query = f"SELECT * FROM model_files WHERE name IN ({marks}) ORDER BY path"
-            file_rows = self.conn.execute(query, names)
+            file_rows = self.conn.execute("SELECT * FROM model_files ORDER BY path")
         for fr in file_rows:
             files.setdefault((fr["name"], fr["version"]), []).append(
                 ModelFile(fr["path"], fr["size"], fr["sha256"])

@@ -470,3 +470,26 @@ def test_sigkill_at_random_moments_leaves_complete_versions_or_nothing(tmp_path:
     referenced = {r[0] for r in reg.conn.execute("SELECT sha256 FROM model_files")}
     stored = {p.parent.name + p.name for p in reg.store.objects.rglob("*") if p.is_file()}
     assert stored == referenced  # no orphan blob
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_register_cleans_up_at_once(tmp_path: Path) -> None:
+    folder = tmp_path / "large"
+    command = [sys.executable, "-m", "mlcli", "model", "register", "-p", str(folder), "-n", "big"]
+    interrupted = 0
+    for trial in range(6):
+        _large_model(folder, trial)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tmp = Workspace.named().store_dir / "tmp"
+        while proc.poll() is None and not (tmp.exists() and any(tmp.iterdir())):
+            time.sleep(0.005)  # until the copy has begun
+        time.sleep(0.05 * trial)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate()
+        _assert_consistent()
+        if proc.returncode != 0:
+            interrupted += 1
+            assert "Traceback" not in stderr
+            assert list(tmp.iterdir()) == []
+
+    assert interrupted > 0
