@@ -187,7 +187,8 @@ def main() -> int:
         f"  curl:    curl -s {uri} -H 'Content-Type: application/json'{auth} -d '{body}'",
         markup=False,
     )
-    console.print(f"  logs:    {ml_bin} service logs -n {args.service}", markup=False)
+    console.print(f"  or:      {ml_bin} service run -n {args.service} -d '{body}'", markup=False)
+    console.print(f"  logs:    {ml_bin} service get-logs -n {args.service}", markup=False)
     console.print(f"  delete:  {ml_bin} service delete -n {args.service}", markup=False)
     return 0
 
