@@ -1,0 +1,218 @@
+"""LOCAL and ACI services in real Docker containers: deploy, score, update, delete, failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_deploy_support import (
+    ECHO_SCORE,
+    invoke,
+    ok,
+    post,
+    register_factor,
+    services_cleanup,
+    shared_environments,
+    shared_envs_dir,
+    wait_for,
+    write,
+)
+
+__all__ = ["services_cleanup", "shared_environments", "shared_envs_dir"]
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.usefixtures("shared_environments", "services_cleanup", "containers_cleanup"),
+]
+
+FAILING_INIT = (
+    "def init():\n    raise RuntimeError('weights are corrupt')\ndef run(data):\n    return data\n"
+)
+
+
+@pytest.fixture
+def containers_cleanup(docker_labels: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A label of this test's own on its containers; whatever still runs at the end goes."""
+    import docker
+
+    case = f"org.mlcli.test-case={uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("MLCLI_DOCKER_LABELS", f"{docker_labels},{case}")
+    yield case
+    for container in docker.from_env().containers.list(all=True, filters={"label": case}):
+        container.remove(force=True)
+
+
+def _app(folder: Path, score: str = ECHO_SCORE, **extra: str) -> str:
+    write(folder / "src" / "score.py", score)
+    config = {"entryScript": "score.py", "sourceDirectory": "src", **extra}
+    return str(write(folder / "inferenceConfig.json", json.dumps(config)))
+
+
+def _deployment(folder: Path, config: dict) -> str:
+    return str(write(folder / "deploymentConfig.json", json.dumps(config)))
+
+
+def _container(container_id: str):  # -> docker Container
+    import docker
+
+    return docker.from_env().containers.get(container_id)
+
+
+def _gone(container_id: str) -> bool:
+    import docker
+
+    try:
+        _container(container_id)
+    except docker.errors.NotFound:
+        return True
+    return False
+
+
+def test_the_seed_local_config_deploys_scores_updates_and_deletes_a_container(
+    tmp_path: Path,
+) -> None:
+    register_factor(tmp_path, "factor", 2.0)
+    register_factor(tmp_path, "factor", 3.0)
+    ic = _app(tmp_path)
+    dc = _deployment(tmp_path, {"computeType": "LOCAL"})
+
+    deployed = ok("model", "deploy", "-n", "local-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
+
+    assert (deployed["state"], deployed["computeType"]) == ("Healthy", "LOCAL")
+    uri = deployed["scoringUri"]
+    assert uri == f"http://127.0.0.1:{deployed['port']}/score"
+    assert post(uri, {"data": [1, 2]}).json() == {"result": [2.0, 4.0]}
+    first = deployed["serverDetails"]["container"]
+    container = _container(first)
+    host_config = container.attrs["HostConfig"]
+    assert host_config["NetworkMode"] == "host"
+    assert host_config["Init"] is True
+    assert host_config["RestartPolicy"]["Name"] == "on-failure"
+    assert container.labels["org.mlcli.workspace"] == "default"
+    assert container.labels["org.mlcli.service"] == "local-svc"
+    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+    assert mounts["/var/azureml-app/azureml-models/factor/1"]["RW"] is False
+    on_process = ok("model", "deploy", "-n", "process-svc", "-m", "factor:1", "--ic", ic)
+    assert deployed.keys() == on_process.keys()
+    shown = subprocess.run(
+        [sys.executable, "-m", "mlcli", "service", "show", "-n", "local-svc"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(shown.stdout)["state"] == "Healthy"  # found again by a new ml process
+    logs = invoke("service", "get-logs", "-n", "local-svc")
+    assert "Ready: listening on http://127.0.0.1" in logs.stdout
+
+    failures: list[str] = []
+    updating = threading.Event()
+
+    def keep_scoring() -> None:
+        while not updating.is_set():
+            try:
+                answer = post(uri, {"data": [1]}, timeout=10)
+            except OSError as exc:
+                failures.append(repr(exc))
+                continue
+            if answer.status_code != 200:
+                failures.append(f"{answer.status_code} {answer.text}")
+
+    scorer = threading.Thread(target=keep_scoring)
+    scorer.start()
+    try:
+        updated = ok("service", "update", "-n", "local-svc", "-m", "factor:2")
+    finally:
+        updating.set()
+        scorer.join()
+
+    assert failures == []
+    assert (updated["scoringUri"], updated["models"]) == (uri, ["factor:2"])
+    assert post(uri, {"data": [1, 2]}).json() == {"result": [3.0, 6.0]}
+    assert _gone(first)
+    second = updated["serverDetails"]["container"]
+    ok("service", "delete", "-n", "local-svc")
+    assert _gone(second)
+    assert invoke("service", "show", "-n", "local-svc").exit_code == 3
+
+
+def test_an_aci_config_runs_locally_with_its_memory_and_cpu_limits_and_keys(
+    tmp_path: Path,
+) -> None:
+    register_factor(tmp_path, "factor", 2.0)
+    dc = _deployment(
+        tmp_path,
+        {
+            "computeType": "ACI",
+            "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.5},
+            "authEnabled": True,
+            "keys": {"primaryKey": "aci-primary-key-1", "secondaryKey": "aci-secondary-key-2"},
+        },
+    )
+
+    deployed = ok(
+        "model", "deploy", "-n", "aci-svc", "-m", "factor:1", "--ic", _app(tmp_path), "--dc", dc
+    )
+
+    assert (deployed["computeType"], deployed["authEnabled"]) == ("ACI", True)
+    host_config = _container(deployed["serverDetails"]["container"]).attrs["HostConfig"]
+    assert host_config["Memory"] == 512 * 1024**2
+    assert host_config["NanoCpus"] == 500_000_000
+    uri = deployed["scoringUri"]
+    assert post(uri, {"data": [1]}).status_code == 401
+    for key in ("aci-primary-key-1", "aci-secondary-key-2"):
+        answer = post(uri, {"data": [1]}, headers={"Authorization": f"Bearer {key}"})
+        assert answer.json() == {"result": [2.0]}
+    ok("service", "regen-key", "-n", "aci-svc", "-k", "Primary", "-s", "aci-new-key-3")
+    wait_for(  # the server re-reads the keys file (through the mounted folder) within ~1 s
+        lambda: post(uri, {"data": [1]}, headers={"Authorization": "Bearer aci-new-key-3"}).ok,
+        timeout=15,
+        what="the regenerated key to be accepted",
+    )
+    deploy_log = invoke("service", "get-logs", "-n", "aci-svc", "-i").stdout
+    assert "computeType ACI: there is no Azure here" in deploy_log
+
+
+def test_init_failing_leaves_the_service_failed_with_the_containers_last_log_lines(
+    tmp_path: Path,
+) -> None:
+    register_factor(tmp_path, "factor", 2.0)
+    ic = _app(tmp_path, FAILING_INIT)
+    dc = _deployment(tmp_path, {"computeType": "LOCAL"})
+
+    result = invoke("model", "deploy", "-n", "broken-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
+
+    assert result.exit_code == 1
+    assert "weights are corrupt" in result.stderr
+    shown = ok("service", "show", "-n", "broken-svc")
+    assert shown["state"] == "Failed"
+    assert "weights are corrupt" in invoke("service", "get-logs", "-n", "broken-svc").stdout
+    assert _gone(shown["serverDetails"]["container"])  # stopped, not restarting forever
+
+
+def test_a_missing_base_image_is_a_clear_error_and_nothing_is_pulled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import docker
+
+    asked: list[str] = []
+    monkeypatch.setattr(docker.APIClient, "pull", lambda *a, **k: asked.append("pull"))
+    monkeypatch.setattr(docker.APIClient, "build", lambda *a, **k: asked.append("build"))
+    register_factor(tmp_path, "factor", 2.0)
+    ic = _app(tmp_path, baseImage="mlcli-test/absent:1")
+    dc = _deployment(tmp_path, {"computeType": "LOCAL"})
+
+    result = invoke("model", "deploy", "-n", "based-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
+
+    assert result.exit_code == 1
+    assert "mlcli-test/absent:1" in result.stderr
+    assert "never pulls" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert asked == []
+    assert ok("service", "list") == []
