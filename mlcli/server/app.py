@@ -1,10 +1,11 @@
-"""The ASGI app of the front process: azmlinfsrv's routes, headers and error bodies, plus limits.
+"""The front's request handling: azmlinfsrv's routes, headers and error bodies, plus limits.
 
 Routes as azmlinfsrv 1.5.1 (Flask) has them: GET / (health), GET/POST/OPTIONS /score (HEAD is
 routed too and answered 405 unless the script is @rawhttp), GET /swagger.json, and mlcli's
 GET /metrics. Routing errors (404, 405) carry neither request ids nor the server version, as
 on Azure; everything that reaches a route gets x-request-id, x-ms-request-id,
 x-ms-client-request-id and TraceId handled the way azmlinfsrv's before/after-request hooks do.
+mlcli's own answers (401, 413, 503) use Azure's error shape: {"message": ...}.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import time
 import uuid
 
 from mlcli.server import outputs
-from mlcli.server.pool import Overloaded
 
 NOT_FOUND = outputs.error_reply(
     404,
@@ -26,6 +26,7 @@ HEADER_LIMIT = 100
 JSON_TYPE = (b"content-type", b"application/json")
 HTML_TYPE = (b"content-type", b"text/html; charset=utf-8")
 FAILED_FALSE = (b"x-ms-run-function-failed", b"False")
+OPTIONS_HEADERS = [HTML_TYPE, (b"allow", b"GET, OPTIONS, HEAD")]
 
 ROUTES = {
     "/": ("GET", "HEAD", "OPTIONS"),
@@ -35,11 +36,9 @@ ROUTES = {
 }
 
 
-class RequestIdError(Exception):
-    """431: a request id header is longer than azmlinfsrv accepts."""
-
-
 class ScoringApp:
+    """Answers each parsed Request (http.py) directly, or through the worker pool for /score."""
+
     def __init__(self, settings, pool, metrics, access_log, keys=None) -> None:
         self.settings = settings
         self.pool = pool
@@ -47,103 +46,72 @@ class ScoringApp:
         self.access_log = access_log
         self.keys = keys
         self.max_body = settings.max_request_bytes
+        self.log_bodies = settings.log_bodies
         version = settings.server_version
         self.version_header = [(b"x-ms-server-version", version.encode())] if version else []
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return
-        started = time.perf_counter()
-        metrics = self.metrics
-        metrics.in_flight.inc()
-        path = scope["path"]
+    def handle(self, request) -> None:
+        self.metrics.in_flight.inc()
+        path = request.path
         if "//" in path:
             path = _merge_slashes(path)
-        method = scope["method"]
         methods = ROUTES.get(path)
-        run_ms = None
-        request_id = ""
         if methods is None:
-            route, (status, headers, body) = "other", NOT_FOUND
-        elif method not in methods:
-            route, (status, headers, body) = "other", ROUTING_405
+            self.finish(request, "other", NOT_FOUND, None)
+            return
+        if request.method not in methods:
+            self.finish(request, "other", ROUTING_405, None)
+            return
+        ids = RequestIds(request.headers)
+        if ids.error is not None:
+            self.finish(request, path, outputs.error_reply(431, ids.error), ids)
+        elif path == "/score":
+            self._score(request, ids)
+        elif request.method == "OPTIONS":
+            self.finish(request, path, (200, OPTIONS_HEADERS, b""), ids)
+        elif path == "/":
+            self.finish(request, path, (200, [HTML_TYPE], b"Healthy"), ids)
+        elif path == "/swagger.json":
+            self.finish(request, path, self._swagger(request.query), ids)
         else:
-            route = path
-            ids = RequestIds(scope["headers"])
-            request_id = ids.request_id
-            if ids.error is not None:
-                status, headers, body = outputs.error_reply(431, ids.error)
-            elif path == "/score":
-                status, headers, body, run_ms = await self._score(scope, receive, method, ids)
-            elif method == "OPTIONS":
-                status, headers, body = 200, [HTML_TYPE, (b"allow", b"GET, OPTIONS, HEAD")], b""
-            elif path == "/":
-                status, headers, body = 200, [HTML_TYPE], b"Healthy"
-            elif path == "/swagger.json":
-                status, headers, body = self._swagger(scope["query_string"])
-            else:
-                route = "/metrics"
-                status, headers = 200, [(b"content-type", metrics.content_type.encode())]
-                body = metrics.exposition()
-            headers = headers + self.version_header + ids.response_headers()
+            headers = [(b"content-type", self.metrics.content_type.encode())]
+            self.finish(request, path, (200, headers, self.metrics.exposition()), None)
 
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        elapsed = time.perf_counter() - started
-        metrics.in_flight.dec()
-        metrics.observe(route, status, elapsed)
-        self.access_log.request(request_id, method, scope, status, elapsed, run_ms)
+    def reject(self, request, status: int) -> None:
+        """413 decided by the connection before the body arrived (then the connection closes)."""
+        self.metrics.in_flight.inc()
+        message = (
+            f"The request body is larger than the limit of {self.max_body} bytes "
+            "(MLCLI_MAX_REQUEST_BYTES)."
+        )
+        ids = RequestIds(request.headers)
+        self.finish(request, "other", outputs.error_reply(status, message), ids, close=True)
 
-    async def _score(self, scope, receive, method: str, ids: RequestIds) -> tuple:
+    def _score(self, request, ids: RequestIds) -> None:
         if self.keys is not None and not self.keys.allows(ids.authorization):
             status, headers, body = outputs.error_reply(
                 401, "Authorization failed: send the header 'Authorization: Bearer <key>'."
             )
             headers.append((b"www-authenticate", b"Bearer"))
-            return status, headers, body, None
-        if ids.content_length is not None and ids.content_length > self.max_body:
-            return (*self._too_large(), None)
-        body = b""
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            if chunk:
-                body = body + chunk if body else chunk
-                if len(body) > self.max_body:
-                    return (*self._too_large(), None)
-            if not message.get("more_body", False):
-                break
-        extra = (scope.get("client"), scope.get("server"), scope["scheme"], scope["http_version"])
-        try:
-            status, headers, body, run_ms, _ = await self.pool.score(
-                ids.request_id or ids.generated,
-                method,
-                scope["path"],
-                scope["query_string"],
-                ids.content_type,
-                scope["headers"],
-                body,
-                extra,
-            )
-        except Overloaded as exc:
-            status, headers, body = outputs.error_reply(
-                503,
-                f"The service is busy: {exc}. Retry later.",
-            )
-            return status, headers, body, None
-        if run_ms is not None:
-            self.metrics.run_seconds.observe(run_ms / 1000)
-        return status, list(headers), body, run_ms
+            self.finish(request, "/score", (status, headers, body), ids)
+            return
+        self.pool.submit(ScoreJob(self, request, ids))
 
-    def _too_large(self) -> tuple:
-        status, headers, body = outputs.error_reply(
-            413,
-            f"The request body is larger than the limit of {self.max_body} bytes "
-            "(MLCLI_MAX_REQUEST_BYTES).",
-        )
-        headers.append((b"connection", b"close"))
-        return status, headers, body
+    def finish(self, request, route, reply, ids, *, run_ms=None, close=False) -> None:
+        """Send the reply with azmlinfsrv's after-request headers; count it and log it."""
+        status, headers, body = reply[0], reply[1], reply[2]
+        if ids is not None:
+            headers = headers + self.version_header + ids.response_headers()
+        request.respond(status, headers, body, close=close)
+        elapsed = time.perf_counter() - request.started
+        metrics = self.metrics
+        metrics.in_flight.dec()
+        metrics.observe(route, status, elapsed)
+        if run_ms is not None:
+            metrics.run_seconds.observe(run_ms / 1000)
+        request_id = ids.request_id or ids.generated if ids is not None else ""
+        logged_body = request.body if self.log_bodies else None
+        self.access_log.request(request_id, request, status, elapsed, run_ms, logged_body)
 
     def _swagger(self, query: bytes) -> tuple:
         from mlcli.server.inputs import query_parameters
@@ -169,6 +137,45 @@ class ScoringApp:
         return 200, [JSON_TYPE, FAILED_FALSE], json.dumps(document).encode()
 
 
+class ScoreJob:
+    """A /score request on its way through the pool (see pool.py for the job protocol)."""
+
+    __slots__ = ("app", "expire", "ids", "request")
+
+    def __init__(self, app: ScoringApp, request, ids: RequestIds) -> None:
+        self.app = app
+        self.request = request
+        self.ids = ids
+        self.expire = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.request.cancelled
+
+    def message(self, seq: int, needs_headers: bool) -> tuple:
+        request = self.request
+        ids = self.ids
+        if needs_headers:
+            headers = request.headers
+            extra = (request.client(), request.server(), "http", request.http_version)
+        else:
+            headers = extra = None
+        return (
+            seq,
+            ids.request_id or ids.generated,
+            request.method,
+            request.path,
+            request.query,
+            ids.content_type,
+            headers,
+            request.body,
+            extra,
+        )
+
+    def finish(self, reply: tuple) -> None:
+        self.app.finish(self.request, "/score", reply, self.ids, run_ms=reply[3])
+
+
 def _merge_slashes(path: str) -> str:
     while "//" in path:
         path = path.replace("//", "/")
@@ -181,7 +188,6 @@ class RequestIds:
     __slots__ = (
         "authorization",
         "client_request_id",
-        "content_length",
         "content_type",
         "error",
         "generated",
@@ -193,12 +199,9 @@ class RequestIds:
     def __init__(self, headers: list) -> None:
         x_request_id = x_ms_request_id = x_ms_client_request_id = None
         self.trace_id = self.authorization = self.content_type = None
-        self.content_length = None
         for name, value in headers:
             if name == b"content-type":
                 self.content_type = value.decode("latin-1")
-            elif name == b"content-length":
-                self.content_length = int(value)
             elif name == b"x-request-id":
                 x_request_id = _join(x_request_id, value)
             elif name == b"authorization":
@@ -247,7 +250,7 @@ class RequestIds:
         if self.client_request_id:
             headers.append((b"x-ms-client-request-id", self.client_request_id.encode("latin-1")))
         if self.trace_id is not None:
-            headers.append((b"traceid", self.trace_id))
+            headers.append((b"TraceId", self.trace_id))
         return headers
 
 

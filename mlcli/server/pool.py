@@ -1,14 +1,20 @@
 """The script workers behind the front: spawn, supervise, queue, dispatch, time out, replace.
 
 Each worker is a child process (worker.py) on its own socketpair, serving one request at a
-time. Admission follows AKS: at most `max_concurrent` requests are in service; others wait
-in a FIFO for at most `max_queue_wait_ms` (then 503), and at most `max_queue_length` wait at
-all. The scoring timeout is enforced here as well as in the worker (whose SIGALRM lets an
-ordinary hung run() recover): a worker that is still silent a grace period after its
-request was answered is killed and replaced, as is one that dies. Its request gets a 5xx.
+time. Admission follows AKS: at most `max_concurrent` requests hold a slot; others wait in a
+FIFO for at most `max_queue_wait_ms` (then 503), and no more than `max_queue_length` wait at
+all. A request holding a slot waits for an idle worker (one is busy, restarting, or
+max_concurrent exceeds the worker count).
 
-Issue 8's batcher belongs between admission and dispatch: `score()` admits one request,
-`_dispatch()` sends it to an idle worker.
+The scoring timeout is kept here: at the limit the request is answered 500 (azmlinfsrv's
+"Scoring timeout after N ms") and the worker gets SIGALRM, which raises TimeoutError inside
+run() as azmlinfsrv's own alarm does, so an ordinary hung run() recovers; a worker still
+silent KILL_GRACE_S later is killed and replaced. A worker that dies is replaced too, and the
+request it held is answered 502. Everything is callbacks on the event loop: no task, future
+or lock per request.
+
+Jobs are objects with `message(seq, needs_headers) -> tuple` (the wire request), `finish(reply)`
+and `cancelled`. Issue 8's batcher fits between admission (`_admit`) and `_dispatch`.
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import deque
 from pathlib import Path
 
@@ -30,61 +36,44 @@ from mlcli.server.settings import ServerSettings
 log = logging.getLogger("mlcli.server")
 
 KILL_GRACE_S = 2.0  # after a timeout answer, how long a worker may take to come back
-BOOT_ERROR = 3
-
-
-class Overloaded(Exception):
-    """The request could not be admitted in time (503)."""
 
 
 class StartupFailed(Exception):
     """A worker could not import the script or its init() failed; the server must exit."""
 
 
-class WorkerProtocol(asyncio.Protocol):
-    __slots__ = ("frames", "worker")
+def _reply(status: int, message: str, *, run_failed: bool) -> tuple:
+    return (*outputs.error_reply(status, message, run_failed=run_failed), None, run_failed)
 
-    def __init__(self, worker: WorkerProcess) -> None:
+
+class WorkerProtocol(asyncio.Protocol):
+    def __init__(self, pool: Pool, worker: WorkerProcess) -> None:
+        self.pool = pool
         self.worker = worker
         self.frames = wire.FrameBuffer()
 
     def data_received(self, data: bytes) -> None:
         for message in self.frames.feed(data):
-            self.worker.pool._on_message(self.worker, message)
+            self.pool._on_message(self.worker, message)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.worker.pool._on_lost(self.worker)
+        self.pool._on_lost(self.worker)
 
 
 class WorkerProcess:
-    __slots__ = (
-        "deadline",
-        "future",
-        "index",
-        "kill_handle",
-        "pid",
-        "pool",
-        "process",
-        "ready",
-        "seq",
-        "started",
-        "timer",
-        "transport",
-    )
+    __slots__ = ("index", "job", "kill_handle", "pid", "process", "ready", "seq", "timer",
+                 "transport")  # fmt: skip
 
-    def __init__(self, pool: Pool, index: int) -> None:
-        self.pool = pool
+    def __init__(self, index: int) -> None:
         self.index = index
         self.process: subprocess.Popen | None = None
         self.transport: asyncio.Transport | None = None
         self.pid = 0
         self.ready: asyncio.Future | None = None
-        self.future: asyncio.Future | None = None  # the reply to the request in flight
+        self.job = None  # the job in flight
         self.seq = 0
-        self.started = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.kill_handle: asyncio.TimerHandle | None = None
-        self.deadline = 0.0
 
 
 class Pool:
@@ -95,12 +84,12 @@ class Pool:
         self.loop = asyncio.get_running_loop()
         self.workers: list[WorkerProcess] = []
         self.idle: list[WorkerProcess] = []
-        self.worker_waiters: deque[asyncio.Future] = deque()
         self.slots = settings.max_concurrent
-        self.slot_waiters: deque[asyncio.Future] = deque()
+        self.slot_waiters: deque = deque()
+        self.worker_waiters: deque = deque()
         self.queue_wait_s = settings.max_queue_wait_ms / 1000
         self.timeout_s = settings.scoring_timeout_ms / 1000
-        self.timeout_reply = outputs.error_reply(
+        self.timeout_reply = _reply(
             500, f"Scoring timeout after {settings.scoring_timeout_ms} ms", run_failed=True
         )
         self.needs_headers = False
@@ -112,7 +101,7 @@ class Pool:
 
     async def start(self) -> None:
         """Spawn every worker and wait until each has run init(); StartupFailed otherwise."""
-        self.workers = [WorkerProcess(self, i) for i in range(self.settings.workers)]
+        self.workers = [WorkerProcess(i) for i in range(self.settings.workers)]
         for worker in self.workers:
             await self._spawn(worker)
         for worker in self.workers:
@@ -137,9 +126,9 @@ class Pool:
             child.close()
         worker.pid = worker.process.pid
         worker.ready = self.loop.create_future()
-        worker.future = None
+        worker.job = None
         worker.transport, _ = await self.loop.create_unix_connection(
-            lambda: WorkerProtocol(worker), sock=parent
+            lambda: WorkerProtocol(self, worker), sock=parent
         )
 
     async def _await_ready(self, worker: WorkerProcess) -> None:
@@ -165,140 +154,116 @@ class Pool:
         for worker in self.workers:
             if worker.transport is not None:
                 worker.transport.close()
-        end = time.monotonic() + timeout
+        deadline = self.loop.time() + timeout
         for worker in self.workers:
             process = worker.process
-            while process is not None and process.poll() is None and time.monotonic() < end:
+            while process is not None and process.poll() is None:
+                if self.loop.time() > deadline:
+                    process.kill()
+                    process.wait()
+                    break
                 await asyncio.sleep(0.02)
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
 
     # -- admission and dispatch ------------------------------------------------------------
 
-    async def score(self, request_id: str, method, path, query, content_type, headers, body, extra):
-        """Run one request on a worker; returns a reply tuple (status, headers, body, run_ms)."""
+    def submit(self, job) -> None:
+        """Queue a job for a worker; job.finish(reply) is called exactly once (or never if
+        the job is cancelled before it runs)."""
         if self.slots > 0 and not self.slot_waiters:
             self.slots -= 1
+            self._admit(job)
+        elif len(self.slot_waiters) >= self.settings.max_queue_length:
+            job.finish(self._busy(f"more than {self.settings.max_queue_length} requests wait"))
         else:
-            await self._wait_for_slot()
-        try:
-            if self.idle:
-                worker = self.idle.pop()
-            else:
-                worker = await self._wait_for_worker()
-            self._seq += 1
-            seq = self._seq
-            if not self.needs_headers:
-                headers = extra = None
-            return await self._dispatch(
-                worker, (seq, request_id, method, path, query, content_type, headers, body, extra)
-            )
-        finally:
-            self._release_slot()
+            job.expire = self.loop.call_later(self.queue_wait_s, self._expire, job)
+            self.slot_waiters.append(job)
+            self.metrics.queued.inc()
 
-    async def _wait_for_slot(self) -> None:
-        if len(self.slot_waiters) >= self.settings.max_queue_length:
-            raise Overloaded(f"more than {self.settings.max_queue_length} requests waiting")
-        waiter = self.loop.create_future()
-        self.slot_waiters.append(waiter)
-        expire = self.loop.call_later(self.queue_wait_s, self._expire, waiter)
-        self.metrics.queued.inc()
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._release_slot()  # handed a slot as the client went away: pass it on
-            raise
-        finally:
-            expire.cancel()
-            self.metrics.queued.dec()
-            if not waiter.done():
-                waiter.cancel()
-            with contextlib.suppress(ValueError):
-                self.slot_waiters.remove(waiter)
+    def _busy(self, why: str) -> tuple:
+        return _reply(503, f"The service is busy: {why}. Retry later.", run_failed=False)
 
-    def _expire(self, waiter: asyncio.Future) -> None:
-        if not waiter.done():
-            waiter.set_exception(
-                Overloaded(f"waited {self.settings.max_queue_wait_ms} ms for a free worker")
-            )
+    def _expire(self, job) -> None:
+        self.slot_waiters.remove(job)
+        self.metrics.queued.dec()
+        waited = self.settings.max_queue_wait_ms
+        job.finish(self._busy(f"waited {waited} ms (maxQueueWaitMs) for a free worker"))
+
+    def _admit(self, job) -> None:
+        """The job holds a slot: run it on an idle worker, or wait for one."""
+        if self.idle:
+            self._dispatch(self.idle.pop(), job)
+        else:
+            self.worker_waiters.append(job)
 
     def _release_slot(self) -> None:
-        while self.slot_waiters:
-            waiter = self.slot_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        waiters = self.slot_waiters
+        while waiters:
+            job = waiters.popleft()
+            job.expire.cancel()
+            self.metrics.queued.dec()
+            if not job.cancelled:
+                self._admit(job)
                 return
         self.slots += 1
 
-    async def _wait_for_worker(self) -> WorkerProcess:
-        waiter = self.loop.create_future()
-        self.worker_waiters.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release_worker(waiter.result())
-            raise
-
     def _release_worker(self, worker: WorkerProcess) -> None:
-        while self.worker_waiters:
-            waiter = self.worker_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(worker)
-                return
+        waiters = self.worker_waiters
+        while waiters:
+            job = waiters.popleft()
+            if job.cancelled:
+                self._release_slot()
+                continue
+            self._dispatch(worker, job)
+            return
         self.idle.append(worker)
 
-    def _dispatch(self, worker: WorkerProcess, request: tuple) -> asyncio.Future:
-        future = self.loop.create_future()
-        worker.future = future
-        worker.seq = request[0]
-        worker.started = now = self.loop.time()
-        worker.timer = self.loop.call_at(now + self.timeout_s, self._on_timeout, worker)
-        worker.transport.write(wire.encode(request))
-        return future
+    def _dispatch(self, worker: WorkerProcess, job) -> None:
+        self._seq = seq = self._seq + 1
+        worker.job = job
+        worker.seq = seq
+        worker.timer = self.loop.call_later(self.timeout_s, self._on_timeout, worker)
+        worker.transport.write(wire.encode(job.message(seq, self.needs_headers)))
 
     # -- what the workers say --------------------------------------------------------------
 
     def _on_message(self, worker: WorkerProcess, message: tuple) -> None:
         seq = message[0]
-        if seq == worker.seq and worker.future is not None:
+        job = worker.job
+        if job is not None and seq == worker.seq:
             worker.timer.cancel()
-            future, worker.future = worker.future, None
-            if not future.done():
-                future.set_result(message[1:])
+            worker.job = None
             self._release_worker(worker)
+            self._release_slot()
+            job.finish(message[1:])
         elif isinstance(seq, str):
-            self._on_status(worker, message)
+            if worker.ready is not None and not worker.ready.done():
+                if seq == "ready":
+                    worker.ready.set_result(message)
+                else:
+                    worker.ready.set_exception(StartupFailed(message[2]))
         elif seq == worker.seq and worker.kill_handle is not None:
-            # A reply after we answered the timeout: the worker recovered, put it back to work.
+            # The late answer to a request we already answered: the worker recovered.
             worker.kill_handle.cancel()
             worker.kill_handle = None
             self._release_worker(worker)
 
-    def _on_status(self, worker: WorkerProcess, message: tuple) -> None:
-        if worker.ready is not None and not worker.ready.done():
-            if message[0] == "ready":
-                worker.ready.set_result(message)
-            else:
-                worker.ready.set_exception(StartupFailed(message[2]))
-
     def _on_timeout(self, worker: WorkerProcess) -> None:
-        future, worker.future = worker.future, None
-        if future is not None and not future.done():
-            future.set_result((*self.timeout_reply, None, True))
+        job, worker.job = worker.job, None
         self.metrics.timeouts.inc()
         log.error(
             "run() on worker %d exceeded SCORING_TIMEOUT_MS=%d; answered 500",
             worker.pid,
             self.settings.scoring_timeout_ms,
         )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGALRM)  # raises TimeoutError inside run()
         worker.kill_handle = self.loop.call_later(KILL_GRACE_S, self._replace_stuck, worker)
+        self._release_slot()
+        job.finish(self.timeout_reply)
 
     def _replace_stuck(self, worker: WorkerProcess) -> None:
         worker.kill_handle = None
-        log.error("Worker %d did not recover from a timeout; replacing it", worker.pid)
+        log.error("Worker %d did not recover from the timeout; replacing it", worker.pid)
         self._kill(worker)
 
     def _on_lost(self, worker: WorkerProcess) -> None:
@@ -309,29 +274,26 @@ class Pool:
             worker.kill_handle = None
         if worker in self.idle:
             self.idle.remove(worker)
-        future, worker.future = worker.future, None
-        if future is not None and not future.done():
-            future.set_result(
-                (
-                    *outputs.error_reply(
-                        502,
-                        "The scoring worker stopped while running this request; it is being "
-                        "replaced. Check the logs for more info.",
-                        run_failed=True,
-                    ),
-                    None,
-                    True,
-                )
-            )
         if worker.ready is not None and not worker.ready.done():
             worker.ready.set_exception(
                 StartupFailed(f"Worker {worker.pid} exited before init() finished")
             )
+        job, worker.job = worker.job, None
+        if job is not None:
+            self._release_slot()
+            job.finish(
+                _reply(
+                    502,
+                    "The scoring worker stopped while running this request and is being "
+                    "replaced. Check the logs for more info.",
+                    run_failed=True,
+                )
+            )
         if self.closing:
             return
-        code = _reap(worker.process)
         self.metrics.restarts.inc()
-        log.error("Worker %d exited (code %s); starting a new one", worker.pid, code)
+        code = _exit_code(worker.process)
+        log.error("Worker %d exited (exit code %s); starting a new one", worker.pid, code)
         self.loop.create_task(self._restart(worker))
 
     async def _restart(self, worker: WorkerProcess) -> None:
@@ -349,10 +311,10 @@ class Pool:
             worker.process.kill()
 
 
-def _reap(process: subprocess.Popen | None, wait: float = 1.0) -> int | None:
+def _exit_code(process: subprocess.Popen | None) -> int | None:
     if process is None:
         return None
     try:
-        return process.wait(timeout=wait)
+        return process.wait(timeout=0.5)
     except subprocess.TimeoutExpired:
         return None

@@ -11,7 +11,6 @@ cannot be imported or whose init() fails exits 3 with the traceback in the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return USAGE_ERROR
     export(settings, os.environ)
-    logs.configure(("mlcli.server", "uvicorn", "uvicorn.error"))
+    logs.configure(("mlcli.server",))
     try:
         import uvloop
     except ImportError:
@@ -74,6 +73,7 @@ class Service:
         self.sock = sock
         self.exit_code = 0
         self.server = None
+        self.stopped: asyncio.Future | None = None
         self.stopping = False
 
     async def run(self) -> int:
@@ -112,33 +112,37 @@ class Service:
 
     async def _serve(self) -> None:
         from mlcli.server.app import ScoringApp
+        from mlcli.server.http import HttpServer
 
         loop = asyncio.get_running_loop()
-        access_log = logs.AccessLog(loop, log_bodies=self.settings.log_bodies)
+        access_log = logs.AccessLog(loop)
         keys = None
         if self.settings.keys_file:
             from mlcli.server.auth import KeyFile
 
             keys = KeyFile(self.settings.keys_file)
         app = ScoringApp(self.settings, self.pool, self.metrics, access_log, keys)
-        self.server = _server(app)
+        self.server = HttpServer(app)
+        self.stopped = loop.create_future()
         if self.stopping:
             return
+        await self.server.start(self.sock)
         log.info(
             "Ready: listening on http://%s:%d (GET / is the health probe, POST /score scores)",
             self.settings.host,
             self.settings.port,
         )
         try:
-            await self.server.serve(sockets=[self.sock])
+            await self.stopped
+            log.info("Shutting down: answering the requests already received")
+            await self.server.shutdown()
         finally:
             access_log.flush()
 
     def _on_signal(self, starting: asyncio.Task) -> None:
         self.stopping = True
-        if self.server is not None:
-            log.info("Shutting down: finishing the requests in flight")
-            self.server.should_exit = True
+        if self.stopped is not None and not self.stopped.done():
+            self.stopped.set_result(None)
         elif not starting.done():
             starting.cancel()
 
@@ -146,32 +150,5 @@ class Service:
         log.error("Cannot continue: %s", message)
         self.exit_code = BOOT_ERROR
         self.stopping = True
-        if self.server is not None:
-            self.server.should_exit = True
-
-
-def _server(app):
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn's server, minus its own signal handling (Service handles the signals)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self):
-            yield
-
-        def install_signal_handlers(self) -> None:
-            pass
-
-    config = uvicorn.Config(
-        app,
-        http="auto",
-        ws="none",
-        lifespan="off",
-        interface="asgi3",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        backlog=2048,
-    )
-    return Server(config)
+        if self.stopped is not None and not self.stopped.done():
+            self.stopped.set_result(None)

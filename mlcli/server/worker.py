@@ -27,8 +27,16 @@ RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for
 INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
 
 
-def _raise_timeout(signum, frame):
-    raise TimeoutError
+class _Alarm:
+    """SIGALRM from the front means "the scoring timeout passed": raise inside run() only."""
+
+    armed = False
+
+    @classmethod
+    def handler(cls, signum, frame) -> None:
+        if cls.armed:
+            cls.armed = False
+            raise TimeoutError(f"run() exceeded the scoring timeout (SIGALRM, frame {frame})")
 
 
 def _die_with_parent() -> None:
@@ -44,8 +52,6 @@ class Worker:
     def __init__(self, script: entry.EntryScript, settings: WorkerSettings) -> None:
         self.script = script
         self.timeout_ms = settings.scoring_timeout_ms
-        self.timeout_s = settings.scoring_timeout_ms / 1000
-        self.log_bodies = settings.log_bodies
 
     def handle(self, request: tuple) -> tuple:
         """One request tuple in, one reply tuple out (never raises for the script's sake)."""
@@ -71,20 +77,20 @@ class Worker:
         if script.wants_headers:
             kwargs["request_headers"] = inputs.header_dict(request[6] or [])
         started = time.perf_counter()
-        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        _Alarm.armed = True
         try:
             result = script.run(**kwargs)
         except TimeoutError:
             # Like azmlinfsrv: any TimeoutError out of run() reads as the scoring timeout.
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _Alarm.armed = False
             self._log_exception("run() timed out", request_id)
             message = f"Scoring timeout after {self.timeout_ms} ms"
             return (*outputs.error_reply(500, message, run_failed=True), None, True)
         except Exception:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _Alarm.armed = False
             self._log_exception("run() raised an exception", request_id)
             return (*outputs.error_reply(500, RUN_FAILED, run_failed=True), None, True)
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        _Alarm.armed = False
         run_ms = (time.perf_counter() - started) * 1000
 
         try:
@@ -176,7 +182,7 @@ def main(argv: list[str]) -> None:
     # to the whole process group must not cut a run() short while the front drains.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.signal(signal.SIGALRM, _Alarm.handler)
     _die_with_parent()
     settings = WorkerSettings.from_environ(os.environ)
     logs.configure(("mlcli.server",))
