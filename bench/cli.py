@@ -94,9 +94,10 @@ def main() -> None:
         rows = run(work, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}, {platform.platform()}"
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python"
+        f" {platform.python_version()}, {platform.platform()}; load average after: {load}"
     )
     print(f"{'measurement':58} {'median':>9} {'min':>9} {'goal':>14}")
     for name, values, goal in rows:
