@@ -89,7 +89,8 @@ def register(
     Example:
         ml model register -n sentiment -p ./models --tag stage=dev -t model.json
     """
-    from mlcli.registry import check_name, collect_sources
+    from mlcli.model_files import collect_sources
+    from mlcli.registry import check_name
 
     check_name(name)
     tag_map, property_map = parse_pairs(tags, "--tag"), parse_pairs(properties, "--property")
