@@ -327,9 +327,11 @@ class Registry:
                     f"model {model.id} is used by service(s) {', '.join(services)}.",
                     fix="Delete or update those services first, or pass --force.",
                 )
-            self.conn.execute(
+            gone = self.conn.execute(
                 "DELETE FROM model_versions WHERE name = ? AND version = ?", (name, version)
             )
+            if gone.rowcount == 0:  # another process deleted it since we looked
+                raise self._not_found(name, version)
         return model
 
     # -- files ----------------------------------------------------------------------------
