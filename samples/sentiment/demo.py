@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +76,15 @@ def train(python: Path, models: Path) -> None:
     """Run train.py in the model environment, with a spinner; its log is shown on failure."""
     command = [str(python), str(HERE / "train.py"), "--out", str(models)]
     console.print(f"[bold]$ python {shown(HERE / 'train.py')} --out {shown(models)}[/]")
+    what = "training word2vec + Keras LSTM on a generated corpus"
     with tempfile.TemporaryFile("w+") as log:
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as progress:
-            progress.add_task("training word2vec + Keras LSTM on a generated corpus", total=None)
+        if console.is_terminal:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+            with Progress(*columns, console=console, transient=True) as progress:
+                progress.add_task(what, total=None)
+                done = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        else:  # a log file or CI: one line, no animation
+            console.print(f"  {what}")
             done = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         log.seek(0)
         lines = log.read().splitlines()
@@ -85,6 +92,14 @@ def train(python: Path, models: Path) -> None:
         console.print("\n".join(lines[-30:]), markup=False)
         raise DemoFailed(f"train.py exited with {done.returncode}")
     console.print(f"  {lines[-1] if lines else 'trained'}", markup=False)
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    console.rule(title)
+    started = time.perf_counter()
+    yield
+    console.print(f"  [dim]{time.perf_counter() - started:.1f} s[/]")
 
 
 def file_digests(folder: Path) -> dict[str, str]:
@@ -152,22 +167,22 @@ def main() -> int:
     models, ic, dc = args.models.resolve(), args.ic.resolve(), args.dc.resolve()
     started = time.perf_counter()
     try:
-        console.rule("1. the model's environment (uv, from myenv.yml)")
-        python = build_environment(ic)
-        console.rule("2. the model: models/model.h5, model.w2v, tokenizer.pkl, encoder.pkl")
-        if all((models / name).is_file() for name in MODEL_FILES):
-            console.print(f"  {shown(models)}/ is trained already: reusing it")
-        else:
-            train(python, models)
-        console.rule("3. register")
-        model_id = register(models, args.model_name)
-        console.rule("4. deploy")
-        record = deploy(args.service, model_id, ic, dc)
-        key = None
-        if record.get("authEnabled"):
-            key = ml("service", "get-keys", "-n", args.service)["primaryKey"]
-        console.rule("5. score")
-        score(record["scoringUri"], key)
+        with step("1. the model's environment (uv, from myenv.yml)"):
+            python = build_environment(ic)
+        with step("2. the model: models/model.h5, model.w2v, tokenizer.pkl, encoder.pkl"):
+            if all((models / name).is_file() for name in MODEL_FILES):
+                console.print(f"  {shown(models)}/ is trained already: reusing it")
+            else:
+                train(python, models)
+        with step("3. register"):
+            model_id = register(models, args.model_name)
+        with step("4. deploy"):
+            record = deploy(args.service, model_id, ic, dc)
+            key = None
+            if record.get("authEnabled"):
+                key = ml("service", "get-keys", "-n", args.service)["primaryKey"]
+        with step("5. score"):
+            score(record["scoringUri"], key)
     except DemoFailed as failed:
         console.print(f"[red]make demo failed:[/] {failed}")
         return 1
