@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mlcli.errors import EnvironmentBuildError
 
-# The scoring server and its dependencies (uvicorn) need Python 3.8 or later.
+# The scoring server's requirements (mlcli/server/requirements.txt) support Python 3.8+.
 MIN_PYTHON = (3, 8)
 _VERSION = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
 _CLAUSE = re.compile(r"^(==|>=|<=|!=|~=|>|<)?\s*(\d+(?:\.\d+)*)(\.\*)?$")
