@@ -83,13 +83,15 @@ class Worker:
         except TimeoutError:
             # Like azmlinfsrv: any TimeoutError out of run() reads as the scoring timeout.
             _Alarm.armed = False
+            run_ms = (time.perf_counter() - started) * 1000
             self._log_exception("run() timed out", request_id)
             message = f"Scoring timeout after {self.timeout_ms} ms"
-            return (*outputs.error_reply(500, message, run_failed=True), None, True)
+            return (*outputs.error_reply(500, message, run_failed=True), run_ms, True)
         except Exception:
             _Alarm.armed = False
+            run_ms = (time.perf_counter() - started) * 1000
             self._log_exception("run() raised an exception", request_id)
-            return (*outputs.error_reply(500, RUN_FAILED, run_failed=True), None, True)
+            return (*outputs.error_reply(500, RUN_FAILED, run_failed=True), run_ms, True)
         _Alarm.armed = False
         run_ms = (time.perf_counter() - started) * 1000
 

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import PROJECT
+from conftest import PROJECT, free_tcp_port, start_process
 
 
 def test_health_answers_200_healthy_once_init_ran(start_mlcli) -> None:
@@ -60,11 +60,12 @@ def test_server_modules_import_nothing_from_the_cli_side() -> None:
     assert not outside, "only mlcli/__init__.py and mlcli/server/ may load"
 
 
-def test_the_running_server_adds_only_its_http_stack() -> None:
-    # uvicorn imports click for its own command line; nothing else from the CLI side loads.
-    loaded = _modules_loaded_by(f"import sys, {SERVER_MODULES}, uvicorn, httptools, uvloop")
+def test_the_running_server_loads_only_its_own_small_dependencies() -> None:
+    loaded = _modules_loaded_by(
+        f"import sys, {SERVER_MODULES}, mlcli.server.http, httptools, uvloop, prometheus_client"
+    )
 
-    assert loaded.isdisjoint({"rich", "yaml", "jsonschema", "docker", "jmespath", "mlcli.cli"})
+    assert loaded.isdisjoint({"click", "rich", "yaml", "jsonschema", "docker", "jmespath"})
     assert not {n for n in loaded if n.startswith("mlcli.") and not n.startswith("mlcli.server")}
 
 
@@ -80,3 +81,44 @@ def test_bad_flags_exit_2_with_one_paragraph_and_no_traceback(tmp_path) -> None:
     assert result.returncode == 2
     assert "missing.py does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_azmlinfsrv_flags_and_environment_work_unchanged(start_mlcli, tmp_path) -> None:
+    app_root = tmp_path / "app"
+    (app_root / "model").mkdir(parents=True)
+    (app_root / "model" / "model.txt").write_text("w=2")
+    server = start_mlcli(
+        "model_dir.py",
+        workdir=app_root,
+        args=("--model_dir", "model", "--worker_count", "2"),
+    )
+
+    reply = server.request("POST", "/score", b"x")
+
+    assert reply.json() == {"weights": "w=2", "input": "x"}
+    workers = {r["pid"] for r in server.log_records() if r.get("logger") == "mlcli.server.worker"}
+    assert len(workers) == 2
+
+
+def test_the_entry_script_can_come_from_the_environment(tmp_path) -> None:
+    app_root = tmp_path / "app"
+    (app_root / "src").mkdir(parents=True)
+    (app_root / "src" / "score.py").write_text(
+        "def init():\n    pass\n\n\ndef run(data):\n    return 'from env'\n"
+    )
+    port = free_tcp_port()
+    env = {
+        "PYTHONPATH": str(PROJECT),
+        "PATH": "/usr/bin:/bin",
+        "AML_APP_ROOT": str(app_root),  # AZUREML_ENTRY_SCRIPT is relative to it
+        "AZUREML_ENTRY_SCRIPT": "src/score.py",
+    }
+    command = [sys.executable, "-m", "mlcli.server", "--port", str(port), "--host", "127.0.0.1"]
+    server = start_process(command, workdir=tmp_path, port=port, env=env)
+    try:
+        server.wait_healthy()
+        reply = server.request("POST", "/score", b"1")
+    finally:
+        server.stop()
+
+    assert reply.json() == "from env"

@@ -6,6 +6,7 @@ environment still wins for `azureml.core`; the request/response modules are forc
 sys.modules the way azmlinfsrv does, because the server must recognise the objects they make.
 """
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -23,3 +24,11 @@ def install() -> None:
     for package in _ALIASES:
         sys.modules[f"{package}.aml_request"] = aml_request
         sys.modules[f"{package}.aml_response"] = aml_response
+        # `import azureml.contrib.services.aml_request as m` also looks the names up as
+        # attributes of the parent packages.
+        try:
+            parent = importlib.import_module(package)
+        except ImportError:
+            continue
+        parent.aml_request = aml_request
+        parent.aml_response = aml_response
