@@ -476,6 +476,30 @@ def test_a_build_killed_mid_install_leaves_no_environment_and_the_next_build_suc
 
 
 @pytest.mark.slow
+def test_ctrl_c_mid_install_stops_uv_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    path = write_conda_file(tmp_path, "dependencies: [python=3.11, six, packaging, certifi]")
+    go = tmp_path / "go"
+    go.touch()
+    builder = subprocess.Popen(
+        [sys.executable, "-c", BUILDER, str(path), str(go), "uv: Resolved"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert builder.stdout is not None
+    for line in builder.stdout:
+        if line.startswith("uv: Resolved"):
+            break
+
+    builder.send_signal(signal.SIGINT)
+    _, stderr = builder.communicate(timeout=60)
+
+    assert "KeyboardInterrupt" in stderr
+    assert list(envs_dir().glob(".building-*")) == []
+    assert list_environments() == []
+
+
+@pytest.mark.slow
 def test_a_package_pypi_does_not_have_is_an_error_naming_the_conda_entry(tmp_path: Path) -> None:
     path = write_conda_file(
         tmp_path, "dependencies: [python=3.11, six, mlcli-no-such-package-zz=1.0]"

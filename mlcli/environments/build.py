@@ -245,11 +245,16 @@ def _run_uv(command: list[Any], *, spec: EnvironmentSpec, lock_fd: int, say: Pro
     )
     lines = []
     assert process.stderr is not None
-    for raw in process.stderr:
-        line = raw.rstrip()
-        lines.append(line)
-        if line and not line.startswith(("Using ", "Creating ", "Activate ")):
-            say(f"uv: {line.strip()}")
+    try:
+        for raw in process.stderr:
+            line = raw.rstrip()
+            lines.append(line)
+            if line and not line.startswith(("Using ", "Creating ", "Activate ")):
+                say(f"uv: {line.strip()}")
+    except BaseException:  # Ctrl-C, or a progress callback failing: uv must not outlive us
+        process.kill()
+        process.wait()
+        raise
     if process.wait() != 0:
         raise _build_error(spec, lines)
     return lines
