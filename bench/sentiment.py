@@ -234,6 +234,16 @@ def check_labels(uri: str) -> None:
         sys.exit(f"bench: {uri} labelled {TEXTS[0]!r} {label}, not POSITIVE")
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def table(levels: list[Level]) -> str:
     rows = [
         "| server | concurrency | req/s | p50 ms | p99 ms | requests | failed |",
@@ -257,6 +267,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ["MLCLI_HOME"] = str(OUT / "sentiment-home")
 
+    load_before = os.getloadavg()[0]
     model_env = model_environment()
     models = trained_models(model_env["python"])
     azmlinfsrv = azmlinfsrv_environment(model_env)
@@ -274,7 +285,8 @@ def main() -> None:
                 levels.append(load(name, uri, concurrency, args.duration))
 
     print(
-        f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
         f"wrk {args.duration:g} s per level after a 2 s warm-up, POST /score "
         f"(4 sentences in turn), one worker per server\n"
     )
