@@ -1,17 +1,17 @@
 """The script workers behind the front: spawn, supervise, queue, dispatch, time out, replace.
 
-Each worker is a child process (worker.py) on its own socketpair, serving one request at a
-time. Admission follows AKS: at most `max_concurrent` requests hold a slot; others wait in a
-FIFO for at most `max_queue_wait_ms` (then 503), and no more than `max_queue_length` wait at
-all. A request holding a slot waits for an idle worker (one is busy, restarting, or
-max_concurrent exceeds the worker count).
+Each worker is a child process (worker.py) on its own socketpair that runs one request at a
+time, in the order sent. Admission follows AKS: at most `max_concurrent` requests hold a
+slot; others wait in a FIFO for at most `max_queue_wait_ms` (then 503), and no more than
+`max_queue_length` wait at all. A request holding a slot goes to an idle worker, or, when
+run() is fast, to a busy one as its next request (PREFETCH), else waits for room.
 
 The scoring timeout is kept here: at the limit the request is answered 500 (azmlinfsrv's
 "Scoring timeout after N ms") and the worker gets SIGALRM, which raises TimeoutError inside
 run() as azmlinfsrv's own alarm does, so an ordinary hung run() recovers; a worker still
-silent KILL_GRACE_S later is killed and replaced. A worker that dies is replaced too, and the
-request it held is answered 502. Everything is callbacks on the event loop: no task, future
-or lock per request.
+silent KILL_GRACE_S later is killed and replaced. A worker that dies is replaced too: the
+request it was running is answered 502, the ones queued behind it go to another worker.
+Everything is callbacks on the event loop: no task, future or lock per request.
 
 Jobs are objects with `message(seq, needs_headers) -> tuple` (the wire request), `finish(reply)`
 and `cancelled`. Issue 8's batcher fits between admission (`_admit`) and `_dispatch`.
@@ -36,6 +36,11 @@ from mlcli.server.settings import ServerSettings
 log = logging.getLogger("mlcli.server")
 
 KILL_GRACE_S = 2.0  # after a timeout answer, how long a worker may take to come back
+# A worker whose run() is fast gets its next request before it finishes the current one, so
+# it never waits on the front between requests; slow scripts do not (it would only make a
+# request wait behind a long run() while another worker is free).
+PREFETCH = 2
+PREFETCH_BELOW_MS = 2.0
 
 
 class StartupFailed(Exception):
@@ -61,7 +66,7 @@ class WorkerProtocol(asyncio.Protocol):
 
 
 class WorkerProcess:
-    __slots__ = ("index", "job", "kill_handle", "pid", "process", "ready", "seq", "timer",
+    __slots__ = ("index", "jobs", "kill_handle", "live", "pid", "process", "ready", "timer",
                  "transport")  # fmt: skip
 
     def __init__(self, index: int) -> None:
@@ -69,9 +74,9 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
         self.transport: asyncio.Transport | None = None
         self.pid = 0
+        self.live = False  # initialised and connected: may be sent jobs
         self.ready: asyncio.Future | None = None
-        self.job = None  # the job in flight
-        self.seq = 0
+        self.jobs: deque[list] = deque()  # [seq, job, answered], oldest (running) first
         self.timer: asyncio.TimerHandle | None = None
         self.kill_handle: asyncio.TimerHandle | None = None
 
@@ -83,8 +88,8 @@ class Pool:
         self.on_fatal = on_fatal  # called with a message when the service cannot go on
         self.loop = asyncio.get_running_loop()
         self.workers: list[WorkerProcess] = []
-        self.idle: list[WorkerProcess] = []
-        self.slots = settings.max_concurrent
+        self.run_ewma_ms = PREFETCH_BELOW_MS  # no prefetch until run() proves fast
+        self.slots = settings.max_concurrent or settings.workers * PREFETCH
         self.slot_waiters: deque = deque()
         self.worker_waiters: deque = deque()
         self.queue_wait_s = settings.max_queue_wait_ms / 1000
@@ -106,7 +111,7 @@ class Pool:
             await self._spawn(worker)
         for worker in self.workers:
             await self._await_ready(worker)
-            self._release_worker(worker)
+            worker.live = True
 
     async def _spawn(self, worker: WorkerProcess) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -126,7 +131,7 @@ class Pool:
             child.close()
         worker.pid = worker.process.pid
         worker.ready = self.loop.create_future()
-        worker.job = None
+        worker.jobs.clear()
         worker.transport, _ = await self.loop.create_unix_connection(
             lambda: WorkerProtocol(self, worker), sock=parent
         )
@@ -189,11 +194,25 @@ class Pool:
         job.finish(self._busy(f"waited {waited} ms (maxQueueWaitMs) for a free worker"))
 
     def _admit(self, job) -> None:
-        """The job holds a slot: run it on an idle worker, or wait for one."""
-        if self.idle:
-            self._dispatch(self.idle.pop(), job)
-        else:
+        """The job holds a slot: send it to a worker with room, or wait for one."""
+        worker = self._free_worker()
+        if worker is None:
             self.worker_waiters.append(job)
+        else:
+            self._dispatch(worker, job)
+
+    def _free_worker(self) -> WorkerProcess | None:
+        # An idle worker first; else, for fast scripts, one with room for a second request.
+        depth = PREFETCH if self.run_ewma_ms < PREFETCH_BELOW_MS else 1
+        spare = None
+        for worker in self.workers:
+            if worker.live and worker.kill_handle is None:
+                queued = len(worker.jobs)
+                if queued == 0:
+                    return worker
+                if queued < depth and spare is None:
+                    spare = worker
+        return spare
 
     def _release_slot(self) -> None:
         waiters = self.slot_waiters
@@ -206,49 +225,56 @@ class Pool:
                 return
         self.slots += 1
 
-    def _release_worker(self, worker: WorkerProcess) -> None:
+    def _feed(self) -> None:
+        """Hand jobs that hold a slot to workers that have room."""
         waiters = self.worker_waiters
         while waiters:
+            worker = self._free_worker()
+            if worker is None:
+                return
             job = waiters.popleft()
             if job.cancelled:
                 self._release_slot()
                 continue
             self._dispatch(worker, job)
-            return
-        self.idle.append(worker)
 
     def _dispatch(self, worker: WorkerProcess, job) -> None:
         self._seq = seq = self._seq + 1
-        worker.job = job
-        worker.seq = seq
-        worker.timer = self.loop.call_later(self.timeout_s, self._on_timeout, worker)
+        jobs = worker.jobs
+        jobs.append([seq, job, False])
+        if len(jobs) == 1:
+            worker.timer = self.loop.call_later(self.timeout_s, self._on_timeout, worker)
         worker.transport.write(wire.encode(job.message(seq, self.needs_headers)))
 
     # -- what the workers say --------------------------------------------------------------
 
     def _on_message(self, worker: WorkerProcess, message: tuple) -> None:
-        seq = message[0]
-        job = worker.job
-        if job is not None and seq == worker.seq:
-            worker.timer.cancel()
-            worker.job = None
-            self._release_worker(worker)
-            self._release_slot()
-            job.finish(message[1:])
-        elif isinstance(seq, str):
+        if isinstance(message[0], str):
             if worker.ready is not None and not worker.ready.done():
-                if seq == "ready":
+                if message[0] == "ready":
                     worker.ready.set_result(message)
                 else:
                     worker.ready.set_exception(StartupFailed(message[2]))
-        elif seq == worker.seq and worker.kill_handle is not None:
-            # The late answer to a request we already answered: the worker recovered.
+            return
+        # Workers answer strictly in order: this is the reply to the oldest job sent.
+        _, job, answered = worker.jobs.popleft()
+        worker.timer.cancel()
+        if worker.kill_handle is not None:  # the late reply after a timeout: it recovered
             worker.kill_handle.cancel()
             worker.kill_handle = None
-            self._release_worker(worker)
+        if worker.jobs:  # the next job starts now
+            worker.timer = self.loop.call_later(self.timeout_s, self._on_timeout, worker)
+        run_ms = message[4]
+        if run_ms is not None:
+            self.run_ewma_ms += (run_ms - self.run_ewma_ms) * 0.1
+        self._feed()
+        if not answered:
+            self._release_slot()
+            job.finish(message[1:])
 
     def _on_timeout(self, worker: WorkerProcess) -> None:
-        job, worker.job = worker.job, None
+        head = worker.jobs[0]
+        head[2] = True
         self.metrics.timeouts.inc()
         log.error(
             "run() on worker %d exceeded SCORING_TIMEOUT_MS=%d; answered 500",
@@ -259,7 +285,7 @@ class Pool:
             os.kill(worker.pid, signal.SIGALRM)  # raises TimeoutError inside run()
         worker.kill_handle = self.loop.call_later(KILL_GRACE_S, self._replace_stuck, worker)
         self._release_slot()
-        job.finish(self.timeout_reply)
+        head[1].finish(self.timeout_reply)
 
     def _replace_stuck(self, worker: WorkerProcess) -> None:
         worker.kill_handle = None
@@ -267,28 +293,35 @@ class Pool:
         self._kill(worker)
 
     def _on_lost(self, worker: WorkerProcess) -> None:
+        worker.live = False
         if worker.timer is not None:
             worker.timer.cancel()
         if worker.kill_handle is not None:
             worker.kill_handle.cancel()
             worker.kill_handle = None
-        if worker in self.idle:
-            self.idle.remove(worker)
         if worker.ready is not None and not worker.ready.done():
             worker.ready.set_exception(
                 StartupFailed(f"Worker {worker.pid} exited before init() finished")
             )
-        job, worker.job = worker.job, None
-        if job is not None:
-            self._release_slot()
-            job.finish(
-                _reply(
-                    502,
-                    "The scoring worker stopped while running this request and is being "
-                    "replaced. Check the logs for more info.",
-                    run_failed=True,
+        jobs = list(worker.jobs)
+        worker.jobs.clear()
+        if jobs:
+            _, head, answered = jobs[0]
+            # Jobs behind the head never started (a worker runs one at a time): they go back
+            # to the front of the line, still holding their slots.
+            for _, job, _ in reversed(jobs[1:]):
+                self.worker_waiters.appendleft(job)
+            self._feed()
+            if not answered:
+                self._release_slot()
+                head.finish(
+                    _reply(
+                        502,
+                        "The scoring worker stopped while running this request and is being "
+                        "replaced. Check the logs for more info.",
+                        run_failed=True,
+                    )
                 )
-            )
         if self.closing:
             return
         self.metrics.restarts.inc()
@@ -304,7 +337,8 @@ class Pool:
             if not self.closing:
                 self.on_fatal(str(exc))
             return
-        self._release_worker(worker)
+        worker.live = True
+        self._feed()
 
     def _kill(self, worker: WorkerProcess) -> None:
         if worker.process is not None and worker.process.poll() is None:

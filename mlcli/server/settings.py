@@ -37,7 +37,8 @@ class ServerSettings:
     workers: int
     scoring_timeout_ms: int
     worker_timeout_s: float
-    max_concurrent: int  # requests run() at once (AKS maxConcurrentRequestsPerContainer)
+    # requests admitted at once (AKS maxConcurrentRequestsPerContainer); None: 2 per worker
+    max_concurrent: int | None
     max_queue_wait_ms: int  # longer in the queue: 503 (AKS maxQueueWaitMs)
     max_queue_length: int
     max_request_bytes: int
@@ -160,7 +161,7 @@ def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSett
         workers=workers,
         scoring_timeout_ms=_int(environ, "SCORING_TIMEOUT_MS", DEFAULT_SCORING_TIMEOUT_MS),
         worker_timeout_s=_int(environ, "WORKER_TIMEOUT", DEFAULT_WORKER_TIMEOUT_S),
-        max_concurrent=_int(environ, "MLCLI_MAX_CONCURRENT_REQUESTS", workers),
+        max_concurrent=_int(environ, "MLCLI_MAX_CONCURRENT_REQUESTS", 0) or None,
         max_queue_wait_ms=_int(
             environ, "MLCLI_MAX_QUEUE_WAIT_MS", DEFAULT_MAX_QUEUE_WAIT_MS, minimum=0
         ),

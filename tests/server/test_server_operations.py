@@ -181,6 +181,21 @@ def test_a_worker_that_dies_mid_request_answers_502_and_is_replaced(start_mlcli)
     assert "mlcli_worker_restarts_total 1.0" in server.request("GET", "/metrics").body.decode()
 
 
+@pytest.mark.slow
+def test_requests_queued_behind_a_crashing_one_are_still_served(start_mlcli) -> None:
+    server = start_mlcli("crash.py")
+    for _ in range(20):  # a fast run(): the worker gets its next request ahead of time
+        post(server, {})
+
+    with ThreadPoolExecutor(8) as pool:
+        crash = pool.submit(post, server, {"crash": True})
+        others = [pool.submit(post, server, {}) for _ in range(7)]
+        statuses = [f.result().status for f in others]
+
+    assert crash.result().status == 502
+    assert statuses == [200] * 7
+
+
 def test_two_workers_serve_in_parallel(start_mlcli) -> None:
     server = start_mlcli("slow.py", workers=2)
 
