@@ -507,7 +507,11 @@ def _finish(
     for data in retired:
         if on_progress:
             on_progress(f"stopping the previous server (port {data['port']})")
-        stop_endpoint(data.get("computeType") or compute_type, data)
+        old_type = data.get("computeType") or compute_type
+        hand_over = getattr(target, "hand_over", None)  # optional: see mlcli/targets
+        if hand_over is not None and old_type == compute_type:
+            hand_over(endpoint, Endpoint.from_dict(data))
+        stop_endpoint(old_type, data)
     with db.immediate(services.conn):
         current = services.find(name)
         assert current is not None

@@ -6,6 +6,12 @@ scoring server and returns an `Endpoint`: the host and port plus a small JSON-ab
 (a pid, a container id) that is stored in the service record and given back to `state`,
 `logs` and `stop` later, from another `ml` process. Targets are imported lazily, by name, so
 `ml model list` never pays for `import docker`.
+
+Optional extras a target module or class may offer (deploy uses them when present):
+`Target.hand_over(new, old)`, called once the new revision is healthy and before the old one
+stops (PROCESS steers the shared port's new connections to the new server, so none is reset
+when the old closes), and a module function `stop_by_token(token)` that finds a server whose
+deploy died before recording it.
 """
 
 from __future__ import annotations
