@@ -83,8 +83,7 @@ def test_output_path_is_a_context_plain_docker_build_turns_into_a_serving_image(
     assert written["location"] == str(context)
     assert (context / "app" / "azureml-models" / "factor" / "1" / "factor.txt").read_text() == "4.0"
     assert (context / "base" / "rootfs.tar.gz").is_file()  # FROM scratch: no registry needed
-    pins = (context / "wheels" / "requirements.txt").read_text().split("\n", 1)[1].split()
-    assert len(pins) == len(list((context / "wheels").glob("*.whl")))  # one wheel per pin
+    assert (context / "env" / "site-packages" / "werkzeug").is_dir()  # installed: no pip run
     tag = f"mlcli-test/package:{uuid.uuid4().hex[:8]}"
     built = subprocess.run(
         [

@@ -1,4 +1,4 @@
-"""mlcli/images: the debootstrap base image, env images from a host wheelhouse, clean-up."""
+"""mlcli/images: the debootstrap base image, env images holding the host environment, clean-up."""
 
 import re
 from pathlib import Path
@@ -58,7 +58,7 @@ def test_build_base_reuses_the_image_the_engine_has(docker_base_image: str) -> N
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_env_image_installs_the_environments_exact_pins_offline(
+def test_env_image_holds_the_host_environments_exact_packages_compiled(
     docker_labels: str, docker_base_image: str, minimal_environment, tmp_path: Path
 ) -> None:
     from mlcli.environments import frozen_requirements
@@ -68,26 +68,43 @@ def test_env_image_installs_the_environments_exact_pins_offline(
     client = docker_client()
     steps = tmp_path / "steps.dockerfile"  # this session's own variant: built here, not reused
     steps.write_text(f"# {docker_labels}\n")
-    progress: list[str] = []
 
-    built = ensure_env_image(
-        client,
-        minimal_environment,
-        base=docker_base_image,
-        extra_steps=steps,
-        on_progress=progress.append,
-    )
+    built = ensure_env_image(client, minimal_environment, base=docker_base_image, extra_steps=steps)
 
     assert built.built
     installed = {_canonical(line) for line in _run(built.tag, "pip", "freeze").split()}
     assert {_canonical(pin) for pin in frozen_requirements(minimal_environment)} <= installed
-    inside = [line for line in progress if line.startswith("docker build: ")]
-    assert any("Looking in links: /tmp/mlcli-wheels" in line for line in inside)
-    assert not any("Downloading" in line for line in inside)  # pip downloaded on the host only
-    leftovers = client.images.list(filters={"label": ["org.mlcli.kind=wheels", docker_labels]})
-    assert leftovers == []  # the build stage holding the wheel files is gone
+    where = _run(built.tag, "python", "-c", "import sys, werkzeug; print(sys.version, werkzeug)")
+    assert where.startswith("3.11.")  # Debian's interpreter...
+    assert "/opt/mlcli/env/lib/python3.11/site-packages/werkzeug" in where  # ...the env's files
+    compiled = "/opt/mlcli/env/lib/python3.11/site-packages/werkzeug/__pycache__"
+    assert "__init__.cpython-311.pyc" in _run(built.tag, "ls", compiled)
     again = ensure_env_image(client, minimal_environment, base=docker_base_image, extra_steps=steps)
     assert (again.id, again.built) == (built.id, False)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_an_environment_on_another_python_is_built_again_for_the_images_3_11(
+    docker_labels: str, docker_base_image: str
+) -> None:
+    import dataclasses
+
+    from mlcli.environments import ensure_environment, minimal_spec
+    from mlcli.images import docker_client
+    from mlcli.images.build import ensure_env_image
+
+    environment = ensure_environment(dataclasses.replace(minimal_spec(), python="3.10"))
+    progress: list[str] = []
+
+    built = ensure_env_image(
+        docker_client(), environment, base=docker_base_image, on_progress=progress.append
+    )
+
+    assert environment.python_version.startswith("3.10.")
+    assert built.tag == f"mlcli/env:{environment.key}"  # keyed by the spec as asked
+    assert any("built again for 3.11" in line for line in progress)
+    assert _run(built.tag, "python", "-c", "import uvloop; print('ok')").strip() == "ok"
 
 
 @pytest.mark.docker

@@ -1,8 +1,8 @@
 """Docker images for LOCAL and ACI services and for `ml model package`, with no registry.
 
     mlcli/base:bookworm-py3.11-<recipe>  Debian bookworm + python3 from debootstrap (base.py)
-    mlcli/env:<spec key>                 + the model environment, installed offline from wheels
-                                         downloaded on the host (build.py)
+    mlcli/env:<spec key>                 + the model environment, built on the host by uv (as
+                                         for PROCESS) and copied in (build.py)
     mlcli/app:<service>-<hash>           + the scoring server and the app root (entry script,
                                          source directory); models are mounted read-only
     mlcli/package:<model>-<hash>         the same with the models inside (`ml model package`)
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import docker.models.images
 
 LABEL = "org.mlcli"
-KIND = f"{LABEL}.kind"  # base | env | app | package | wheels (a build stage, removed after use)
+KIND = f"{LABEL}.kind"  # base | env | app | package | service (a container) | probe
 WORKSPACE = f"{LABEL}.workspace"
 SERVICE = f"{LABEL}.service"
 ENV_KEY = f"{LABEL}.env"  # the environment spec key (env, app and package images)
@@ -166,8 +166,6 @@ def remove_unused_images(
             continue  # only what the service's own images were built on
         if image.id not in in_use and image.id not in still_built_on:
             removed.append(_remove(client, image, dry_run))
-    if not dry_run:
-        client.images.prune(filters={"label": f"{KIND}=wheels", "dangling": True})
     return [{k: v for k, v in row.items() if k != "fullId"} for row in removed]
 
 

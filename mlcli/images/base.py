@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 
 SUITE = "bookworm"
-PYTHON = "3.11"  # what bookworm's python3 is; env images install wheels for this version
+PYTHON = "3.11"  # what bookworm's python3 is; env images hold packages for this version
 PACKAGES = ("python3", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 REPOSITORY = "mlcli/base"
@@ -166,15 +166,15 @@ def resolve_base_image(ic: InferenceConfig | None, *, on_progress: Progress | No
 
 
 def check_python(client: docker.DockerClient, image: str, *, where: str) -> None:
-    """A base image must run `python3` at version PYTHON (the wheels are resolved for it)."""
+    """A base image must run `python3` at version PYTHON (the packages are built for it)."""
     code = "import sys, venv; print('%d.%d' % sys.version_info[:2])"
     status, output = run_once(client, image, ["python3", "-c", code])
     found = output.strip().splitlines()[-1:] if status == 0 else []
     if found != [PYTHON]:
         detail = f"has Python {found[0]}" if found else "has no usable python3 with venv"
         raise EnvironmentBuildError(
-            f"the base image {image!r} {detail}; mlcli installs the environment from wheels "
-            f"resolved for Python {PYTHON}.",
+            f"the base image {image!r} {detail}; mlcli copies in an environment built for "
+            f"Python {PYTHON}.",
             where=f"{where}, field baseImage",
             fix=f"Use an image whose `python3` is {PYTHON} (Debian bookworm's is), or remove "
             "baseImage to use mlcli's base.",

@@ -1,14 +1,16 @@
-"""Environment and app images: a model environment installed offline from a host wheelhouse.
+"""Environment and app images: the host's model environment, copied in, never re-resolved.
 
 The build never relies on the container reaching the network (or trusting the host's
-re-signing proxy, or seeing the host's local package indexes): the host resolves the
-environment (the same pins as the PROCESS environment of the same spec), downloads or builds
-the wheels with pip under the host's own configuration, and the image installs them with
-`pip install --no-index`. The wheels go in through a build stage that is dropped afterwards,
-so the image holds the installed environment only, not a second copy as wheel files.
+re-signing proxy, or seeing the host's local package indexes): the environment is resolved,
+downloaded and installed on the host by uv, exactly as for PROCESS (the same cached
+environment, keyed by the same spec hash), and its site-packages are copied into the image,
+byte for byte, with bytecode compiled on the host. Debian bookworm's python3 is 3.11 (3.11.2),
+so the image uses the spec's environment when it runs Python 3.11, else the same requirements
+built for 3.11. pip is added (extraDockerfileSteps may `pip install`), nothing is installed
+inside the build.
 
-    mlcli/env:<spec key>     base + /opt/mlcli/env (a venv of the image's python3)
-                             + extraDockerfileSteps
+    mlcli/env:<spec key>     base + /opt/mlcli/env (a venv of the image's python3 holding the
+                             host environment's packages) + extraDockerfileSteps
     mlcli/app:<name>-<hash>  env + the scoring server (/opt/mlcli/runtime, on PYTHONPATH)
                              + the app root at /var/azureml-app (AML_APP_ROOT)
 """
@@ -16,6 +18,7 @@ so the image holds the installed environment only, not a second copy as wheel fi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
@@ -43,12 +46,20 @@ Progress = Callable[[str], None]
 ENV_REPOSITORY = "mlcli/env"
 APP_REPOSITORY = "mlcli/app"
 VENV = "/opt/mlcli/env"
+SITE_PACKAGES = f"{VENV}/lib/python{PYTHON}/site-packages"
 RUNTIME = "/opt/mlcli/runtime"
 APP_ROOT = "/var/azureml-app"  # Azure's AML_APP_ROOT
 MODELS = "azureml-models"
 CONTAINER_PORT = 5001  # Azure's port inside the container
-_WHEELS = "/tmp/mlcli-wheels"
-_LAYOUT_FORMAT = 1  # bump when the Dockerfiles below change shape
+_LAYOUT_FORMAT = 2  # bump when the Dockerfiles below change shape
+_PIP_SCRIPT = f"""\
+#!{VENV}/bin/python
+import sys
+
+from pip._internal.cli.main import main
+
+sys.exit(main())
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +113,12 @@ def ensure_env_image(
         if base != base_tag():
             check_python(client, base, where="inferenceConfig")
         with _context_dir() as context:
-            write_wheelhouse(environment, context / "wheels", on_progress=progress)
-            dockerfile = env_stages(base, extra_steps=steps) + label_instruction(
+            write_environment(environment, context / "env", on_progress=progress)
+            dockerfile = env_steps(base, extra_steps=steps) + label_instruction(
                 labels(kind="env", env=environment.key, base_image=base_id)
             )
             (context / "Dockerfile").write_text(dockerfile + "\n")
-            progress(f"building {tag} (docker build, wheels installed offline)")
+            progress(f"building {tag} (docker build: the host environment copied in)")
             image_id = docker_build(client, context, tag=tag, progress=progress)
         image = client.images.get(image_id)
         return BuiltImage(tag, image.id, _size_mb(image), built=True)
@@ -120,23 +131,13 @@ def _current_env_image(client: docker.DockerClient, tag: str, base_id: str) -> A
     return image
 
 
-def env_stages(base: str, *, extra_steps: str) -> str:
-    """The Dockerfile of an env image, without its LABEL line.
-
-    Stage `mlcli-wheels` makes the venv from the wheelhouse; the final stage copies only the
-    venv, so the wheel files never reach the image's layers.
-    """
-    pip = f"{VENV}/bin/python $(ls {_WHEELS}/pip-*.whl)/pip"
+def env_steps(base: str, *, extra_steps: str) -> str:
+    """The Dockerfile of an env image, without its LABEL line (context: see write_environment)."""
     text = f"""\
-FROM {base} AS mlcli-wheels
-{label_instruction(labels(kind="wheels"))}
-COPY wheels/ {_WHEELS}/
-RUN python3 -m venv --without-pip {VENV} \\
- && {pip} install --no-index --find-links {_WHEELS} --no-cache-dir \\
-      --disable-pip-version-check --progress-bar off -r {_WHEELS}/requirements.txt
-
 FROM {base}
-COPY --from=mlcli-wheels {VENV} {VENV}
+RUN python3 -m venv --without-pip {VENV}
+COPY env/bin/ {VENV}/bin/
+COPY env/site-packages/ {SITE_PACKAGES}/
 ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH
 """
     if extra_steps:
@@ -164,86 +165,76 @@ def read_extra_steps(path: Path | None) -> str:
     return text
 
 
-# --- the wheelhouse ------------------------------------------------------------------------------
+# --- the environment's files --------------------------------------------------------------------
 
 
-def write_wheelhouse(
-    environment: Environment, dest: Path, *, on_progress: Progress | None = None
-) -> list[str]:
-    """Wheels for the environment's exact pins (plus pip) in `dest`, and dest/requirements.txt.
+def image_environment(
+    environment: Environment, *, on_progress: Progress | None = None
+) -> Environment:
+    """The host environment whose packages go into the image: `environment` itself when it
+    runs Python 3.11 (the image's), else the same requirements built for 3.11."""
+    from mlcli.environments import ensure_environment
 
-    Downloaded (or built from sdists) on the host by a Python 3.11 pip: the host is what can
-    reach the package indexes, and a bookworm host builds wheels that fit the bookworm image.
-    When the environment's Python is not 3.11 its pins may not exist for 3.11, so the spec's
-    own requirements are resolved again, for 3.11.
-    """
-    from mlcli.environments import frozen_requirements
-
+    if environment.python_version.split(".")[:2] == PYTHON.split("."):
+        return environment
     progress = on_progress or (lambda _message: None)
-    dest.mkdir(parents=True, exist_ok=True)
-    same_python = environment.python_version.split(".")[:2] == PYTHON.split(".")
-    if same_python:
-        wanted, deps = frozen_requirements(environment), False
-    else:
-        progress(
-            f"the image runs Debian's Python {PYTHON}; environment {environment.key} has "
-            f"Python {environment.python_version}, so its requirements are resolved again "
-            f"for {PYTHON}"
-        )
-        wanted, deps = list(environment.spec.requirements), True
-    wanted = [line for line in wanted if not _is_pip(line)] + ["pip"]
-    requested = dest.parent / "requested.txt"
-    requested.write_text("\n".join(wanted) + "\n")
-    try:
-        _pip_wheel(requested, dest, deps=deps, progress=progress)
-    finally:
-        requested.unlink(missing_ok=True)
-    pins = sorted(_pin_of(wheel) for wheel in dest.glob("*.whl"))
-    (dest / "requirements.txt").write_text(
-        f"# The environment {environment.key}, pinned; installed offline from this folder.\n"
-        + "\n".join(pins)
-        + "\n"
+    progress(
+        f"the image runs Debian's Python {PYTHON}; environment {environment.key} has Python "
+        f"{environment.python_version}, so its requirements are built again for {PYTHON}"
     )
-    return pins
+    spec = dataclasses.replace(environment.spec, python=PYTHON)
+    return ensure_environment(spec, on_progress=on_progress)
 
 
-def _pip_wheel(requested: Path, dest: Path, *, deps: bool, progress: Progress) -> None:
+def write_environment(
+    environment: Environment, dest: Path, *, link: bool = True, on_progress: Progress | None = None
+) -> Environment:
+    """dest/site-packages and dest/bin: the host environment's packages plus pip, with bytecode
+    compiled (hash-checked .pyc, valid whatever the files' times become in the image).
+
+    `link` hard-links the files (a build context is read, never written; compiling replaces
+    .pyc files by rename, so the host environment is never changed)."""
+    progress = on_progress or (lambda _message: None)
+    source = image_environment(environment, on_progress=progress)
+    site = dest / "site-packages"
+    copy_tree(source.path / "lib" / f"python{PYTHON}" / "site-packages", site, link=link)
+    bin_dir = dest / "bin"
+    bin_dir.mkdir(parents=True)
+    for script in sorted((source.path / "bin").iterdir()):
+        # uv's relocatable scripts find the python beside them, so they work in the image too.
+        if script.is_file() and not re.match(r"^(python|activate|deactivate|pydoc)", script.name):
+            shutil.copy2(script, bin_dir / script.name)
+    progress("adding pip")
+    _add_pip(source, site)
+    (bin_dir / "pip").write_text(_PIP_SCRIPT)
+    (bin_dir / "pip").chmod(0o755)
+    progress(f"compiling bytecode for Python {PYTHON}")
+    compile_all = ["-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
+    compile_all += ["-x", r"[/\\]tests?[/\\]"]  # packages' own test suites are never imported
+    subprocess.run(
+        [str(source.python), *compile_all, str(site)],
+        capture_output=True,  # files that are not valid Python (templates, py2 tests) are skipped
+        check=False,
+    )
+    return source
+
+
+def _add_pip(environment: Environment, site: Path) -> None:
     from mlcli.environments.build import find_uv, uv_environment
 
-    command = [str(find_uv()), "tool", "run", "--python", PYTHON, "pip", "wheel"]
-    command += ["--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
-    command += ["--prefer-binary", "-w", str(dest), "-r", str(requested)]
-    if not deps:
-        command.append("--no-deps")  # the pins are a complete, resolved set
-    tail: deque[str] = deque(maxlen=20)
-    with subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        env=uv_environment(),
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip():
-                tail.append(line.rstrip())
-                progress(f"pip: {line.strip()}")
-    if proc.returncode != 0:
-        raise EnvironmentBuildError(
-            "could not download the environment's wheels on this host:\n" + "\n".join(tail),
-            fix=f"Check the package names and versions; every package needs a wheel (or an "
-            f"sdist that builds) for Python {PYTHON} on Linux x86_64.",
+    with tempfile.TemporaryDirectory(dir=site.parent) as target:
+        install = ["pip", "install", "--quiet", "--no-deps", "--target", target]
+        result = subprocess.run(
+            [str(find_uv()), *install, "--python", str(environment.python), "pip"],
+            capture_output=True,
+            text=True,
+            env=uv_environment(),
         )
-
-
-def _pin_of(wheel: Path) -> str:
-    name, version = wheel.name.split("-")[:2]
-    return f"{name}=={version}"
-
-
-def _is_pip(requirement: str) -> bool:
-    return re.split(r"[\s=<>!~;\[@]", requirement.strip(), maxsplit=1)[0].lower() == "pip"
+        if result.returncode != 0:
+            raise EnvironmentBuildError(f"uv could not fetch pip: {result.stderr.strip()}")
+        for item in Path(target).iterdir():
+            if item.name != "bin":
+                item.rename(site / item.name)
 
 
 # --- app images ----------------------------------------------------------------------------------
@@ -354,16 +345,13 @@ def docker_build(
 ) -> str:
     """`docker build --network host --force-rm` of `context`, streaming its lines; the image id.
 
-    The engine tags the image only when every step succeeded. The `mlcli-wheels` stage's
-    image (the wheel files) is removed afterwards.
+    The engine tags the image only when every step succeeded: a failed or killed build leaves
+    no tagged half image. Host networking is for extraDockerfileSteps that fetch something.
     """
     import docker
 
     tail: deque[str] = deque(maxlen=25)
     image_id = ""
-    last_step_id = ""
-    stage_ids: list[str] = []
-    froms = 0
     try:
         events = client.api.build(
             path=str(context),
@@ -390,22 +378,12 @@ def docker_build(
                     continue
                 tail.append(line)
                 progress(f"docker build: {line}")
-                if re.match(r"^Step \d+/\d+ : FROM ", line):
-                    if froms and last_step_id:
-                        stage_ids.append(last_step_id)
-                    froms += 1
-                elif found := re.match(r"^ ---> ([0-9a-f]{12,64})$", line):
-                    last_step_id = found.group(1)
-                elif found := re.match(r"^Successfully built ([0-9a-f]+)$", line):
+                if found := re.match(r"^Successfully built ([0-9a-f]+)$", line):
                     image_id = image_id or found.group(1)
     except docker.errors.APIError as exc:
         raise EnvironmentBuildError(f"docker build of {tag} failed: {exc}") from exc
     if not image_id:
         raise EnvironmentBuildError(f"docker build of {tag} reported no image:\n" + "\n".join(tail))
-    for stage_id in stage_ids:
-        # Only the dangling stage image goes; a layer shared with a tagged image stays.
-        with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(stage_id)
     return image_id
 
 

@@ -4,9 +4,9 @@ Kubernetes or an edge device.
 
 With an output path it writes a folder that plain `docker build` turns into the image on any
 x86_64 machine with no registry and no network: the base image's root file system
-(base/rootfs.tar.gz, for `FROM scratch` + ADD), the wheels (installed with --no-index), the
-server code, the app root and the models. The Dockerfile has the same steps as the env and app
-images a LOCAL deploy builds.
+(base/rootfs.tar.gz, for `FROM scratch` + ADD), the environment's installed packages (env/:
+nothing is downloaded or installed during the build), the server code, the app root and the
+models. The Dockerfile has the same steps as the env and app images a LOCAL deploy builds.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from mlcli.images.build import (
     build_app_image,
     copy_tree,
     ensure_env_image,
-    env_stages,
+    env_steps,
     read_extra_steps,
-    write_wheelhouse,
+    write_environment,
 )
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def write_context(
     *,
     on_progress: Progress | None = None,
 ) -> None:
-    """Dockerfile, base/, wheels/, runtime/ and app/ (models included) in `folder`."""
+    """Dockerfile, base/, env/, runtime/ and app/ (models included) in `folder`."""
     from mlcli.environments import server_runtime_path
     from mlcli.images.base import resolve_base_image
 
@@ -150,8 +150,8 @@ def write_context(
         from_base = "mlcli-base"
     else:
         head, from_base = "", base  # a custom baseImage: it must exist where this is built
-    progress("downloading the environment's wheels")
-    write_wheelhouse(environment, folder / "wheels", on_progress=progress)
+    progress("copying the environment")
+    write_environment(environment, folder / "env", link=False, on_progress=progress)
     copy_tree(server_runtime_path(), folder / "runtime", link=False)
     layout = lay_out_app(registry, models, inference, folder / "app", link=False)
     image_labels = labels(
@@ -163,7 +163,7 @@ def write_context(
         f"#   docker run --rm -p {CONTAINER_PORT}:{CONTAINER_PORT} NAME   "
         f"# then POST to http://localhost:{CONTAINER_PORT}/score\n"
         + head
-        + env_stages(from_base, extra_steps=steps)
+        + env_steps(from_base, extra_steps=steps)
         + app_section(layout)
         + label_instruction(image_labels)
         + "\n"
