@@ -52,7 +52,7 @@ def package(
 
     Without --output-path the image is built in the local engine and its tag printed. With it,
     a folder is written that `docker build` turns into the same image on any x86_64 machine,
-    with no registry and no network (the base file system and the wheels are inside).
+    with no registry and no network (the base file system and the packages are inside).
 
     \b
     Example:
