@@ -176,6 +176,18 @@ class DockerTarget:
         if pending:
             yield pending.decode("utf-8", "replace")
 
+    def hand_over(self, new: Endpoint, old: Endpoint) -> None:
+        """Before `old` stops: new connections on the shared port go to `new` (host networking
+        puts both containers' servers in the host's network namespace, so PROCESS's way of
+        steering the SO_REUSEPORT group works unchanged), and `old` empties its queue."""
+        from mlcli.targets.process import steer_new_connections, wait_accept_queue_empty
+
+        if new.port != old.port:
+            return
+        new_pid, old_pid = _server_pid(new), _server_pid(old)
+        if new_pid and steer_new_connections(new_pid, new.port) and old_pid:
+            wait_accept_queue_empty(old_pid, old.port)
+
     def stop(self, endpoint: Endpoint) -> None:
         """Stop (SIGTERM through docker-init: the server drains), keep its log, remove it."""
         import docker
@@ -304,6 +316,15 @@ def _previous_env_image(client: docker.DockerClient, spec: LaunchSpec) -> BuiltI
             tag = next(iter(env_image.tags), env_image.id)
             return BuiltImage(tag, env_image.id, 0.0, built=False)
     return None
+
+
+def _server_pid(endpoint: Endpoint) -> int:
+    """The host pid of the container's process that listens on the endpoint's port, or 0."""
+    container = _find(endpoint)
+    init_pid = container.attrs.get("State", {}).get("Pid", 0) if container else 0
+    if init_pid <= 0:
+        return 0
+    return next((p for p in _descendants(init_pid) if listening_in_group(p, endpoint.port)), 0)
 
 
 def _container_listens(pid: int, port: int) -> bool:
