@@ -1,5 +1,7 @@
 """Load a v1 entry script the way azmlinfsrv does and decide how its run() takes input."""
 
+from __future__ import annotations
+
 import importlib.util
 import inspect
 import sys

@@ -4,6 +4,8 @@ Front and workers share the same stdout; each record is written with one os.writ
 from different processes do not interleave (a pipe write of up to PIPE_BUF bytes is atomic).
 """
 
+from __future__ import annotations
+
 import io
 import json
 import logging

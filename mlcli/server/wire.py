@@ -10,6 +10,8 @@ Worker -> front:  (seq, status, headers, body, run_ms | None, run_failed)  -- a 
                   ("failed", pid, message)                                   -- script unusable
 """
 
+from __future__ import annotations
+
 import pickle
 import struct
 

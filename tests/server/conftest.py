@@ -286,3 +286,43 @@ def start_azmlinfsrv(tmp_path: Path, reference_python: Path) -> Iterator:
 
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def _oldest_python() -> Path | None:
+    """Python 3.8 from pyenv (uv cannot download one here)."""
+    roots = [Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"]
+    for root in roots:
+        for candidate in sorted(root.glob("3.8*/bin/python3.8")):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def py38_server_python() -> Path:
+    """A Python 3.8 venv holding exactly mlcli/server/requirements.txt, cached by its hash."""
+    import hashlib
+
+    interpreter = _oldest_python()
+    if interpreter is None:
+        pytest.skip("no Python 3.8 under ~/.pyenv/versions")
+    requirements = PROJECT / "mlcli" / "server" / "requirements.txt"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    target = CACHE / f"server-py38-{digest}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "READY").exists():
+            staging = target.with_name(target.name + f".tmp-{os.getpid()}")
+            shutil.rmtree(staging, ignore_errors=True)
+            subprocess.run(
+                ["uv", "venv", "-q", "--relocatable", "--python", str(interpreter), str(staging)],
+                check=True,
+            )
+            subprocess.run(
+                ["uv", "pip", "install", "-q", "--python", str(staging / "bin" / "python"),
+                 "-r", str(requirements)],
+                check=True,
+            )  # fmt: skip
+            (staging / "READY").write_text(digest)
+            staging.rename(target)
+    return target / "bin" / "python"

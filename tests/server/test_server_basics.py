@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import PROJECT, free_tcp_port, start_process
 
 
@@ -122,3 +123,18 @@ def test_the_entry_script_can_come_from_the_environment(tmp_path) -> None:
         server.stop()
 
     assert reply.json() == "from env"
+
+
+@pytest.mark.slow
+def test_the_server_runs_on_python_3_8_with_only_its_requirements(
+    start_mlcli, py38_server_python
+) -> None:
+    """Model environments keep the Python their conda file asks for; 3.8 is common in v1."""
+    server = start_mlcli("raw_responses.py", python=str(py38_server_python), workers=2)
+
+    created = server.request("GET", "/score?kind=created")
+    headers = server.request("GET", "/score?kind=headers")
+
+    assert (created.status, created.body) == (201, b"made it")
+    assert [v for k, v in headers.headers if k.lower() == "x-multi"] == ["a", "b", "c"]
+    assert server.request("GET", "/metrics").status == 200

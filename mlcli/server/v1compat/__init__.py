@@ -6,6 +6,8 @@ environment still wins for `azureml.core`; the request/response modules are forc
 sys.modules the way azmlinfsrv does, because the server must recognise the objects they make.
 """
 
+from __future__ import annotations
+
 import importlib
 import sys
 from pathlib import Path

@@ -5,6 +5,8 @@ request; we hand it a werkzeug Request (Flask's base class), so request.method, 
 .headers, .get_data(), .get_json(), .form and .files behave exactly as they do on Azure.
 """
 
+from __future__ import annotations
+
 from werkzeug.wrappers import Request
 
 # Read by the server after it imported the entry script (any decorated function sets it,

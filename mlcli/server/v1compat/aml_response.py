@@ -4,6 +4,8 @@ Same constructor and header rules as azmlinfsrv's: a header value with commas be
 header per part; x-ms-run-function-failed is always set; json_str=True serialises with json.
 """
 
+from __future__ import annotations
+
 import json
 
 from werkzeug.wrappers import Response
