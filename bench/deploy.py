@@ -145,6 +145,136 @@ def _venv_and_pip(bench: Bench, name: str, requirements: list[str]) -> float:
     return timed(build)
 
 
+# --- LOCAL rows (issue 7): deploy-to-healthy in a Docker container ---------------------------
+
+LOCAL_SCORE = """\
+import json
+import os
+
+import numpy as np
+from sklearn.linear_model import LinearRegression
+
+
+def init():
+    global model
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.json")) as fh:
+        params = json.load(fh)
+    model = LinearRegression()
+    model.coef_ = np.array(params["coef"])
+    model.intercept_ = params["intercept"]
+    model.n_features_in_ = len(params["coef"])
+
+
+def run(raw_data):
+    return model.predict(np.array(json.loads(raw_data)["data"])).tolist()
+"""
+
+
+def _local_setup(bench: Bench) -> dict[str, str]:
+    """Once per run: the app (same conda spec as the env rows), a LOCAL deployment config, a
+    registered model, and mlcli's base image present (built now if missing, not timed).
+
+    extraDockerfileSteps carries this run's id, so the run's env image is new (cold) even on
+    a machine that deployed the same spec before; everything the rows make is labelled and
+    removed when the script exits.
+    """
+    if "local_ic" in bench.notes:
+        return bench.notes
+    import atexit
+    import uuid
+
+    run_id = uuid.uuid4().hex[:12]
+    os.environ["MLCLI_DOCKER_LABELS"] = f"org.mlcli.bench={run_id}"
+    app = bench.root / "local"
+    (app / "src").mkdir(parents=True)
+    (app / "src" / "score.py").write_text(LOCAL_SCORE)
+    (app / "src" / "myenv.yml").write_text(CONDA_FILE)
+    (app / "src" / "bench.dockerfile").write_text(f"ENV MLCLI_BENCH_RUN={run_id}\n")
+    ic = {
+        "entryScript": "score.py",
+        "sourceDirectory": "src",
+        "condaFile": "myenv.yml",
+        "extraDockerfileSteps": "bench.dockerfile",
+    }
+    (app / "inferenceConfig.json").write_text(json.dumps(ic))
+    (app / "deploymentConfig.json").write_text('{"computeType": "LOCAL"}')
+    (app / "model.json").write_text('{"coef": [2.0, 3.0], "intercept": 1.0}')
+    home = bench.home("local")
+    atexit.register(_local_cleanup, bench, run_id)
+    base = timed(lambda: bench.ml("image", "build-base", home=home))
+    bench.ml("model", "register", "-n", "linear", "-p", str(app / "model.json"), home=home)
+    bench.notes.update(
+        local_ic=str(app / "inferenceConfig.json"),
+        local_dc=str(app / "deploymentConfig.json"),
+        local_base_seconds=f"{base:.1f}",
+    )
+    return bench.notes
+
+
+def _local_deploy(bench: Bench, service: str) -> float:
+    notes = _local_setup(bench)
+    home = bench.home("local")
+    args = ["-n", service, "-m", "linear:1", "--ic", notes["local_ic"], "--dc", notes["local_dc"]]
+    seconds = timed(lambda: bench.ml("model", "deploy", *args, home=home))
+    answer = bench.ml("service", "run", "-n", service, "-d", '{"data": [[1, 2]]}', home=home)
+    if json.loads(answer.stdout) != [9.0]:
+        raise SystemExit(f"{service} answered {answer.stdout!r}, not [9.0]")
+    return seconds
+
+
+def local_mlcli_cold(bench: Bench) -> float:
+    """`ml model deploy` LOCAL to healthy: base image present, env image absent (host env
+    built by uv, copied and compiled, docker build of env and app images, container, init())."""
+    return _local_deploy(bench, "bench-local-cold")
+
+
+def local_mlcli_warm(bench: Bench) -> float:
+    """`ml model deploy` LOCAL of another service with the same spec: base and env images
+    present (app image build, container start, init())."""
+    return _local_deploy(bench, "bench-local-warm")
+
+
+def local_plain_docker_build(bench: Bench) -> float:
+    """The same image from nothing: `ml model package --output-path` + plain `docker build`
+    (no mlcli caches; what a build-per-deploy flow pays before the container even starts)."""
+    notes = _local_setup(bench)
+    home = bench.home("local")
+    context = bench.root / "local-package"
+    label = os.environ["MLCLI_DOCKER_LABELS"]
+    docker = shutil.which("docker") or "/usr/local/bin/docker"
+
+    package = ["model", "package", "-m", "linear:1", "--ic", notes["local_ic"]]
+    build = [docker, "build", "-q", "--label", label, "-t", "mlcli-bench/package:latest"]
+
+    def package_and_build() -> None:
+        bench.ml(*package, "--output-path", str(context), home=home)
+        subprocess.run([*build, str(context)], check=True, capture_output=True)
+
+    return timed(package_and_build)
+
+
+def _local_cleanup(bench: Bench, run_id: str) -> None:
+    import docker
+
+    home = bench.home("local")
+    for service in ("bench-local-cold", "bench-local-warm"):
+        env = {**os.environ, "MLCLI_HOME": str(home)}
+        subprocess.run([*ML, "service", "delete", "-n", service], env=env, capture_output=True)
+    client = docker.from_env()
+    label = f"org.mlcli.bench={run_id}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for _ in range(4):  # children (app images) before parents (env images)
+        images = client.images.list(all=True, filters={"label": label})
+        for image in images:
+            try:
+                client.images.remove(image.id, force=True)
+            except docker.errors.APIError:
+                continue
+        if not images:
+            break
+
+
 # name -> function, in run order (later rows may rely on earlier ones, as the pip rows do).
 ROWS: list[tuple[str, Callable[[Bench], float]]] = [
     ("env_mlcli_cold_empty_cache", env_mlcli_cold_empty_cache),
@@ -153,6 +283,9 @@ ROWS: list[tuple[str, Callable[[Bench], float]]] = [
     ("env_mlcli_warm_in_process", env_mlcli_warm_in_process),
     ("env_pip_cold", env_pip_cold),
     ("env_pip_warm_cache", env_pip_warm_cache),
+    ("local_mlcli_cold", local_mlcli_cold),
+    ("local_mlcli_warm", local_mlcli_warm),
+    ("local_plain_docker_build", local_plain_docker_build),
 ]
 OPTIONAL_ROWS = {"--with-azureml": ("env_pip_with_azureml_defaults", env_pip_with_azureml_defaults)}
 
