@@ -93,7 +93,10 @@ class Pool:
         self.slot_waiters: deque = deque()
         self.worker_waiters: deque = deque()
         self.queue_wait_s = settings.max_queue_wait_ms / 1000
-        self.timeout_s = settings.scoring_timeout_ms / 1000
+        # gunicorn kills a worker silent for WORKER_TIMEOUT seconds, so under azmlinfsrv a run()
+        # longer than that dies first (default 300 s, below SCORING_TIMEOUT_MS's one hour).
+        self.scoring_limit = settings.scoring_timeout_ms <= settings.worker_timeout_s * 1000
+        self.timeout_s = min(settings.scoring_timeout_ms / 1000, settings.worker_timeout_s)
         self.timeout_reply = _reply(
             500, f"Scoring timeout after {settings.scoring_timeout_ms} ms", run_failed=True
         )
@@ -273,6 +276,14 @@ class Pool:
             job.finish(message[1:])
 
     def _on_timeout(self, worker: WorkerProcess) -> None:
+        if not self.scoring_limit:
+            log.error(
+                "run() on worker %d ran past WORKER_TIMEOUT=%g s; killing it like gunicorn",
+                worker.pid,
+                self.settings.worker_timeout_s,
+            )
+            self._kill(worker)  # _on_lost answers the request 502 and starts a new worker
+            return
         head = worker.jobs[0]
         head[2] = True
         self.metrics.timeouts.inc()

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return USAGE_ERROR
     export(settings, os.environ)
-    logs.configure(("mlcli.server",))
+    level = logging.getLevelName(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
+    logs.configure(("mlcli.server",), level=level if isinstance(level, int) else logging.INFO)
     try:
         import uvloop
     except ImportError:

@@ -315,3 +315,14 @@ def test_the_scripts_prints_and_logging_land_in_the_same_json_log(start_mlcli) -
     assert "run got 5 characters" in messages
     assert "a warning on stderr" in messages
     assert "WARNING:score:run: warned" in messages
+
+
+@pytest.mark.slow
+def test_a_run_longer_than_worker_timeout_kills_the_worker_as_gunicorn_does(start_mlcli) -> None:
+    server = start_mlcli("slow.py", env={"WORKER_TIMEOUT": "1"})
+
+    reply = post(server, {"sleep": 30})
+
+    assert reply.status == 502
+    after = eventually(lambda: post(server, {"sleep": 0}), timeout=30)
+    assert after.status == 200
