@@ -45,13 +45,10 @@ class DockerTarget:
     """Runs `python -m mlcli.server` in a container of the service's app image."""
 
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
-        from mlcli.images.base import resolve_base_image
-        from mlcli.images.build import AppLayout, build_app_image, server_command
+        from mlcli.images.build import VENV, AppLayout, build_app_image, server_command
 
         progress = on_progress or (lambda _message: None)
-        deployment = spec.deployment
-        cpu = deployment.cpu_limit or deployment.cpu
-        memory_gb = deployment.memory_in_gb_limit or deployment.memory_in_gb
+        cpu, memory_gb = _limits(spec)
         if spec.compute_type == "ACI":
             progress(
                 f"computeType ACI: there is no Azure here, so it runs as a local Docker "
@@ -66,15 +63,7 @@ class DockerTarget:
                 fix="Choose a free port, or leave the port out and mlcli picks one.",
             )
         client = docker_client()
-        env_image = _previous_env_image(client, spec) if spec.inference is None else None
-        if env_image is None:
-            from mlcli.images.build import ensure_env_image
-
-            base = resolve_base_image(spec.inference, on_progress=progress)
-            steps = spec.inference.extra_dockerfile_steps if spec.inference else None
-            env_image = ensure_env_image(
-                client, spec.environment, base=base, extra_steps=steps, on_progress=progress
-            )
+        env_image = _env_image(client, spec, progress)
         layout = AppLayout(spec.entry_script, spec.source_directory, spec.model_dir)
         app_image = build_app_image(
             client,
@@ -87,11 +76,7 @@ class DockerTarget:
             ),
             on_progress=progress,
         )
-        environment = {
-            **layout.environment(),
-            **dict(spec.server_env),
-            "SERVICE_NAME": spec.service,
-        }
+        environment = {**layout.environment(), **spec.server_env, "SERVICE_NAME": spec.service}
         volumes = {
             str(spec.app_root / "azureml-models" / name / str(version)): {
                 "bind": f"/var/azureml-app/azureml-models/{name}/{version}",
@@ -106,9 +91,6 @@ class DockerTarget:
             environment["MLCLI_KEYS_FILE"] = f"{KEYS_MOUNT}/{spec.keys_file.name}"
         name = container_name(spec.workspace, spec.service, spec.revision)
         _remove_leftover(client, name, spec)
-        command = server_command(
-            layout, host=spec.host, port=port, workers=environment.get("WORKER_COUNT", "1")
-        )
         container_labels = labels(
             kind="service",
             workspace=spec.workspace,
@@ -116,19 +98,19 @@ class DockerTarget:
             revision=str(spec.revision),
             compute_type=spec.compute_type,
         )
-        token = spec.server_env.get("MLCLI_SERVICE_TOKEN")
-        if token:
-            container_labels[TOKEN] = token
+        if spec.server_env.get("MLCLI_SERVICE_TOKEN"):
+            container_labels[TOKEN] = spec.server_env["MLCLI_SERVICE_TOKEN"]
         limits: dict[str, Any] = {}
         if cpu:
             limits["nano_cpus"] = int(float(cpu) * 1e9)
         if memory_gb:
             limits["mem_limit"] = limits["memswap_limit"] = int(float(memory_gb) * 1024**3)
         progress(f"starting container {name} ({app_image.tag}) on {spec.host}:{port}")
+        workers = environment.get("WORKER_COUNT", "1")
         container = _create(
             client,
             app_image.id,
-            command=command,
+            command=server_command(layout, host=spec.host, port=port, workers=workers),
             name=name,
             environment=environment,
             labels=container_labels,
@@ -140,6 +122,7 @@ class DockerTarget:
             "containerName": name,
             "image": app_image.tag,
             "envImage": env_image.tag,
+            "python": f"{VENV}/bin/python (Debian bookworm's Python 3.11, in the container)",
             "logFile": str(spec.log_file),
         }
         return Endpoint(spec.host, port, handle)
@@ -202,6 +185,31 @@ class DockerTarget:
 
 
 # --- containers ----------------------------------------------------------------------------------
+
+
+def _limits(spec: LaunchSpec) -> tuple[float | None, float | None]:
+    """cpu and memoryInGB from containerResourceRequirements (the limits when AKS-style
+    cpuLimit/memoryInGBLimit are given); None: no limit (LOCAL has none by default)."""
+    deployment = spec.deployment
+    return (
+        deployment.cpu_limit or deployment.cpu,
+        deployment.memory_in_gb_limit or deployment.memory_in_gb,
+    )
+
+
+def _env_image(client: docker.DockerClient, spec: LaunchSpec, progress: Progress) -> BuiltImage:
+    from mlcli.images.base import resolve_base_image
+    from mlcli.images.build import ensure_env_image
+
+    if spec.inference is None:  # an update keeping the inference config
+        previous = _previous_env_image(client, spec)
+        if previous is not None:
+            return previous
+    base = resolve_base_image(spec.inference, on_progress=progress)
+    steps = spec.inference.extra_dockerfile_steps if spec.inference else None
+    return ensure_env_image(
+        client, spec.environment, base=base, extra_steps=steps, on_progress=progress
+    )
 
 
 def container_name(workspace: str, service: str, revision: int) -> str:
