@@ -75,6 +75,12 @@ def _gone(container_id: str) -> bool:
     return False
 
 
+def _image_exists(tag: str) -> bool:
+    from mlcli.images import docker_client, find_image
+
+    return find_image(docker_client(), tag) is not None
+
+
 def test_the_seed_local_config_deploys_scores_updates_and_deletes_a_container(
     tmp_path: Path,
 ) -> None:
@@ -136,9 +142,12 @@ def test_the_seed_local_config_deploys_scores_updates_and_deletes_a_container(
     assert (updated["scoringUri"], updated["models"]) == (uri, ["factor:2"])
     assert post(uri, {"data": [1, 2]}).json() == {"result": [3.0, 6.0]}
     assert _gone(first)
+    assert not _image_exists(deployed["serverDetails"]["image"])  # went with its container
     second = updated["serverDetails"]["container"]
     ok("service", "delete", "-n", "local-svc")
     assert _gone(second)
+    assert not _image_exists(updated["serverDetails"]["image"])
+    assert _image_exists(updated["serverDetails"]["envImage"])  # kept for the next deploy
     assert invoke("service", "show", "-n", "local-svc").exit_code == 3
 
 

@@ -398,7 +398,14 @@ def build_dir() -> Path:
 
 @contextlib.contextmanager
 def _context_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="context-", dir=build_dir()))
+    """A scratch build context, removed after use; ones left by killed `ml` processes (their
+    pid is in the name) are removed first, as they can hold a copy of a whole environment."""
+    folder = build_dir()
+    for stale in folder.glob("context-*-*"):
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=f"context-{os.getpid()}-", dir=folder))
     try:
         yield path
     finally:

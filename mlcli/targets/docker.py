@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcli.errors import ConflictError, DeployError
-from mlcli.images import ENV_IMAGE, ENV_KEY, SERVICE, WORKSPACE, docker_client, labels
+from mlcli.images import ENV_IMAGE, ENV_KEY, KIND, SERVICE, WORKSPACE, docker_client, labels
 from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec, Progress
 from mlcli.targets.process import (
     STOP_GRACE_S,
@@ -181,7 +181,9 @@ class DockerTarget:
         with contextlib.suppress(docker.errors.NotFound):
             container.stop(timeout=int(STOP_GRACE_S))
             _save_log(container, Path(endpoint.handle.get("logFile", "")))
+            image_id = container.attrs.get("Image", "")
             container.remove(force=True)
+            _remove_unused_app_image(container.client, image_id)
 
 
 # --- containers ----------------------------------------------------------------------------------
@@ -359,6 +361,19 @@ def _descendants(pid: int) -> list[int]:
         found.append(current)
         queue.extend(children.get(current, ()))
     return found
+
+
+def _remove_unused_app_image(client: docker.DockerClient, image_id: str) -> None:
+    """A revision's app image goes with its last container (it is rebuilt in a second if
+    needed); env images, which are costly, stay until `ml image prune` or a purge."""
+    import docker
+
+    with contextlib.suppress(docker.errors.APIError):  # in use, or already gone
+        image = client.images.get(image_id)
+        if image.labels.get(KIND) == "app" and not client.containers.list(
+            all=True, filters={"ancestor": image_id}
+        ):
+            client.images.remove(image_id, force=True)
 
 
 def _save_log(container: Any, log_file: Path) -> None:
