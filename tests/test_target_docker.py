@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +17,7 @@ import pytest
 from test_deploy_support import (
     ECHO_SCORE,
     invoke,
+    ml_process,
     ok,
     post,
     register_factor,
@@ -225,3 +229,64 @@ def test_a_missing_base_image_is_a_clear_error_and_nothing_is_pulled(
     assert "Traceback" not in result.stderr
     assert asked == []
     assert ok("service", "list") == []
+
+
+def test_a_port_in_use_is_refused_with_exit_4_and_nothing_recorded(tmp_path: Path) -> None:
+    register_factor(tmp_path, "factor", 2.0)
+    dc = _deployment(tmp_path, {"computeType": "LOCAL"})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+
+        result = invoke(
+            "model", "deploy", "-n", "clash-svc", "-m", "factor:1", "--ic", _app(tmp_path),
+            "--dc", dc, "--po", str(port),
+        )  # fmt: skip
+
+    assert result.exit_code == 4
+    assert f"port {port}" in result.stderr
+    assert ok("service", "list") == []
+
+
+def test_a_crashed_server_is_restarted_by_docker_and_serves_again(tmp_path: Path) -> None:
+    from mlcli.services import Services
+    from mlcli.targets.docker import _server_pid
+
+    register_factor(tmp_path, "factor", 2.0)
+    dc = _deployment(tmp_path, {"computeType": "LOCAL"})
+    deployed = ok(
+        "model", "deploy", "-n", "crash-svc", "-m", "factor:1", "--ic", _app(tmp_path), "--dc", dc
+    )
+    endpoint = Services.open().get("crash-svc").endpoint
+    assert endpoint is not None
+
+    os.kill(_server_pid(endpoint), signal.SIGKILL)  # the server process, from the host
+
+    container = _container(deployed["serverDetails"]["container"])
+    wait_for(lambda: _container(container.id).attrs["RestartCount"] >= 1, what="a restart")
+    wait_for(lambda: ok("service", "show", "-n", "crash-svc")["state"] == "Healthy", what="health")
+    assert post(deployed["scoringUri"], {"data": [1]}).json() == {"result": [2.0]}
+
+
+def test_kill_9_of_the_cli_during_a_local_deploy_leaves_no_container(tmp_path: Path) -> None:
+    import docker
+
+    register_factor(tmp_path, "factor", 2.0)
+    slow_init = "import time\ndef init():\n    time.sleep(120)\ndef run(data):\n    return data\n"
+    ic = _app(tmp_path, slow_init)
+    dc = _deployment(tmp_path, {"computeType": "LOCAL"})
+    client = docker.from_env()
+    ours = {"label": ["org.mlcli.service=orphan-svc", "org.mlcli.kind=service"]}
+    deploying = ml_process(
+        "model", "deploy", "-n", "orphan-svc", "-m", "factor:1", "--ic", ic, "--dc", dc
+    )
+    started = wait_for(lambda: client.containers.list(filters=ours), what="the container")
+
+    deploying.kill()
+    deploying.wait()
+
+    shown = ok("service", "show", "-n", "orphan-svc")
+    assert shown["state"] == "Failed"
+    assert "interrupted" in shown["error"]["message"]
+    assert _gone(started[0].id)
