@@ -156,7 +156,7 @@ def test_the_seed_local_config_deploys_scores_updates_and_deletes_a_container(
 
 
 def test_an_aci_config_runs_locally_with_its_memory_and_cpu_limits_and_keys(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     register_factor(tmp_path, "factor", 2.0)
     dc = _deployment(
@@ -190,6 +190,9 @@ def test_an_aci_config_runs_locally_with_its_memory_and_cpu_limits_and_keys(
     )
     deploy_log = invoke("service", "get-logs", "-n", "aci-svc", "-i").stdout
     assert "computeType ACI: there is no Azure here" in deploy_log
+    with monkeypatch.context() as engine_gone:
+        engine_gone.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+        assert ok("service", "list", "--query", "[].state") == ["Unhealthy"]  # not an error
 
 
 def test_init_failing_leaves_the_service_failed_with_the_containers_last_log_lines(

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlcli.errors import ConflictError, DeployError
+from mlcli.errors import ConflictError, DeployError, DockerUnavailableError
 from mlcli.images import ENV_IMAGE, ENV_KEY, KIND, SERVICE, WORKSPACE, docker_client, labels
 from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec, Progress
 from mlcli.targets.process import (
@@ -128,7 +128,10 @@ class DockerTarget:
         return Endpoint(spec.host, port, handle)
 
     def state(self, endpoint: Endpoint) -> str:
-        container = _find(endpoint)
+        try:
+            container = _find(endpoint)
+        except DockerUnavailableError:
+            return DOWN  # `ml service list` still lists everything, this one as Unhealthy
         if container is None:
             return DOWN
         state = container.attrs.get("State", {})
