@@ -11,8 +11,9 @@ mlcli's own answers (401, 413, 503) use Azure's error shape: {"message": ...}.
 from __future__ import annotations
 
 import json
+import os
+import random
 import time
-import uuid
 
 from mlcli.server import outputs
 
@@ -51,7 +52,7 @@ class ScoringApp:
         self.version_header = [(b"x-ms-server-version", version.encode())] if version else []
 
     def handle(self, request) -> None:
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight += 1
         path = request.path
         if "//" in path:
             path = _merge_slashes(path)
@@ -79,7 +80,7 @@ class ScoringApp:
 
     def reject(self, request, status: int) -> None:
         """413 decided by the connection before the body arrived (then the connection closes)."""
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight += 1
         message = (
             f"The request body is larger than the limit of {self.max_body} bytes "
             "(MLCLI_MAX_REQUEST_BYTES)."
@@ -105,7 +106,7 @@ class ScoringApp:
         request.respond(status, headers, body, close=close)
         elapsed = time.perf_counter() - request.started
         metrics = self.metrics
-        metrics.in_flight.dec()
+        metrics.in_flight -= 1
         metrics.observe(route, status, elapsed)
         if run_ms is not None:
             metrics.run_seconds.observe(run_ms / 1000)
@@ -140,13 +141,13 @@ class ScoringApp:
 class ScoreJob:
     """A /score request on its way through the pool (see pool.py for the job protocol)."""
 
-    __slots__ = ("app", "expire", "ids", "request")
+    __slots__ = ("app", "ids", "queued_at", "request")
 
     def __init__(self, app: ScoringApp, request, ids: RequestIds) -> None:
         self.app = app
         self.request = request
         self.ids = ids
-        self.expire = None
+        self.queued_at = 0.0
 
     @property
     def cancelled(self) -> bool:
@@ -174,6 +175,17 @@ class ScoreJob:
 
     def finish(self, reply: tuple) -> None:
         self.app.finish(self.request, "/score", reply, self.ids, run_ms=reply[3])
+
+
+_random = random.Random(os.urandom(32))
+
+
+def new_request_id() -> str:
+    """A version-4 UUID string, as azmlinfsrv generates; from a seeded PRNG, not getrandom(2)
+    per request (an id needs to be unique, not unpredictable)."""
+    number = _random.getrandbits(128) & ~(0xF000 << 64) & ~(0xC000 << 48)
+    text = "%032x" % (number | (0x4000 << 64) | (0x8000 << 48))
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _merge_slashes(path: str) -> str:
@@ -217,12 +229,12 @@ class RequestIds:
         self.request_id = self.client_request_id = self.legacy_request_id = ""
 
         if x_request_id is None:
-            self.generated = request_id = str(uuid.uuid4())
+            self.generated = request_id = new_request_id()
         else:
             request_id = x_request_id.decode("latin-1")
         if len(request_id) > HEADER_LIMIT:
             self.error = f"x-request-id must not exceed {HEADER_LIMIT} characters"
-            self.generated = str(uuid.uuid4())
+            self.generated = new_request_id()
             return
         self.request_id = request_id
 

@@ -41,6 +41,7 @@ KILL_GRACE_S = 2.0  # after a timeout answer, how long a worker may take to come
 # request wait behind a long run() while another worker is free).
 PREFETCH = 2
 PREFETCH_BELOW_MS = 2.0
+TICK_S = 0.01  # resolution of the queue-wait and scoring-timeout deadlines
 
 
 class StartupFailed(Exception):
@@ -66,7 +67,7 @@ class WorkerProtocol(asyncio.Protocol):
 
 
 class WorkerProcess:
-    __slots__ = ("index", "jobs", "kill_handle", "live", "pid", "process", "ready", "timer",
+    __slots__ = ("index", "jobs", "kill_handle", "live", "pid", "process", "ready", "started",
                  "transport")  # fmt: skip
 
     def __init__(self, index: int) -> None:
@@ -77,7 +78,7 @@ class WorkerProcess:
         self.live = False  # initialised and connected: may be sent jobs
         self.ready: asyncio.Future | None = None
         self.jobs: deque[list] = deque()  # [seq, job, answered], oldest (running) first
-        self.timer: asyncio.TimerHandle | None = None
+        self.started = 0.0  # when the oldest job began (loop time)
         self.kill_handle: asyncio.TimerHandle | None = None
 
 
@@ -104,6 +105,8 @@ class Pool:
         self.swagger: dict = {}
         self.closing = False
         self._seq = 0
+        self._ticker: asyncio.TimerHandle | None = None
+        metrics.queued = lambda: len(self.slot_waiters)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -115,6 +118,7 @@ class Pool:
         for worker in self.workers:
             await self._await_ready(worker)
             worker.live = True
+        self._ticker = self.loop.call_soon(self._tick)
 
     async def _spawn(self, worker: WorkerProcess) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -159,6 +163,8 @@ class Pool:
     async def close(self, timeout: float = 10.0) -> None:
         """Stop the workers: close their sockets (they exit on EOF), kill what lingers."""
         self.closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
         for worker in self.workers:
             if worker.transport is not None:
                 worker.transport.close()
@@ -183,18 +189,30 @@ class Pool:
         elif len(self.slot_waiters) >= self.settings.max_queue_length:
             job.finish(self._busy(f"more than {self.settings.max_queue_length} requests wait"))
         else:
-            job.expire = self.loop.call_later(self.queue_wait_s, self._expire, job)
+            job.queued_at = self.loop.time()
             self.slot_waiters.append(job)
-            self.metrics.queued.inc()
 
     def _busy(self, why: str) -> tuple:
         return _reply(503, f"The service is busy: {why}. Retry later.", run_failed=False)
 
-    def _expire(self, job) -> None:
-        self.slot_waiters.remove(job)
-        self.metrics.queued.dec()
-        waited = self.settings.max_queue_wait_ms
-        job.finish(self._busy(f"waited {waited} ms (maxQueueWaitMs) for a free worker"))
+    def _tick(self) -> None:
+        """Every TICK_S: expire queued requests and time out runs (no timer per request)."""
+        now = self.loop.time()
+        waiters = self.slot_waiters
+        limit = now - self.queue_wait_s
+        while waiters and waiters[0].queued_at <= limit:
+            job = waiters.popleft()
+            if not job.cancelled:
+                waited = self.settings.max_queue_wait_ms
+                job.finish(self._busy(f"waited {waited} ms (maxQueueWaitMs) for a free worker"))
+        for worker in self.workers:
+            if (
+                worker.jobs
+                and worker.kill_handle is None
+                and worker.started <= now - self.timeout_s
+            ):
+                self._on_timeout(worker)
+        self._ticker = self.loop.call_at(now + TICK_S, self._tick)
 
     def _admit(self, job) -> None:
         """The job holds a slot: send it to a worker with room, or wait for one."""
@@ -221,8 +239,6 @@ class Pool:
         waiters = self.slot_waiters
         while waiters:
             job = waiters.popleft()
-            job.expire.cancel()
-            self.metrics.queued.dec()
             if not job.cancelled:
                 self._admit(job)
                 return
@@ -246,7 +262,7 @@ class Pool:
         jobs = worker.jobs
         jobs.append([seq, job, False])
         if len(jobs) == 1:
-            worker.timer = self.loop.call_later(self.timeout_s, self._on_timeout, worker)
+            worker.started = self.loop.time()
         worker.transport.write(wire.encode(job.message(seq, self.needs_headers)))
 
     # -- what the workers say --------------------------------------------------------------
@@ -261,12 +277,11 @@ class Pool:
             return
         # Workers answer strictly in order: this is the reply to the oldest job sent.
         _, job, answered = worker.jobs.popleft()
-        worker.timer.cancel()
         if worker.kill_handle is not None:  # the late reply after a timeout: it recovered
             worker.kill_handle.cancel()
             worker.kill_handle = None
         if worker.jobs:  # the next job starts now
-            worker.timer = self.loop.call_later(self.timeout_s, self._on_timeout, worker)
+            worker.started = self.loop.time()
         run_ms = message[4]
         if run_ms is not None:
             self.run_ewma_ms += (run_ms - self.run_ewma_ms) * 0.1
@@ -305,8 +320,6 @@ class Pool:
 
     def _on_lost(self, worker: WorkerProcess) -> None:
         worker.live = False
-        if worker.timer is not None:
-            worker.timer.cancel()
         if worker.kill_handle is not None:
             worker.kill_handle.cancel()
             worker.kill_handle = None

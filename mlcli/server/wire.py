@@ -34,18 +34,19 @@ class FrameBuffer:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[tuple]:
+    def feed(self, data) -> list[tuple]:
         buffer = self._buffer
         buffer += data
         messages = []
         start = 0
         end = len(buffer)
-        while end - start >= 4:
-            (size,) = HEADER.unpack_from(buffer, start)
-            if end - start - 4 < size:
-                break
-            messages.append(_loads(buffer[start + 4 : start + 4 + size]))
-            start += 4 + size
+        with memoryview(buffer) as view:
+            while end - start >= 4:
+                (size,) = HEADER.unpack_from(view, start)
+                if end - start - 4 < size:
+                    break
+                messages.append(_loads(view[start + 4 : start + 4 + size]))
+                start += 4 + size
         if start:
             del buffer[:start]
         return messages

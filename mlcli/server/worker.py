@@ -110,15 +110,19 @@ class Worker:
 
 def serve(sock: socket.socket, worker: Worker) -> None:
     frames = wire.FrameBuffer()
-    recv = sock.recv
+    # recv_into one reused buffer: sock.recv(n) would malloc n bytes per call, which for
+    # large n is an mmap/mremap/munmap round trip on every request.
+    buffer = bytearray(1 << 18)
+    view = memoryview(buffer)
+    recv_into = sock.recv_into
     send = sock.sendall
     encode = wire.encode
     handle = worker.handle
     while True:
-        data = recv(1 << 18)
-        if not data:
+        size = recv_into(buffer)
+        if not size:
             return
-        for request in frames.feed(data):
+        for request in frames.feed(view[:size]):
             send(encode(handle(request)))
 
 
