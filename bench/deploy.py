@@ -8,6 +8,7 @@ so deploy-to-healthy rows are added as more functions in the same table.
 
     python bench/deploy.py                       # every row
     python bench/deploy.py --rows env            # rows whose name starts with "env"
+    python bench/deploy.py --rows env_mlcli_cold,env_pip,process   # PROCESS rows beside pip
     python bench/deploy.py --with-azureml        # also pip-installing azureml-defaults itself
 """
 
@@ -143,6 +144,85 @@ def _venv_and_pip(bench: Bench, name: str, requirements: list[str]) -> float:
         )
 
     return timed(build)
+
+
+# --- PROCESS rows (issue 5): deploy-to-healthy without Docker -------------------------------
+
+
+def _process_setup(bench: Bench) -> dict[str, str]:
+    """Once per run: the app (same conda spec as the env rows: score.py imports scikit-learn
+    in init()) and a registered model, in a home of its own for each row."""
+    if "process_ic" in bench.notes:
+        return bench.notes
+    app = bench.root / "process"
+    (app / "src").mkdir(parents=True)
+    (app / "src" / "score.py").write_text(LOCAL_SCORE)
+    (app / "src" / "myenv.yml").write_text(CONDA_FILE)
+    ic = {"entryScript": "score.py", "sourceDirectory": "src", "condaFile": "myenv.yml"}
+    (app / "inferenceConfig.json").write_text(json.dumps(ic))
+    (app / "model.json").write_text('{"coef": [2.0, 3.0], "intercept": 1.0}')
+    bench.notes["process_ic"] = str(app / "inferenceConfig.json")
+    bench.notes["process_model"] = str(app / "model.json")
+    return bench.notes
+
+
+def _process_deploy(bench: Bench, home_name: str, service: str, uv_cache: Path) -> float:
+    """`ml model deploy` (no --dc: PROCESS) to Healthy, timed as a whole process; the
+    service is then scored once (checked) and deleted, untimed."""
+    notes = _process_setup(bench)
+    home = bench.home(home_name)
+    env = {**os.environ, "MLCLI_HOME": str(home), "UV_CACHE_DIR": str(uv_cache)}
+
+    def ml(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*ML, *args], env=env, capture_output=True, text=True, check=True)
+
+    if not (home / "workspaces").exists():
+        ml("model", "register", "-n", "linear", "-p", notes["process_model"])
+    deploy = ["model", "deploy", "-n", service, "-m", "linear:1", "--ic", notes["process_ic"]]
+    seconds = timed(lambda: ml(*deploy))
+    try:
+        answer = ml("service", "run", "-n", service, "-d", '{"data": [[1, 2]]}')
+        if json.loads(answer.stdout) != [9.0]:
+            raise SystemExit(f"{service} answered {answer.stdout!r}, not [9.0]")
+    finally:
+        ml("service", "delete", "-n", service)
+    return seconds
+
+
+def process_mlcli_cold_empty_cache(bench: Bench) -> float:
+    """`ml model deploy` PROCESS to healthy: no environment and an empty uv cache (every wheel
+    downloaded, venv built, app root laid out, server started, init() run)."""
+    return _process_deploy(bench, "process-cold-empty", "bench-cold-empty", bench.root / "uv-p")
+
+
+def process_mlcli_cold(bench: Bench) -> float:
+    """`ml model deploy` PROCESS to healthy: no environment yet, uv cache warm (a new spec on
+    a used machine)."""
+    return _process_deploy(bench, "process-cold", "bench-cold", bench.root / "uv-p")
+
+
+def process_mlcli_warm(bench: Bench) -> float:
+    """`ml model deploy` PROCESS of another service with the same spec: the environment is
+    reused (app root, server start, init(), health)."""
+    return _process_deploy(bench, "process-cold", "bench-warm", bench.root / "uv-p")
+
+
+def process_mlcli_update(bench: Bench) -> float:
+    """`ml service update` to a new model version on PROCESS: new server beside the old on the
+    same port, health check, hand-over, old server drained and stopped."""
+    notes = _process_setup(bench)
+    home = bench.home("process-cold")
+    env = {**os.environ, "MLCLI_HOME": str(home), "UV_CACHE_DIR": str(bench.root / "uv-p")}
+
+    def ml(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*ML, *args], env=env, capture_output=True, text=True, check=True)
+
+    ml("model", "register", "-n", "linear", "-p", notes["process_model"])  # linear:2
+    ml("model", "deploy", "-n", "bench-update", "-m", "linear:1", "--ic", notes["process_ic"])
+    try:
+        return timed(lambda: ml("service", "update", "-n", "bench-update", "-m", "linear:2"))
+    finally:
+        ml("service", "delete", "-n", "bench-update")
 
 
 # --- LOCAL rows (issue 7): deploy-to-healthy in a Docker container ---------------------------
@@ -283,6 +363,10 @@ ROWS: list[tuple[str, Callable[[Bench], float]]] = [
     ("env_mlcli_warm_in_process", env_mlcli_warm_in_process),
     ("env_pip_cold", env_pip_cold),
     ("env_pip_warm_cache", env_pip_warm_cache),
+    ("process_mlcli_cold_empty_cache", process_mlcli_cold_empty_cache),
+    ("process_mlcli_cold", process_mlcli_cold),
+    ("process_mlcli_warm", process_mlcli_warm),
+    ("process_mlcli_update", process_mlcli_update),
     ("local_mlcli_cold", local_mlcli_cold),
     ("local_mlcli_warm", local_mlcli_warm),
     ("local_plain_docker_build", local_plain_docker_build),
@@ -292,11 +376,14 @@ OPTIONAL_ROWS = {"--with-azureml": ("env_pip_with_azureml_defaults", env_pip_wit
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="", help="run only rows whose name starts with this")
+    parser.add_argument(
+        "--rows", default="", help="run only rows whose name starts with this (comma-separated)"
+    )
     parser.add_argument("--with-azureml", action="store_true", help="add the azureml pip row")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()
-    rows = [r for r in ROWS if r[0].startswith(args.rows)]
+    prefixes = args.rows.split(",")  # e.g. --rows env_mlcli_cold,env_pip,process
+    rows = [r for r in ROWS if any(r[0].startswith(p) for p in prefixes)]
     if args.with_azureml:
         rows.append(OPTIONAL_ROWS["--with-azureml"])
 
@@ -327,6 +414,16 @@ def main() -> None:
         ("pip vs mlcli, both caches empty", "env_pip_cold", "env_mlcli_cold_empty_cache"),
         ("pip vs mlcli, both caches warm", "env_pip_warm_cache", "env_mlcli_cold"),
         ("pip (empty cache) vs mlcli reusing the env", "env_pip_cold", "env_mlcli_warm"),
+        (
+            "pip (empty cache) vs mlcli deploy-to-healthy (empty cache)",
+            "env_pip_cold",
+            "process_mlcli_cold_empty_cache",
+        ),
+        (
+            "pip (warm cache) vs mlcli deploy-to-healthy (warm cache)",
+            "env_pip_warm_cache",
+            "process_mlcli_cold",
+        ),
     ]:
         if {slow, fast} <= timings.keys():
             print(f"{label}: {timings[slow] / timings[fast]:.1f}x")

@@ -36,7 +36,16 @@ STOP_GRACE_S = float(os.environ.get("MLCLI_STOP_GRACE_S", "10"))
 _SPAWNED: list[subprocess.Popen[bytes]] = []
 
 # Variables of the CLI's own interpreter that must not leak into a model environment.
-_DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+# PYTHONDONTWRITEBYTECODE too: the environment is mlcli's cache, and without .pyc files every
+# server start recompiles numpy/scikit-learn (seconds); the first start writes them for all.
+_DROPPED_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "VIRTUAL_ENV",
+    "__PYVENV_LAUNCHER__",
+    "PYTHONDONTWRITEBYTECODE",
+)
 
 
 class ProcessTarget:
