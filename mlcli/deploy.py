@@ -349,6 +349,7 @@ def _roll_out(
                     "computeType": compute_type,
                     "token": token,
                     "models": model_ids,
+                    "previousState": previous.state if previous else None,
                 },
                 "error": None,
                 "retired": document.get("retired") or [],
@@ -597,9 +598,9 @@ def _abandon(
             services.save(
                 name,
                 compute_type=current.compute_type,
-                state=services.state_of(
-                    dataclasses.replace(current, state=HEALTHY, document=document)
-                ),
+                state=FAILED
+                if pending.get("previousState") == FAILED
+                else services.state_of(dataclasses.replace(current, state=HEALTHY)),
                 document=document,
                 models=current.spec.get("models") or [],
                 created_time=current.created_time,

@@ -275,8 +275,10 @@ class Services:
             doc["retired"] = []
             revision = pending.get("revision")
             if current.endpoint is not None and current.state == TRANSITIONING and current.spec:
-                state = self.state_of(
-                    ServiceRecord(**{**_fields(current), "state": HEALTHY})  # probe it
+                state = (
+                    FAILED
+                    if pending.get("previousState") == FAILED
+                    else self.state_of(ServiceRecord(**{**_fields(current), "state": HEALTHY}))
                 )
                 doc["error"] = (
                     f"the update to revision {revision} was interrupted: the ml process "

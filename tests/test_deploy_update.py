@@ -207,3 +207,20 @@ def _pending(name: str) -> dict | None:
     pending = (record.pending or {}) if record else {}
     pid = ((pending.get("endpoint") or {}).get("handle") or {}).get("pid")
     return {"pid": pid, "token": pending["token"]} if pid else None
+
+
+def test_a_failed_service_is_repaired_by_updating_its_entry_script(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 2)
+    broken = write(
+        tmp_path / "broken" / "score.py",
+        "def init():\n    raise ValueError('typo')\ndef run(data):\n    return data\n",
+    )
+    assert invoke("model", "deploy", "-n", "mended", "-m", "scale:1", "--es", str(broken)).exit_code
+    assert ok("service", "show", "-n", "mended")["state"] == "Failed"
+    fixed = write(tmp_path / "fixed" / "score.py", ECHO_SCORE)
+
+    repaired = ok("service", "update", "-n", "mended", "--es", str(fixed))
+
+    assert repaired["state"] == "Healthy"
+    assert repaired["error"] is None
+    assert post(repaired["scoringUri"], {"data": [1]}).json() == {"result": [2.0]}
