@@ -27,16 +27,37 @@ RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for
 INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
 
 
-class _Alarm:
-    """SIGALRM from the front means "the scoring timeout passed": raise inside run() only."""
+FLUSH_AFTER_S = 0.002  # a held-back reply is sent at the latest this long into the next run()
 
-    armed = False
+
+class _Alarm:
+    """SIGALRM handling, in the worker's main thread between bytecodes of run().
+
+    Two senders: the front, when the scoring timeout passed (raise TimeoutError in run(), as
+    azmlinfsrv's own alarm does), and our interval timer, armed while replies are held back
+    to be sent together with the next one (send them now: that run() is taking a while).
+    The run's own age tells the two apart. Outside run() the signal is left for later.
+    """
+
+    armed = False  # inside run()
+    started = 0.0
+    timeout_s = 0.0
+    pending: list = []  # noqa: RUF012  (encoded replies held back; only the main thread)
+    send = None
 
     @classmethod
     def handler(cls, signum, frame) -> None:
-        if cls.armed:
+        if not cls.armed:
+            if cls.pending:
+                signal.setitimer(signal.ITIMER_REAL, FLUSH_AFTER_S)
+            return
+        if cls.pending:
+            data = b"".join(cls.pending)
+            cls.pending.clear()
+            cls.send(data)
+        if time.perf_counter() - cls.started >= cls.timeout_s / 2:
             cls.armed = False
-            raise TimeoutError(f"run() exceeded the scoring timeout (SIGALRM, frame {frame})")
+            raise TimeoutError("run() exceeded the scoring timeout")
 
 
 def _die_with_parent() -> None:
@@ -52,6 +73,7 @@ class Worker:
     def __init__(self, script: entry.EntryScript, settings: WorkerSettings) -> None:
         self.script = script
         self.timeout_ms = settings.scoring_timeout_ms
+        _Alarm.timeout_s = settings.scoring_timeout_ms / 1000
 
     def handle(self, request: tuple) -> tuple:
         """One request tuple in, one reply tuple out (never raises for the script's sake)."""
@@ -76,7 +98,7 @@ class Worker:
 
         if script.wants_headers:
             kwargs["request_headers"] = inputs.header_dict(request[6] or [])
-        started = time.perf_counter()
+        _Alarm.started = started = time.perf_counter()
         _Alarm.armed = True
         try:
             result = script.run(**kwargs)
@@ -115,15 +137,34 @@ def serve(sock: socket.socket, worker: Worker) -> None:
     buffer = bytearray(1 << 18)
     view = memoryview(buffer)
     recv_into = sock.recv_into
-    send = sock.sendall
+    send = _Alarm.send = sock.sendall
     encode = wire.encode
     handle = worker.handle
+    pending = _Alarm.pending
     while True:
         size = recv_into(buffer)
         if not size:
             return
-        for request in frames.feed(view[:size]):
-            send(encode(handle(request)))
+        requests = frames.feed(view[:size])
+        if len(requests) == 1:
+            send(encode(handle(requests[0])))
+            continue
+        # Requests that arrived together (the front sends a fast script's next request early)
+        # are answered with one write: one wake-up of the front instead of several. Held-back
+        # replies go out after FLUSH_AFTER_S if a later run() takes long (see _Alarm).
+        last = len(requests) - 1
+        for index, request in enumerate(requests):
+            reply = encode(handle(request))
+            if index < last:
+                if not pending:
+                    signal.setitimer(signal.ITIMER_REAL, FLUSH_AFTER_S)
+                pending.append(reply)
+            else:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                pending.append(reply)
+                data = b"".join(pending)
+                pending.clear()
+                send(data)
 
 
 def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -326,3 +328,34 @@ def test_a_run_longer_than_worker_timeout_kills_the_worker_as_gunicorn_does(star
     assert reply.status == 502
     after = eventually(lambda: post(server, {"sleep": 0}), timeout=30)
     assert after.status == 200
+
+
+@pytest.mark.slow
+def test_an_answer_is_not_held_back_by_a_slow_request_that_arrived_with_it(start_mlcli) -> None:
+    server = start_mlcli("slow.py", env={"SCORING_TIMEOUT_MS": "1500"})
+    for _ in range(20):  # a fast run(): requests now reach the worker ahead of time
+        post(server, {"sleep": 0})
+    fast, slow = (json.dumps({"sleep": s}).encode() for s in (0, 5))
+    pipelined = b"".join(
+        b"POST /score HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)
+        for b in (fast, slow)
+    )
+
+    worker = next(
+        r["pid"] for r in server.log_records() if r.get("logger") == "mlcli.server.worker"
+    )
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        os.kill(worker, signal.SIGSTOP)  # both requests wait in the worker's socket: one read
+        sock.sendall(pipelined)
+        time.sleep(0.3)
+        os.kill(worker, signal.SIGCONT)
+        received = b""
+        while received.count(b"HTTP/1.1 ") < 2 or not received.endswith(b"}"):
+            received += sock.recv(65536)
+
+    first, second = received.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200 OK")
+    assert first.endswith(b'{"slept": 0}')
+    assert second.startswith(b"500 ")
+    assert second.endswith(b'{"message": "Scoring timeout after 1500 ms"}')
