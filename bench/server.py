@@ -2,11 +2,11 @@
 
 Serves the same two entry scripts (an echo and a CPU-light numpy model) with both servers at
 the same worker count (1 and 2), loads each with wrk (another process, 127.0.0.1) at
-concurrency 8 and 64, alternating the servers so both see the same machine load, and prints
-req/s, p50 and p99 for each with mlcli/azure ratios.
+concurrency 8 and 64, alternating the servers round by round so both see the same machine
+load (the median run of each is shown), and prints req/s, p50 and p99 with the ratios.
 
-    .venv/bin/python bench/server.py                 # 10 s per run
-    .venv/bin/python bench/server.py --duration 3    # a quick look
+    .venv/bin/python bench/server.py                          # 3 rounds of 5 s runs
+    .venv/bin/python bench/server.py --rounds 1 --duration 3  # a quick look
 
 azmlinfsrv comes from the virtual environment the server tests cache under
 ~/.cache/mlcli-tests/ (built here with uv if missing). Needs `wrk` (Debian package).
@@ -165,6 +165,14 @@ def wrk(port: int, lua: Path, concurrency: int, duration: float) -> dict:
     }
 
 
+def median(runs: list[dict]) -> dict:
+    """The run with the median req/s (its own p50/p99 with it), errors summed over all runs."""
+    ordered = sorted(runs, key=lambda run: run["rps"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["errors"] = sum(run["errors"] for run in runs)
+    return chosen
+
+
 def _ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
@@ -177,7 +185,8 @@ def load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per server; medians shown")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--scripts", nargs="+", default=["echo", "model"], choices=SCRIPTS)
@@ -188,7 +197,10 @@ def main() -> None:
 
     cores = os.cpu_count()
     print(f"machine: {cores} cores, {platform.platform()}, Python {platform.python_version()}")
-    print(f"load average (1/5 min) at start: {load()}; wrk -t2, {args.duration:g} s per run\n")
+    print(
+        f"load average (1/5 min) at start: {load()}; wrk -t2, {args.duration:g} s per run, "
+        f"median of {args.rounds} alternating runs per server\n"
+    )
     header = (
         "| workers | script | conc | azmlinfsrv req/s | mlcli req/s | ratio | azml p50 ms "
         "| mlcli p50 ms | azml p99 ms | mlcli p99 ms | p99 mlcli/azml | errors a/m | load |"
@@ -215,10 +227,11 @@ def main() -> None:
                     for server in servers.values():
                         wrk(server.port, lua, 8, 1)  # warm up
                     for concurrency in args.concurrency:
-                        result = {}
-                        for kind, server in servers.items():
-                            result[kind] = wrk(server.port, lua, concurrency, args.duration)
-                        a, m = result["azmlinfsrv"], result["mlcli"]
+                        runs: dict[str, list[dict]] = {kind: [] for kind in servers}
+                        for _ in range(args.rounds):  # alternate: both see the same load
+                            for kind, server in servers.items():
+                                runs[kind].append(wrk(server.port, lua, concurrency, args.duration))
+                        a, m = median(runs["azmlinfsrv"]), median(runs["mlcli"])
                         print(
                             f"| {workers} | {name} | {concurrency} | {a['rps']:.0f} | "
                             f"{m['rps']:.0f} | {m['rps'] / a['rps']:.1f}x | {a['p50']:.2f} | "
