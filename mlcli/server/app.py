@@ -115,13 +115,14 @@ class ScoringApp:
         self.access_log.request(request_id, request, status, elapsed, run_ms, logged_body)
 
     def _swagger(self, query: bytes) -> tuple:
-        from mlcli.server.inputs import query_parameters
+        from urllib.parse import parse_qsl
+
         from mlcli.server.swagger import VERSIONS
 
-        requested = query_parameters(query).get("version", "2") if query else "2"
-        if isinstance(requested, list):
-            requested = requested[0]
-        version = str(requested)
+        # the first ?version=, as the raw string Flask's request.args.get() returns
+        given = [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+                 if k == "version"]  # fmt: skip
+        version = given[0] if given else "2"
         documents = self.pool.swagger
         supported = ", ".join(v for v in ("2", "3", "3.1") if documents.get(v) is not None)
         if version not in VERSIONS:

@@ -48,6 +48,10 @@ class StartupFailed(Exception):
     """A worker could not import the script or its init() failed; the server must exit."""
 
 
+# For a request whose client hung up before it ran: nothing is sent, the log says 499.
+CLIENT_GONE = (499, [], b"", None, False)
+
+
 def _reply(status: int, message: str, *, run_failed: bool) -> tuple:
     return (*outputs.error_reply(status, message, run_failed=run_failed), None, run_failed)
 
@@ -202,7 +206,9 @@ class Pool:
         limit = now - self.queue_wait_s
         while waiters and waiters[0].queued_at <= limit:
             job = waiters.popleft()
-            if not job.cancelled:
+            if job.cancelled:
+                job.finish(CLIENT_GONE)
+            else:
                 waited = self.settings.max_queue_wait_ms
                 job.finish(self._busy(f"waited {waited} ms (maxQueueWaitMs) for a free worker"))
         for worker in self.workers:
@@ -242,6 +248,7 @@ class Pool:
             if not job.cancelled:
                 self._admit(job)
                 return
+            job.finish(CLIENT_GONE)
         self.slots += 1
 
     def _feed(self) -> None:
@@ -254,6 +261,7 @@ class Pool:
             job = waiters.popleft()
             if job.cancelled:
                 self._release_slot()
+                job.finish(CLIENT_GONE)
                 continue
             self._dispatch(worker, job)
 

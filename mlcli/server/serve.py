@@ -136,7 +136,9 @@ class Service:
         try:
             await self.stopped
             log.info("Shutting down: answering the requests already received")
-            await self.server.shutdown()
+            # Requests already received may run up to the scoring timeout; idle connections
+            # close at once.
+            await self.server.shutdown(timeout=self.settings.scoring_timeout_ms / 1000 + 10)
         finally:
             access_log.flush()
 

@@ -359,3 +359,23 @@ def test_an_answer_is_not_held_back_by_a_slow_request_that_arrived_with_it(start
     assert first.endswith(b'{"slept": 0}')
     assert second.startswith(b"500 ")
     assert second.endswith(b'{"message": "Scoring timeout after 1500 ms"}')
+
+
+def test_a_queued_request_whose_client_left_is_dropped_and_counted(start_mlcli) -> None:
+    server = start_mlcli("slow.py", env={"MLCLI_MAX_CONCURRENT_REQUESTS": "1"})
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(post, server, {"sleep": 1})
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            body = b'{"sleep": 0}'
+            sock.sendall(b"POST /score HTTP/1.1\r\nHost: t\r\nContent-Length: 12\r\n\r\n" + body)
+            time.sleep(0.2)  # queued behind the busy one; then the client hangs up
+        assert busy.result().status == 200
+
+    def counted():
+        text = server.request("GET", "/metrics").body.decode()
+        return 'status="499"} 1.0' in text and text
+
+    text = eventually(counted)
+    assert text
+    assert "mlcli_http_requests_in_flight 1.0" in text
