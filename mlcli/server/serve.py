@@ -43,6 +43,32 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
+
+
+def steer_new_connections_here(sock: socket.socket) -> None:
+    """Make the kernel hand every new connection on this port to this (the newest) server.
+
+    With SO_REUSEPORT a replaced server and its replacement share the port, and the kernel
+    spreads new connections over both; connections still queued on the old one's socket when
+    it closes would be reset. A one-instruction classic BPF program, attached to the port's
+    reuseport group, picks socket 1: the newcomer (the old one is 0). When the old one has
+    closed, index 1 no longer exists and the kernel falls back to its usual choice.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import struct
+
+    ret_1 = struct.pack("HBBI", 0x06, 0, 0, 1)  # BPF_RET | BPF_K, k = 1
+    program = ctypes.create_string_buffer(ret_1)
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError as exc:
+        log.warning("Could not steer new connections to this server (%s)", exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = resolve(sys.argv[1:] if argv is None else argv, os.environ, str(Path.cwd()))
@@ -128,6 +154,7 @@ class Service:
         if self.stopping:
             return
         await self.server.start(self.sock)
+        steer_new_connections_here(self.sock)
         log.info(
             "Ready: listening on http://%s:%d (GET / is the health probe, POST /score scores)",
             self.settings.host,
