@@ -36,10 +36,10 @@ from mlcli.server.settings import ServerSettings
 log = logging.getLogger("mlcli.server")
 
 KILL_GRACE_S = 2.0  # after a timeout answer, how long a worker may take to come back
-# A worker whose run() is fast gets its next request before it finishes the current one, so
-# it never waits on the front between requests; slow scripts do not (it would only make a
-# request wait behind a long run() while another worker is free).
-PREFETCH = 2
+# A worker whose run() is fast holds up to PREFETCH requests (the running one and the next
+# ones), so it never waits on the front between requests; slow scripts get one at a time (a
+# request queued behind a long run() would wait while another worker may be free).
+PREFETCH = 4
 PREFETCH_BELOW_MS = 2.0
 TICK_S = 0.01  # resolution of the queue-wait and scoring-timeout deadlines
 
