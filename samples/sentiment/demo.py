@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 HERE = Path(__file__).resolve().parent
@@ -56,7 +57,7 @@ def shown(path: Path) -> str:
 
 def ml(*args: str) -> Any:
     """Run `ml ARGS` (stderr, with its progress, goes to the terminal) and return its JSON."""
-    console.print(f"[bold]$ ml {shlex.join(args)}[/]")
+    console.print(f"[bold]$ ml {escape(shlex.join(args))}[/]")
     done = subprocess.run(
         [sys.executable, "-m", "mlcli", *args], cwd=REPO, stdout=subprocess.PIPE, text=True
     )
@@ -75,7 +76,8 @@ def build_environment(inference_config: Path) -> Path:
 def train(python: Path, models: Path) -> None:
     """Run train.py in the model environment, with a spinner; its log is shown on failure."""
     command = [str(python), str(HERE / "train.py"), "--out", str(models)]
-    console.print(f"[bold]$ python {shown(HERE / 'train.py')} --out {shown(models)}[/]")
+    shell = f"$ python {shown(HERE / 'train.py')} --out {shown(models)}"
+    console.print(f"[bold]{escape(shell)}[/]")
     what = "training word2vec + Keras LSTM on a generated corpus"
     with tempfile.TemporaryFile("w+") as log:
         if console.is_terminal:
@@ -184,8 +186,11 @@ def main() -> int:
         with step("5. score"):
             score(record["scoringUri"], key)
     except DemoFailed as failed:
-        console.print(f"[red]make demo failed:[/] {failed}")
+        console.print(f"[red]make demo failed:[/] {escape(str(failed))}")
         return 1
+    except KeyboardInterrupt:
+        console.print("[red]make demo interrupted[/] (rerun it: finished steps are reused)")
+        return 130
     uri = record["scoringUri"]
     ml_bin = shown(Path(sys.executable).with_name("ml"))
     python_bin = shown(Path(sys.executable))
