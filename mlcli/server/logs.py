@@ -14,6 +14,8 @@ import time
 
 STDOUT_FD = 1
 PIPE_BUF = 4096
+# json.dumps(..., ensure_ascii=False) builds a new encoder per call; the hot path reuses one.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def utc_timestamp(now: float | None = None) -> str:
@@ -167,7 +169,7 @@ class AccessLog:
             fields["runMs"] = round(run_ms, 3)
         if body is not None:
             fields["body"] = body.decode("utf-8", "replace")
-        self._lines.append(json.dumps(fields, ensure_ascii=False))
+        self._lines.append(_encode(fields))
         if not self._scheduled:
             self._scheduled = True
             self.loop.call_later(self.FLUSH_S, self.flush)
