@@ -8,6 +8,7 @@ exits when the front closes the socket. Exit code 3 means the script cannot be s
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -193,6 +194,10 @@ def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:
         documents = swagger.documents(script, settings)
     except Exception as exc:
         _fail(sock, f"Could not build the swagger document: {exc!r}", exc)
+    # The model init() loaded lives as long as the worker: keep it out of the cyclic GC's
+    # scans (a full collection over a large model's objects would pause a run()).
+    gc.collect()
+    gc.freeze()
     needs_headers = script.mode == entry.RAW or script.wants_headers
     sock.sendall(wire.encode(("ready", os.getpid(), init_ms, needs_headers, documents)))
     return Worker(script, settings)
