@@ -362,12 +362,17 @@ class Pool:
         self.loop.create_task(self._restart(worker))
 
     async def _restart(self, worker: WorkerProcess) -> None:
+        if self.closing:
+            return
         try:
             await self._spawn(worker)
             await self._await_ready(worker)
         except StartupFailed as exc:
             if not self.closing:
                 self.on_fatal(str(exc))
+            return
+        if self.closing:  # stopped while this one started: close() has not seen it
+            worker.transport.close()
             return
         worker.live = True
         self._feed()

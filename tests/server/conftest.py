@@ -60,10 +60,21 @@ def exchange(
     *,
     timeout: float = 30,
 ) -> Reply:
-    """One HTTP request on a fresh connection to 127.0.0.1:port."""
+    """One HTTP request on a fresh connection to 127.0.0.1:port.
+
+    headers: a dict, or a list of (name, value) pairs to send a header more than once.
+    """
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        if isinstance(headers, list):
+            conn.putrequest(method, path)
+            for name, value in headers:
+                conn.putheader(name, value)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+        else:
+            conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
         data = response.read()
         return Reply(response.status, response.getheaders(), data)

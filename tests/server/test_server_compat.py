@@ -111,6 +111,27 @@ CASES: dict[str, list[Case]] = {
             headers=(("x-request-id", "r" * 101),),
         ),
         Case("request id exactly 100", body=b"1", headers=(("x-request-id", "r" * 100),)),
+        Case("empty request id", body=b"1", headers=(("x-request-id", ""),)),
+        Case("empty trace id", body=b"1", headers=(("TraceId", ""),)),
+        Case(
+            "repeated ids",
+            body=b"1",
+            headers=(
+                ("x-request-id", "a"),
+                ("x-request-id", "b"),
+                ("TraceId", "t1"),
+                ("TraceId", "t2"),
+            ),
+        ),
+        Case("post with a query", path="/score?x=1", body=b"b"),
+        Case("get with a body", method="GET", path="/score?q=1", body=b"ignored"),
+        Case("percent-encoded path", path="/%73core", body=b"p"),
+        Case("semicolon in path", path="/score;v=1", body=b"s"),
+        Case(
+            "latin-1 body",
+            body=b"caf\xe9",
+            headers=(("Content-Type", "text/plain; charset=latin-1"),),
+        ),
     ],
     "returns_values.py": [
         kind(name)
@@ -173,6 +194,11 @@ CASES: dict[str, list[Case]] = {
             ),
         ),
         Case("get", method="GET", path="/score?q=1", headers=(("X-Custom", "get"),)),
+        Case(
+            "repeated and underscored headers",
+            body=b"x",
+            headers=(("X-Custom", "1"), ("X-Custom", "2"), ("x_under", "dropped")),
+        ),
     ],
     "raw_echo.py": [
         Case(
@@ -250,6 +276,12 @@ CASES: dict[str, list[Case]] = {
             body=b'{"data": {"name": "bob", "age": 40}}',
             headers=(("Content-Type", "application/json; charset=utf-8"),),
         ),
+        Case(
+            "upper-case json type",
+            body=b'{"data": {"name": "bob", "age": 40}}',
+            headers=(("Content-Type", "APPLICATION/JSON"),),
+        ),
+        Case("get without a query", method="GET"),
         Case("wrong field type", body=b'{"data": {"name": "bob", "age": "forty"}}', headers=JSON),
         Case("extra field", body=b'{"data": {"name": "bob", "age": 40, "x": 1}}', headers=JSON),
         Case(
@@ -371,7 +403,7 @@ def pairs(tmp_path_factory, reference_python):
 @pytest.mark.parametrize(("script", "case"), PARAMS)
 def test_mlcli_answers_like_azmlinfsrv(pairs, script: str, case: Case) -> None:
     mlcli, azure = pairs.get(script)
-    headers = dict(case.headers)
+    headers = list(case.headers)
 
     ours = mlcli.request(case.method, case.path, case.body, headers)
     theirs = azure.request(case.method, case.path, case.body, headers)
