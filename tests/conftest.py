@@ -2,10 +2,21 @@
 
 import contextlib
 import os
+import signal
 import socket
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let child processes see Ctrl-C even when the suite itself runs in the background.
+
+    A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored
+    across exec; a handler does not. Installing Python's own handler here means every process a
+    test starts gets the default SIGINT again, so the Ctrl-C tests test what a user gets.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
