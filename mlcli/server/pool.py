@@ -36,10 +36,13 @@ from mlcli.server.settings import ServerSettings
 log = logging.getLogger("mlcli.server")
 
 KILL_GRACE_S = 2.0  # after a timeout answer, how long a worker may take to come back
-# A worker whose run() is fast holds up to PREFETCH requests (the running one and the next
-# ones), so it never waits on the front between requests; slow scripts get one at a time (a
-# request queued behind a long run() would wait while another worker may be free).
-PREFETCH = 4
+# A worker whose run() is fast holds several requests (the running one and the next ones), so
+# it never waits on the front between requests: enough to cover PREFETCH_COVER_MS of runs,
+# at most PREFETCH. Slow scripts get one at a time (a request queued behind a long run()
+# would wait while another worker may be free). New requests fill the busiest worker that
+# has room: on few cores, waking fewer processes per request beats spreading them.
+PREFETCH = 8
+PREFETCH_COVER_MS = 0.3
 PREFETCH_BELOW_MS = 2.0
 TICK_S = 0.01  # resolution of the queue-wait and scoring-timeout deadlines
 
@@ -229,17 +232,22 @@ class Pool:
             self._dispatch(worker, job)
 
     def _free_worker(self) -> WorkerProcess | None:
-        # An idle worker first; else, for fast scripts, one with room for a second request.
-        depth = PREFETCH if self.run_ewma_ms < PREFETCH_BELOW_MS else 1
-        spare = None
+        # Fill the busiest worker that has room: fewer processes woken per request.
+        depth = self._depth()
+        best = None
+        most = -1
         for worker in self.workers:
             if worker.live and worker.kill_handle is None:
                 queued = len(worker.jobs)
-                if queued == 0:
-                    return worker
-                if queued < depth and spare is None:
-                    spare = worker
-        return spare
+                if most < queued < depth:
+                    best, most = worker, queued
+        return best
+
+    def _depth(self) -> int:
+        run_ms = self.run_ewma_ms
+        if run_ms >= PREFETCH_BELOW_MS:
+            return 1
+        return min(PREFETCH, 2 + int(PREFETCH_COVER_MS / max(run_ms, 0.01)))
 
     def _release_slot(self) -> None:
         waiters = self.slot_waiters
