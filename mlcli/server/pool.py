@@ -3,8 +3,9 @@
 Each worker is a child process (worker.py) on its own socketpair that runs one request at a
 time, in the order sent. Admission follows AKS: at most `max_concurrent` requests hold a
 slot; others wait in a FIFO for at most `max_queue_wait_ms` (then 503), and no more than
-`max_queue_length` wait at all. A request holding a slot goes to an idle worker, or, when
-run() is fast, to a busy one as its next request (PREFETCH), else waits for room.
+`max_queue_length` wait at all. A request holding a slot goes to a worker with room: one
+request per worker for slow scripts, several (see PREFETCH) when run() is fast, so that a
+worker never waits on the front between requests; otherwise it waits for room.
 
 The scoring timeout is kept here: at the limit the request is answered 500 (azmlinfsrv's
 "Scoring timeout after N ms") and the worker gets SIGALRM, which raises TimeoutError inside
@@ -13,8 +14,9 @@ silent KILL_GRACE_S later is killed and replaced. A worker that dies is replaced
 request it was running is answered 502, the ones queued behind it go to another worker.
 Everything is callbacks on the event loop: no task, future or lock per request.
 
-Jobs are objects with `message(seq, needs_headers) -> tuple` (the wire request), `finish(reply)`
-and `cancelled`. Issue 8's batcher fits between admission (`_admit`) and `_dispatch`.
+Jobs are objects with `message(seq, needs_headers) -> tuple` (the wire request), `finish(reply)`,
+`cancelled` and a writable `queued_at`. Issue 8's batcher fits between admission (`_admit`)
+and `_dispatch`: admitted jobs that wait for room are the natural batch.
 """
 
 from __future__ import annotations

@@ -138,3 +138,21 @@ def test_the_server_runs_on_python_3_8_with_only_its_requirements(
     assert (created.status, created.body) == (201, b"made it")
     assert [v for k, v in headers.headers if k.lower() == "x-multi"] == ["a", "b", "c"]
     assert server.request("GET", "/metrics").status == 200
+
+
+def test_azureml_source_directory_is_importable_from_the_script(start_mlcli, tmp_path) -> None:
+    app_root = tmp_path / "app"
+    (app_root / "src").mkdir(parents=True)
+    (app_root / "src" / "helpers.py").write_text("def shout(text):\n    return text.upper()\n")
+    script = tmp_path / "score.py"
+    script.write_text(
+        "from helpers import shout\n\n\ndef init():\n    pass\n\n\n"
+        "def run(data):\n    return shout(data)\n"
+    )
+    server = start_mlcli(
+        script,
+        workdir=app_root,
+        env={"AML_APP_ROOT": str(app_root), "AZUREML_SOURCE_DIRECTORY": "src"},
+    )
+
+    assert server.request("POST", "/score", b"quiet").json() == "QUIET"
