@@ -332,6 +332,16 @@ CASES: dict[str, list[Case]] = {
     "model_dir.py": [Case("reads the model", body=b"hello")],
     "driver.py": [Case("the real run is called", body=b"d")],
     "slow.py": [Case("fast run", body=b'{"sleep": 0}')],
+    "schema_output_only.py": [
+        Case("named parameter", body=b'{"data": "abc"}', headers=JSON),
+        Case("plain string body", body=b'"abc"', headers=JSON),
+        Case("swagger", method="GET", path="/swagger.json"),
+    ],
+    "keyword_only.py": [
+        Case("post", body=b"kw"),
+        Case("get", method="GET", path="/score?a=1"),
+    ],
+    "returns_large.py": [Case("two megabytes", body=b'{"size": 40000}', headers=JSON)],
 }
 
 SETUP = {
