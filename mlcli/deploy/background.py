@@ -1,0 +1,74 @@
+"""--no-wait: a detached `python -m mlcli.deploy WORKSPACE NAME REVISION` finishes the deploy.
+
+The deploying `ml` returns as soon as the new server is started. Before it does, the helper
+it spawned is written into the record as the deployer (pid + start time), so nobody takes
+the deploy for abandoned; the helper then waits for the health check and promotes the
+revision, or settles the record as failed, exactly as a waiting `ml` would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from mlcli import db
+from mlcli.deploy.journal import deploy_log, journal
+from mlcli.deploy.settle import abandon, finish
+from mlcli.services import Services
+from mlcli.targets import Endpoint, target_for
+
+
+def hand_over(services: Services, name: str, revision: int) -> None:
+    """Start the helper for `revision` and make it the record's deployer."""
+    from mlcli.targets.process import _SPAWNED, process_start_time
+
+    log = deploy_log(services, name).open("ab")
+    with log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlcli.deploy", services.workspace.name, name, str(revision)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "MLCLI_HOME": str(services.workspace.root.parent.parent)},
+        )
+    _SPAWNED.append(proc)
+    with db.immediate(services.conn):
+        current = services.find(name)
+        assert current is not None
+        services.save(
+            name,
+            compute_type=current.compute_type,
+            state=current.state,
+            document={
+                **current.document,
+                "deployer": {"pid": proc.pid, "startTime": process_start_time(proc.pid)},
+            },
+            models=current.models,
+            created_time=current.created_time,
+        )
+
+
+def finish_in_background(workspace: str, name: str, revision: int) -> int:
+    """Entry of the --no-wait helper process."""
+    services = Services.open(workspace)
+    report = journal(deploy_log(services, name), None)
+    record = services.find(name)
+    endpoint = None
+    if record and record.pending and record.pending.get("endpoint"):
+        endpoint = Endpoint.from_dict(record.pending["endpoint"])
+    try:
+        finish(services, name, revision, on_progress=report)
+    except BaseException as exc:
+        if endpoint is not None and record is not None:
+            target_for(record.pending["computeType"]).stop(endpoint)
+        abandon(services, name, revision, exc, endpoint=endpoint)
+        report(f"deploy failed: {exc}")
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    workspace, name, revision = argv
+    return finish_in_background(workspace, name, int(revision))

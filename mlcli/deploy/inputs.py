@@ -1,0 +1,167 @@
+"""What a deploy or update is asked to run, checked and resolved before anything is written.
+
+Models are resolved in the registry, the entry script and source directory are checked
+against the inference config, and an update that keeps its script, folder or environment
+reads them back from the serving revision. Every mistake here is a ConfigError or
+NotFoundError raised while the service is still untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcli.errors import ConfigError, ConflictError, NotFoundError
+from mlcli.services import ServiceRecord, Services
+
+if TYPE_CHECKING:
+    from mlcli.config import DeploymentConfig, InferenceConfig
+    from mlcli.environments import EnvironmentSpec
+    from mlcli.registry import ModelRef, ModelVersion, Registry
+
+
+@dataclass(frozen=True, slots=True)
+class DeployRequest:
+    """What `ml model deploy` asks for, parsed."""
+
+    name: str
+    models: tuple[ModelRef, ...]
+    inference: InferenceConfig | None
+    deployment: DeploymentConfig
+    description: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, str] = field(default_factory=dict)
+    overwrite: bool = False
+    wait: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """What goes into the app root besides the models: the script, its folder, its env."""
+
+    entry_script: Path  # absolute, on this machine
+    source_directory: Path | None
+    environment: EnvironmentSpec
+    variables: Mapping[str, str]  # inferenceConfig environment.environmentVariables
+    inference: InferenceConfig | None
+
+
+def resolve_models(registry: Registry, refs: Iterable[ModelRef]) -> list[ModelVersion]:
+    refs = list(refs)
+    if not refs:
+        raise ConfigError(
+            "no model to deploy.",
+            where="-m/--model",
+            fix="Name at least one registered model: -m NAME:N (repeat -m for several), "
+            "or -f FILE written by `ml model register -t FILE`.",
+        )
+    resolved: dict[str, ModelVersion] = {}
+    for ref in refs:
+        model = registry.resolve(ref)
+        resolved.setdefault(model.id, model)
+    return list(resolved.values())
+
+
+def model_from_id(registry: Registry, model_id: str) -> ModelVersion:
+    name, _, version = model_id.rpartition(":")
+    try:
+        return registry.get(name, int(version))
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"model {model_id}, which the service runs, is no longer registered.",
+            where="ml service update",
+            fix="Name the models to deploy with -m NAME:N.",
+        ) from exc
+
+
+def app_from_inference(ic: InferenceConfig | None) -> App:
+    from mlcli.environments import spec_for
+
+    if ic is None or ic.entry_script is None:
+        raise ConfigError(
+            "no entry script: mlcli deploys a model with a score.py, as Azure ML v1 does.",
+            where="--ic/--inference-config-file",
+            fix="Pass --ic inferenceConfig.json (with entryScript), or --es score.py.",
+        )
+    where = f"{ic.path or 'inference config'}, field entryScript"
+    entry = Path(ic.entry_script)
+    if not entry.is_file():
+        raise ConfigError(
+            f"the entry script {entry} does not exist.",
+            where=where,
+            fix="Point entryScript at a .py file (relative to sourceDirectory when set).",
+        )
+    source = Path(ic.source_directory) if ic.source_directory else None
+    if source is not None:
+        if not source.is_dir():
+            raise ConfigError(
+                f"the source directory {source} does not exist.",
+                where=f"{ic.path or 'inference config'}, field sourceDirectory",
+                fix="Point sourceDirectory at the folder holding the entry script.",
+            )
+        if not entry.resolve().is_relative_to(source.resolve()):
+            raise ConfigError(
+                f"the entry script {entry} is outside sourceDirectory {source}.",
+                where=where,
+                fix="Put the entry script inside sourceDirectory (paths are relative to it).",
+            )
+        entry = source.resolve() / entry.resolve().relative_to(source.resolve())
+        source = source.resolve()
+    variables = (ic.environment or {}).get("environmentVariables") or {}
+    return App(
+        entry_script=entry.resolve(),
+        source_directory=source,
+        environment=spec_for(ic),
+        variables={str(k): str(v) for k, v in variables.items()},
+        inference=ic,
+    )
+
+
+def app_from_record(services: Services, record: ServiceRecord) -> App:
+    """The serving revision's script, folder and environment, for an update that keeps them."""
+    from mlcli.environments import EnvironmentSpec
+
+    spec = record.spec
+    app_root = services.service_dir(record.name) / f"r{record.revision}" / "app"
+    source = spec.get("sourceDirectory")
+    return App(
+        entry_script=app_root / spec["entryScript"],
+        source_directory=app_root / source if source else None,
+        environment=EnvironmentSpec.from_dict(spec["environment"]["spec"]),
+        variables=spec.get("variables") or {},
+        inference=None,
+    )
+
+
+def updated_meta(
+    record: ServiceRecord,
+    add_tags: Mapping[str, str] | None,
+    remove_tags: Iterable[str],
+    add_properties: Mapping[str, str] | None,
+    description: str | None,
+) -> dict[str, Any]:
+    tags = dict(record.document.get("tags") or {})
+    for key in remove_tags:
+        if key not in tags:
+            raise NotFoundError(
+                f"service {record.name!r} has no tag {key!r} to remove.",
+                where="--remove-tag",
+                fix=f"Its tags: {', '.join(sorted(tags)) or '(none)'}.",
+            )
+        del tags[key]
+    tags.update(add_tags or {})
+    properties = dict(record.document.get("properties") or {})
+    for key, value in (add_properties or {}).items():
+        if key in properties and properties[key] != value:
+            raise ConflictError(
+                f"service {record.name!r} already has property {key}={properties[key]!r}; "
+                "properties cannot be changed once set (Azure's rule).",
+                where="--add-property",
+                fix="Use a tag for values that change.",
+            )
+        properties[key] = value
+    meta: dict[str, Any] = {"tags": tags, "properties": properties}
+    meta["description"] = record.document.get("description") if description is None else description
+    return meta

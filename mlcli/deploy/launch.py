@@ -1,0 +1,93 @@
+"""One revision, ready to start: its environment, its app root, its keys and port.
+
+The app root is laid out as Azure's /var/azureml-app (the entry script in its source
+directory, the models under azureml-models/<name>/<version>) in the service's folder
+r<revision>/app, and described to the target by a `LaunchSpec`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from mlcli.deploy.inputs import App
+from mlcli.deploy.settings import server_settings
+from mlcli.keys import ensure_keys
+from mlcli.services import ServiceRecord, Services, remove_tree
+from mlcli.targets import LaunchSpec, Progress
+from mlcli.targets.process import TOKEN_VARIABLE
+
+if TYPE_CHECKING:
+    from mlcli.config import DeploymentConfig
+    from mlcli.registry import ModelVersion, Registry
+
+_IGNORED_IN_SOURCE = shutil.ignore_patterns("__pycache__", ".git", ".ipynb_checkpoints")
+
+
+def prepare(
+    services: Services,
+    registry: Registry,
+    name: str,
+    *,
+    revision: int,
+    token: str,
+    models: list[ModelVersion],
+    app: App,
+    deployment: DeploymentConfig,
+    previous: ServiceRecord | None,
+    on_progress: Progress,
+) -> LaunchSpec:
+    """Environment, app root, keys and server settings for one revision."""
+    from mlcli.environments import ensure_environment
+
+    env = ensure_environment(app.environment, on_progress=on_progress)
+    revision_dir = services.service_dir(name) / f"r{revision}"
+    remove_tree(revision_dir)  # a leftover of an interrupted attempt with this number
+    app_root = revision_dir / "app"
+    on_progress(f"laying out the app root {app_root}")
+    app_root.mkdir(parents=True)
+    if app.source_directory is not None:
+        source_name = app.source_directory.name or "source"
+        shutil.copytree(app.source_directory, app_root / source_name, ignore=_IGNORED_IN_SOURCE)
+        entry = f"{source_name}/{app.entry_script.relative_to(app.source_directory).as_posix()}"
+        source_rel: str | None = source_name
+    else:
+        shutil.copy2(app.entry_script, app_root / app.entry_script.name)
+        entry, source_rel = app.entry_script.name, None
+    for model in models:
+        on_progress(f"copying model {model.id}")
+        registry.materialize(
+            model, app_root / "azureml-models" / model.name / str(model.version), link=False
+        )
+    if len(models) == 1:
+        model_dir = f"azureml-models/{models[0].name}/{models[0].version}"
+    else:
+        model_dir = "azureml-models"
+        (app_root / model_dir).mkdir(exist_ok=True)
+    keys_file = None
+    if deployment.auth_enabled:
+        keys_file = services.keys_file(name)
+        ensure_keys(keys_file, primary=deployment.primary_key, secondary=deployment.secondary_key)
+    reuse = None
+    if previous is not None and previous.endpoint is not None and previous.spec:
+        reuse = previous.endpoint.port
+    port = deployment.port or reuse
+    return LaunchSpec(
+        workspace=services.workspace.name,
+        service=name,
+        revision=revision,
+        compute_type=deployment.compute_type.upper(),
+        app_root=app_root,
+        entry_script=entry,
+        source_directory=source_rel,
+        model_dir=model_dir,
+        models=tuple((m.name, m.version) for m in models),
+        environment=env,
+        port=port,
+        reuse_port=port is not None and port == reuse,
+        server_env={**app.variables, **server_settings(deployment), TOKEN_VARIABLE: token},
+        keys_file=keys_file,
+        log_file=revision_dir / "server.log",
+        deployment=deployment,
+        inference=app.inference,
+    )

@@ -1,0 +1,144 @@
+"""What `ml service` does to a deployed service besides updating it: show, list, logs,
+keys, run (call its scoring URI) and delete."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mlcli import db
+from mlcli.deploy.journal import deploy_log
+from mlcli.deploy.settle import DEPLOY_TIMEOUT_S
+from mlcli.errors import ConflictError, DeployError
+from mlcli.keys import read_keys, regenerate
+from mlcli.paths import Workspace
+from mlcli.services import (
+    FAILED,
+    TRANSITIONING,
+    ServiceRecord,
+    Services,
+    deployer_alive,
+    remove_tree,
+    stop_endpoint,
+)
+from mlcli.targets import Endpoint, target_for
+
+
+def delete(name: str, *, workspace: str | Workspace | None = None) -> dict[str, Any]:
+    """Stop the service's server(s), then remove its record and folder."""
+    services = Services.open(workspace)
+    record = services.get(name)
+    if record.deployer and deployer_alive(record.deployer):
+        raise ConflictError(
+            f"service {name!r} is being deployed by ml process {record.deployer['pid']}.",
+            fix="Wait for that deploy to finish (or stop it), then delete.",
+        )
+    document = services.to_document(record, state=record.state)
+    for data in [record.document.get("endpoint"), *(record.document.get("retired") or [])]:
+        if data:
+            stop_endpoint(data.get("computeType") or record.compute_type, data)
+    with db.immediate(services.conn):
+        services.remove(name)
+    remove_tree(services.service_dir(name))
+    return document
+
+
+def show(name: str, *, workspace: str | Workspace | None = None) -> dict[str, Any]:
+    services = Services.open(workspace)
+    return services.to_document(services.get(name))
+
+
+def list_services(*, workspace: str | Workspace | None = None, **filters: Any) -> list[dict]:
+    services = Services.open(workspace)
+    return [services.to_document(r) for r in services.list(**filters)]
+
+
+def logs(
+    name: str,
+    *,
+    tail: int | None = None,
+    follow: bool = False,
+    init: bool = False,
+    workspace: str | Workspace | None = None,
+) -> Iterable[str]:
+    """The server's log lines; with `init`, the deploy log (environment build, start-up)."""
+    services = Services.open(workspace)
+    record = services.get(name)
+    if init:
+        from mlcli.targets.process import follow_file
+
+        path = deploy_log(services, name)
+        return follow_file(path, tail=tail) if path.is_file() else iter(())
+    data = record.document.get("endpoint") or (record.pending or {}).get("endpoint")
+    if not data:
+        return iter(())
+    target = target_for(data.get("computeType") or record.compute_type)
+    return target.logs(Endpoint.from_dict(data), tail=tail, follow=follow)
+
+
+def get_keys(name: str, *, workspace: str | Workspace | None = None) -> dict[str, str]:
+    services = Services.open(workspace)
+    record = services.get(name)
+    return read_keys(_keys_file_of(services, record))
+
+
+def regen_key(
+    name: str, key: str, *, value: str | None = None, workspace: str | Workspace | None = None
+) -> dict[str, str]:
+    """New Primary or Secondary key; the server re-reads the keys file, no redeploy."""
+    services = Services.open(workspace)
+    record = services.get(name)
+    return regenerate(_keys_file_of(services, record), key, value)
+
+
+def run(name: str, data: bytes, *, workspace: str | Workspace | None = None) -> Any:
+    """POST `data` to the scoring URI, as `az ml service run` does; the parsed answer."""
+    import http.client
+
+    services = Services.open(workspace)
+    record = services.get(name)
+    endpoint = record.endpoint
+    if endpoint is None or record.state in (FAILED, TRANSITIONING):
+        raise ConflictError(
+            f"service {name!r} is {record.state} and has no scoring URI to call.",
+            fix=f"See why with `ml service get-logs -n {name}`.",
+        )
+    headers = {"Content-Type": "application/json"}
+    if record.document.get("authEnabled"):
+        headers["Authorization"] = f"Bearer {get_keys(name, workspace=workspace)['primaryKey']}"
+    conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=DEPLOY_TIMEOUT_S)
+    try:
+        conn.request("POST", "/score", body=data, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+    except OSError as exc:
+        raise DeployError(
+            f"service {name!r} did not answer at {endpoint.base_url}/score ({exc}).",
+            fix=f"Check its state with `ml service show -n {name}` and its log with "
+            f"`ml service get-logs -n {name}`.",
+        ) from exc
+    finally:
+        conn.close()
+    text = body.decode("utf-8", "replace")
+    if response.status != 200:
+        raise DeployError(
+            f"received bad response from service {name!r}: status {response.status}, "
+            f"body {text[:2000]}",
+            fix=f"See `ml service get-logs -n {name}`.",
+        )
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _keys_file_of(services: Services, record: ServiceRecord) -> Path:
+    path = services.keys_file(record.name)
+    if not record.document.get("authEnabled") or not path.is_file():
+        raise ConflictError(
+            f"service {record.name!r} does not have key auth enabled, so it has no keys.",
+            fix=f"Turn it on: ml service update -n {record.name} --ae true.",
+        )
+    return path

@@ -1,0 +1,109 @@
+"""A revision's settings three ways: the server's environment variables, the record's `spec`,
+and (for an update that keeps them) the deployment config rebuilt from that spec.
+
+The spec is what `ml service show` reports and what `ml service update` starts from, so
+every field written by `spec_doc` is read back by `deployment_from_settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlcli.config import DeploymentConfig
+    from mlcli.deploy.inputs import App
+    from mlcli.environments import Environment
+    from mlcli.targets import LaunchSpec
+
+
+def server_settings(dc: DeploymentConfig) -> dict[str, str]:
+    """deploymentConfig -> the scoring server's environment variables (see INTERFACES.md)."""
+    env = {"WORKER_COUNT": str(dc.workers or 1)}
+    if dc.scoring_timeout_ms is not None:
+        env["SCORING_TIMEOUT_MS"] = str(dc.scoring_timeout_ms)
+    if dc.max_concurrent_requests_per_container is not None:
+        env["MLCLI_MAX_CONCURRENT_REQUESTS"] = str(dc.max_concurrent_requests_per_container)
+    if dc.max_queue_wait_ms is not None:
+        env["MLCLI_MAX_QUEUE_WAIT_MS"] = str(dc.max_queue_wait_ms)
+    if dc.max_request_body_mb is not None:
+        env["MLCLI_MAX_REQUEST_BYTES"] = str(dc.max_request_bytes)
+    batching = getattr(dc, "batching", None)
+    if batching is not None:
+        env["MLCLI_BATCH_MAX_SIZE"] = str(batching.max_batch_size)
+        env["MLCLI_BATCH_MAX_LATENCY_MS"] = str(batching.max_latency_ms)
+    return env
+
+
+def settings_doc(dc: DeploymentConfig) -> dict[str, Any]:
+    batching = getattr(dc, "batching", None)
+    return {
+        "computeType": dc.compute_type.upper(),
+        "port": dc.port,
+        "authEnabled": bool(dc.auth_enabled),
+        "scoringTimeoutMs": dc.scoring_timeout_ms,
+        "maxConcurrentRequestsPerContainer": dc.max_concurrent_requests_per_container,
+        "maxQueueWaitMs": dc.max_queue_wait_ms,
+        "maxRequestBodyMB": dc.max_request_body_mb,
+        "workers": dc.workers or 1,
+        "cpu": dc.cpu,
+        "memoryInGB": dc.memory_in_gb,
+        "batching": dataclasses.asdict(batching) if batching is not None else None,
+        "raw": dc.raw,
+        "path": str(dc.path) if dc.path else None,
+    }
+
+
+def deployment_from_settings(settings: Mapping[str, Any]) -> DeploymentConfig:
+    """Rebuild the serving revision's effective deployment config (for an update).
+
+    Keys are left out on purpose: the keys file holds the current ones (regen-key may have
+    changed them since), and ensure_keys keeps it.
+    """
+    from mlcli import config
+
+    raw = dict(settings.get("raw") or {"computeType": settings["computeType"]})
+    path = Path(settings["path"]) if settings.get("path") else None
+    base = config.deployment_config_from_dict(raw, path)
+    batching = settings.get("batching")
+    return dataclasses.replace(
+        base,
+        compute_type=settings["computeType"],
+        port=settings.get("port"),
+        auth_enabled=bool(settings.get("authEnabled")),
+        primary_key=None,
+        secondary_key=None,
+        scoring_timeout_ms=settings.get("scoringTimeoutMs", base.scoring_timeout_ms),
+        max_concurrent_requests_per_container=settings.get(
+            "maxConcurrentRequestsPerContainer", base.max_concurrent_requests_per_container
+        ),
+        max_queue_wait_ms=settings.get("maxQueueWaitMs", base.max_queue_wait_ms),
+        max_request_body_mb=settings.get("maxRequestBodyMB", base.max_request_body_mb),
+        workers=settings.get("workers") or 1,
+        cpu=settings.get("cpu"),
+        memory_in_gb=settings.get("memoryInGB"),
+        batching=config.Batching(**batching) if batching else None,
+    )
+
+
+def spec_doc(launch: LaunchSpec, app: App) -> dict[str, Any]:
+    """The record's `spec` of a started revision: models, layout, environment, settings."""
+    env: Environment = launch.environment
+    return {
+        "models": [f"{n}:{v}" for n, v in launch.models],
+        "entryScript": launch.entry_script,
+        "sourceDirectory": launch.source_directory,
+        "modelDir": launch.model_dir,
+        "variables": dict(app.variables),
+        "environment": {
+            "key": env.key,
+            "python": str(env.python),
+            "pythonVersion": env.python_version,
+            "source": app.environment.source,
+            "spec": app.environment.to_dict(),
+        },
+        "settings": settings_doc(launch.deployment),
+        "authEnabled": launch.keys_file is not None,
+    }

@@ -1,0 +1,218 @@
+"""The end of a roll-out: promote the pending revision once it answers, or undo it.
+
+`finish` waits for the new server's health check, makes it the serving revision in one
+transaction, then stops the servers it replaced (after steering the shared port's new
+connections to it, where the target can). `abandon` settles the record when the revision
+failed or was interrupted. Both are called by the deploying `ml` process, or by the
+--no-wait helper that took over from it (see background.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+from mlcli import db
+from mlcli.errors import DeployError, MlcliError
+from mlcli.services import FAILED, Services, prune_revisions, remove_tree, stop_endpoint
+from mlcli.targets import DOWN, HEALTHY, Endpoint, Progress, target_for
+
+DEPLOY_TIMEOUT_S = float(os.environ.get("MLCLI_DEPLOY_TIMEOUT_S", "600"))
+LOG_TAIL_LINES = 30
+
+
+def finish(
+    services: Services, name: str, revision: int, *, on_progress: Progress | None
+) -> dict[str, Any]:
+    """Wait for the pending revision to answer, then make it the serving one."""
+    record = services.find(name)
+    if record is None or (record.pending or {}).get("revision") != revision:
+        raise DeployError(f"service {name!r} has no pending revision {revision}.")
+    pending = record.pending or {}
+    compute_type = pending["computeType"]
+    target = target_for(compute_type)
+    endpoint = Endpoint.from_dict(pending["endpoint"])
+    await_healthy(name, target, endpoint, on_progress)
+    with db.immediate(services.conn):
+        current = services.find(name)
+        assert current is not None
+        document = dict(current.document)
+        old = document.get("endpoint")
+        retired = list(document.get("retired") or [])
+        if old and (old.get("handle") != pending["endpoint"].get("handle")):
+            retired.append(old)
+        document.update(
+            {
+                "endpoint": pending["endpoint"],
+                "spec": pending["spec"],
+                "revision": revision,
+                "retired": retired,
+                "error": None,
+            }
+        )
+        document.pop("pending", None)
+        document["authEnabled"] = bool(pending["spec"].get("authEnabled"))
+        saved = services.save(
+            name,
+            compute_type=compute_type,
+            state=HEALTHY,
+            document=document,
+            models=pending["models"],
+            created_time=current.created_time,
+        )
+    for data in retired:
+        if on_progress:
+            on_progress(f"stopping the previous server (port {data['port']})")
+        old_type = data.get("computeType") or compute_type
+        hand_over = getattr(target, "hand_over", None)  # optional: see mlcli/targets
+        if hand_over is not None and old_type == compute_type:
+            hand_over(endpoint, Endpoint.from_dict(data))
+        stop_endpoint(old_type, data)
+    with db.immediate(services.conn):
+        current = services.find(name)
+        assert current is not None
+        document = {**current.document, "retired": []}
+        document.pop("deployer", None)
+        saved = services.save(
+            name,
+            compute_type=current.compute_type,
+            state=current.state,
+            document=document,
+            models=current.models,
+            created_time=current.created_time,
+        )
+    if not saved.document.get("authEnabled"):
+        services.keys_file(name).unlink(missing_ok=True)
+    prune_revisions(services.service_dir(name), keep={f"r{revision}"})
+    if on_progress:
+        on_progress(f"revision {revision} is healthy at {endpoint.base_url}/score")
+    return services.to_document(saved, state=HEALTHY)
+
+
+def await_healthy(
+    name: str,
+    target: Any,
+    endpoint: Endpoint,
+    on_progress: Progress | None,
+) -> None:
+    started = time.monotonic()
+    last_report = -1
+    while True:
+        state = target.state(endpoint)
+        if state == HEALTHY:
+            return
+        elapsed = time.monotonic() - started
+        if state == DOWN:
+            cause, report = failure_report(target, endpoint)
+            raise DeployError(
+                f"service {name!r} failed: its scoring server exited during start-up"
+                + (f": {cause}" if cause else " (see the log below).")
+                + f"\n{report}\n",
+                fix=f"Fix the cause and deploy again; full log: `ml service get-logs -n {name}`.",
+            )
+        if elapsed > DEPLOY_TIMEOUT_S:
+            _, report = failure_report(target, endpoint)
+            raise DeployError(
+                f"service {name!r} did not become healthy within {DEPLOY_TIMEOUT_S:.0f} s "
+                f"(GET {endpoint.base_url}/ never answered 200).\n{report}\n",
+                fix="Check init() in the log; raise the limit with MLCLI_DEPLOY_TIMEOUT_S.",
+            )
+        if on_progress and int(elapsed) != last_report:
+            last_report = int(elapsed)
+            on_progress(f"waiting for init() and the health check ({last_report} s)")
+        time.sleep(0.05 if elapsed < 2 else 0.2)
+
+
+def abandon(
+    services: Services,
+    name: str,
+    revision: int,
+    exc: BaseException,
+    *,
+    endpoint: Endpoint | None,
+) -> None:
+    """Settle the record after a failed or interrupted deploy of `revision`.
+
+    A first deploy whose server ran and failed stays as Failed (its log explains why, as in
+    Azure); one that never got that far, or was interrupted, leaves nothing behind. A failed
+    update leaves the previous revision serving, with the error noted.
+    """
+    service_dir = services.service_dir(name)
+    with db.immediate(services.conn):
+        current = services.find(name)
+        if current is None or (current.pending or {}).get("revision") != revision:
+            return
+        pending = current.pending or {}
+        document = dict(current.document)
+        document.pop("pending", None)
+        document.pop("deployer", None)
+        message = exc.problem.splitlines()[0] if isinstance(exc, MlcliError) else "interrupted"
+        if current.spec:  # an update: the old revision keeps serving
+            document["error"] = f"the update to revision {revision} failed: {message}"
+            services.save(
+                name,
+                compute_type=current.compute_type,
+                state=FAILED
+                if pending.get("previousState") == FAILED
+                else services.state_of(dataclasses.replace(current, state=HEALTHY)),
+                document=document,
+                models=current.spec.get("models") or [],
+                created_time=current.created_time,
+            )
+            keep = {f"r{current.revision}"}
+        elif endpoint is not None and isinstance(exc, DeployError):
+            document.update(
+                {
+                    "endpoint": {"computeType": pending["computeType"], **endpoint.to_dict()},
+                    "spec": pending.get("spec") or {},
+                    "revision": revision,
+                    "error": message,
+                }
+            )
+            services.save(
+                name,
+                compute_type=pending["computeType"],
+                state=FAILED,
+                document=document,
+                models=pending.get("models") or [],
+                created_time=current.created_time,
+            )
+            keep = {f"r{revision}"}
+        else:
+            services.remove(name)
+            keep = set()
+    if keep:
+        prune_revisions(service_dir, keep=keep)
+    else:
+        remove_tree(service_dir)
+
+
+def failure_report(target: Any, endpoint: Endpoint) -> tuple[str, str]:
+    """(the cause, the log's last lines made readable) for a server that did not come up.
+
+    The server logs JSON lines; the first ERROR is the cause (later ones repeat it as workers
+    are retried), and its traceback is shown once.
+    """
+    raw = list(target.logs(endpoint, tail=LOG_TAIL_LINES * 4))
+    cause, traceback, shown = "", "", []
+    for line in raw:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict) or "message" not in entry:
+            shown.append(line)
+            continue
+        level = str(entry.get("level", "")).upper()
+        if level in ("ERROR", "CRITICAL") and not cause:
+            cause = str(entry["message"]).splitlines()[0]
+            traceback = str(entry.get("exception") or "").rstrip()
+        shown.append(f"{level:<7} {entry['message']}")
+    if not raw:
+        return "", "(the server wrote no log lines)"
+    text = "\n".join(shown[-LOG_TAIL_LINES:])
+    text = f"{traceback}\nLast log lines:\n{text}" if traceback else f"Last log lines:\n{text}"
+    return cause, text
