@@ -29,7 +29,7 @@ from mlcli import db
 from mlcli.errors import ConfigError, NotFoundError
 from mlcli.paths import Workspace
 from mlcli.targets import HEALTHY, Endpoint, stop_by_token, target_for
-from mlcli.targets.process import process_matches, process_start_time
+from mlcli.targets.procfs import process_matches, process_start_time
 
 TRANSITIONING, UNHEALTHY, FAILED = "Transitioning", "Unhealthy", "Failed"
 STATES = (TRANSITIONING, HEALTHY, UNHEALTHY, FAILED)

@@ -181,7 +181,7 @@ def services_cleanup(mlcli_home: Path) -> Iterator[None]:
     yield
     from mlcli.services import Services
     from mlcli.targets import stop_by_token
-    from mlcli.targets.process import _SPAWNED, stop_process_group
+    from mlcli.targets.procfs import stop_process_group, tracked_children
 
     for db_path in (mlcli_home / "workspaces").glob("*/registry.db"):
         services = Services.open(db_path.parent.name)
@@ -201,7 +201,7 @@ def services_cleanup(mlcli_home: Path) -> Iterator[None]:
             if deployer.get("pid") and deployer["pid"] != os.getpid() and alive(deployer["pid"]):
                 os.kill(deployer["pid"], signal.SIGKILL)  # a --no-wait helper
         services.close()
-    for proc in list(_SPAWNED):
+    for proc in tracked_children():
         if proc.poll() is None:
             stop_process_group(proc.pid, None, grace_s=5)
 

@@ -14,17 +14,9 @@ from test_deploy_support import alive, shared_environments, shared_envs_dir, wai
 
 from mlcli.errors import ConflictError
 from mlcli.targets import DOWN, HEALTHY, STARTING, LaunchSpec, target_for
-from mlcli.targets.process import (
-    ProcessTarget,
-    free_port,
-    listening_in_group,
-    port_is_free,
-    process_matches,
-    process_start_time,
-    steer_new_connections,
-    stop_by_token,
-    stop_process_group,
-)
+from mlcli.targets.ports import free_port, listening_in_group, port_is_free, steer_new_connections
+from mlcli.targets.process import ProcessTarget, stop_by_token
+from mlcli.targets.procfs import process_matches, process_start_time, stop_process_group
 
 __all__ = ["shared_environments", "shared_envs_dir"]  # fixtures used below
 

@@ -21,7 +21,7 @@ from mlcli.targets import Endpoint, target_for
 
 def hand_over(services: Services, name: str, revision: int) -> None:
     """Start the helper for `revision` and make it the record's deployer."""
-    from mlcli.targets.process import _SPAWNED, process_start_time
+    from mlcli.targets.procfs import process_start_time, track_child
 
     log = deploy_log(services, name).open("ab")
     with log:
@@ -33,7 +33,7 @@ def hand_over(services: Services, name: str, revision: int) -> None:
             start_new_session=True,
             env={**os.environ, "MLCLI_HOME": str(services.workspace.root.parent.parent)},
         )
-    _SPAWNED.append(proc)
+    track_child(proc)
     with db.immediate(services.conn):
         current = services.find(name)
         assert current is not None

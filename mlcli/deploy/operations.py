@@ -67,7 +67,7 @@ def logs(
     services = Services.open(workspace)
     record = services.get(name)
     if init:
-        from mlcli.targets.process import follow_file
+        from mlcli.targets.logfiles import follow_file
 
         path = deploy_log(services, name)
         return follow_file(path, tail=tail) if path.is_file() else iter(())

@@ -12,6 +12,12 @@ Optional extras a target module or class may offer (deploy uses them when presen
 stops (PROCESS steers the shared port's new connections to the new server, so none is reset
 when the old closes), and a module function `stop_by_token(token)` that finds a server whose
 deploy died before recording it.
+
+    process.py   PROCESS: the server as a detached child process of the model's environment
+    docker.py    LOCAL and ACI: the server in a Docker container (images: mlcli/images/)
+    procfs.py    pids, start times, process groups, stopping them (Linux /proc)
+    ports.py     free ports, health checks, handing a shared port from old server to new
+    logfiles.py  a server's log file: tail and follow
 """
 
 from __future__ import annotations

@@ -21,14 +21,16 @@ from typing import TYPE_CHECKING, Any
 from mlcli.errors import ConflictError, DeployError, DockerUnavailableError
 from mlcli.images import ENV_IMAGE, ENV_KEY, KIND, SERVICE, WORKSPACE, docker_client, labels
 from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec, Progress
-from mlcli.targets.process import (
-    STOP_GRACE_S,
-    follow_file,
+from mlcli.targets.logfiles import follow_file
+from mlcli.targets.ports import (
     free_port,
     health_ok,
     listening_in_group,
     port_is_free,
+    steer_new_connections,
+    wait_accept_queue_empty,
 )
+from mlcli.targets.process import STOP_GRACE_S
 
 if TYPE_CHECKING:
     import docker
@@ -166,8 +168,6 @@ class DockerTarget:
         """Before `old` stops: new connections on the shared port go to `new` (host networking
         puts both containers' servers in the host's network namespace, so PROCESS's way of
         steering the SO_REUSEPORT group works unchanged), and `old` empties its queue."""
-        from mlcli.targets.process import steer_new_connections, wait_accept_queue_empty
-
         if new.port != old.port:
             return
         new_pid, old_pid = _server_pid(new), _server_pid(old)
