@@ -63,7 +63,7 @@ def test_env_image_holds_the_host_environments_exact_packages_compiled(
 ) -> None:
     from mlcli.environments import frozen_requirements
     from mlcli.images import docker_client
-    from mlcli.images.build import ensure_env_image
+    from mlcli.images.env import ensure_env_image
 
     client = docker_client()
     steps = tmp_path / "steps.dockerfile"  # this session's own variant: built here, not reused
@@ -92,7 +92,7 @@ def test_an_environment_on_another_python_is_built_again_for_the_images_3_11(
 
     from mlcli.environments import ensure_environment, minimal_spec
     from mlcli.images import docker_client
-    from mlcli.images.build import ensure_env_image
+    from mlcli.images.env import ensure_env_image
 
     environment = ensure_environment(dataclasses.replace(minimal_spec(), python="3.10"))
     progress: list[str] = []
@@ -113,7 +113,7 @@ def test_extra_dockerfile_steps_are_applied_under_their_own_tag(
     docker_labels: str, docker_base_image: str, minimal_environment, tmp_path: Path
 ) -> None:
     from mlcli.images import docker_client
-    from mlcli.images.build import ensure_env_image
+    from mlcli.images.env import ensure_env_image
 
     steps = tmp_path / "steps.dockerfile"
     steps.write_text("ENV MLCLI_STEP=applied\nRUN echo done > /etc/mlcli-step\n")
@@ -130,7 +130,7 @@ def test_extra_dockerfile_steps_are_applied_under_their_own_tag(
 
 
 def test_extra_dockerfile_steps_may_not_start_a_new_stage(tmp_path: Path) -> None:
-    from mlcli.images.build import read_extra_steps
+    from mlcli.images.env import read_extra_steps
 
     steps = tmp_path / "steps.dockerfile"
     steps.write_text("RUN true\nFROM ubuntu:22.04\n")
@@ -161,7 +161,8 @@ def test_purging_a_service_keeps_the_env_image_another_service_uses(
     docker_labels: str, docker_base_image: str, minimal_environment, tmp_path: Path
 ) -> None:
     from mlcli.images import docker_client, find_image, labels, remove_unused_images
-    from mlcli.images.build import AppLayout, build_app_image, ensure_env_image
+    from mlcli.images.app import AppLayout, build_app_image
+    from mlcli.images.env import ensure_env_image
 
     client = docker_client()
     steps = tmp_path / "steps.dockerfile"  # a variant of its own: no other test shares it

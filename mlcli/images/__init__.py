@@ -1,11 +1,16 @@
 """Docker images for LOCAL and ACI services and for `ml model package`, with no registry.
 
-    mlcli/base:bookworm-py3.11-<recipe>  Debian bookworm + python3 from debootstrap (base.py)
+    mlcli/base:bookworm-py3.11-<recipe>  Debian bookworm + python3 from debootstrap (base.py,
+                                         its root file system from rootfs.py)
     mlcli/env:<spec key>                 + the model environment, built on the host by uv (as
-                                         for PROCESS) and copied in (build.py)
+                                         for PROCESS) and copied in (env.py)
     mlcli/app:<service>-<hash>           + the scoring server and the app root (entry script,
-                                         source directory); models are mounted read-only
-    mlcli/package:<model>-<hash>         the same with the models inside (`ml model package`)
+                                         source directory); models are mounted read-only (app.py)
+    mlcli/package:<model>-<hash>         the same with the models inside (`ml model package`,
+                                         package.py)
+
+build.py runs `docker build` on the contexts env.py and app.py write. This module holds the
+labels, the engine client and image clean-up.
 
 Every image and container mlcli makes carries `org.mlcli.*` labels, which is how `ml image
 list` and `ml service delete --purge` find them. `MLCLI_DOCKER_LABELS="k=v,k2=v2"` adds labels

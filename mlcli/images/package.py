@@ -21,19 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from mlcli.errors import ConfigError, ConflictError
 from mlcli.images import docker_client, labels
-from mlcli.images.base import IMAGE_ENV, base_tag, cache_dir, label_instruction, recipe_key
-from mlcli.images.build import (
-    CONTAINER_PORT,
-    MODELS,
-    AppLayout,
-    app_section,
-    build_app_image,
-    copy_tree,
-    ensure_env_image,
-    env_steps,
-    read_extra_steps,
-    write_environment,
-)
+from mlcli.images.app import CONTAINER_PORT, MODELS, AppLayout, app_section, build_app_image
+from mlcli.images.base import IMAGE_ENV, base_tag, cached_rootfs, label_instruction, recipe_key
+from mlcli.images.build import copy_tree
+from mlcli.images.env import ensure_env_image, env_steps, read_extra_steps, write_environment
 
 if TYPE_CHECKING:
     import docker
@@ -214,7 +205,7 @@ def write_rootfs(client: docker.DockerClient, image: str, dest: Path) -> None:
     """The base image's file system as a gzip tarball: the cached debootstrap result when it
     is this recipe's, else exported from the image itself."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    cached = cache_dir() / f"rootfs-{recipe_key()}.tar.gz"
+    cached = cached_rootfs()
     if cached.is_file():
         shutil.copyfile(cached, dest)
         return

@@ -47,7 +47,8 @@ class DockerTarget:
     """Runs `python -m mlcli.server` in a container of the service's app image."""
 
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
-        from mlcli.images.build import VENV, AppLayout, build_app_image, server_command
+        from mlcli.images.app import AppLayout, build_app_image, server_command
+        from mlcli.images.env import VENV
 
         progress = on_progress or (lambda _message: None)
         cpu, memory_gb = _limits(spec)
@@ -204,7 +205,7 @@ def _limits(spec: LaunchSpec) -> tuple[float | None, float | None]:
 
 def _env_image(client: docker.DockerClient, spec: LaunchSpec, progress: Progress) -> BuiltImage:
     from mlcli.images.base import resolve_base_image
-    from mlcli.images.build import ensure_env_image
+    from mlcli.images.env import ensure_env_image
 
     if spec.inference is None:  # an update keeping the inference config
         previous = _previous_env_image(client, spec)
