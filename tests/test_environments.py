@@ -558,15 +558,7 @@ def test_a_model_env_sees_the_server_runtime_but_not_the_cli_side() -> None:
 @pytest.mark.parametrize(
     "python",
     [
-        pytest.param(
-            "3.9",
-            marks=pytest.mark.xfail(
-                reason="mlcli/server (logs.py, wire.py, entry.py, v1compat/aml_request.py) "
-                "evaluates `X | None` annotations at import: needs `from __future__ import "
-                "annotations` to run on Python < 3.10",
-                strict=False,
-            ),
-        ),
+        "3.9",
         "3.11",
     ],
 )
