@@ -160,8 +160,9 @@ def test_a_base_image_the_engine_lacks_is_an_error_naming_it(
 def test_purging_a_service_keeps_the_env_image_another_service_uses(
     docker_labels: str, docker_base_image: str, minimal_environment, tmp_path: Path
 ) -> None:
+    from mlcli.app_root import AppLayout
     from mlcli.images import docker_client, find_image, labels, remove_unused_images
-    from mlcli.images.app import AppLayout, build_app_image
+    from mlcli.images.app import build_app_image
     from mlcli.images.env import ensure_env_image
 
     client = docker_client()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcli.app_root import check_entry_script
 from mlcli.errors import ConfigError, ConflictError, NotFoundError
 from mlcli.services import ServiceRecord, Services
 
@@ -85,33 +86,10 @@ def app_from_inference(ic: InferenceConfig | None) -> App:
             where="--ic/--inference-config-file",
             fix="Pass --ic inferenceConfig.json (with entryScript), or --es score.py.",
         )
-    where = f"{ic.path or 'inference config'}, field entryScript"
-    entry = Path(ic.entry_script)
-    if not entry.is_file():
-        raise ConfigError(
-            f"the entry script {entry} does not exist.",
-            where=where,
-            fix="Point entryScript at a .py file (relative to sourceDirectory when set).",
-        )
-    source = Path(ic.source_directory) if ic.source_directory else None
-    if source is not None:
-        if not source.is_dir():
-            raise ConfigError(
-                f"the source directory {source} does not exist.",
-                where=f"{ic.path or 'inference config'}, field sourceDirectory",
-                fix="Point sourceDirectory at the folder holding the entry script.",
-            )
-        if not entry.resolve().is_relative_to(source.resolve()):
-            raise ConfigError(
-                f"the entry script {entry} is outside sourceDirectory {source}.",
-                where=where,
-                fix="Put the entry script inside sourceDirectory (paths are relative to it).",
-            )
-        entry = source.resolve() / entry.resolve().relative_to(source.resolve())
-        source = source.resolve()
+    entry, source = check_entry_script(ic)
     variables = (ic.environment or {}).get("environmentVariables") or {}
     return App(
-        entry_script=entry.resolve(),
+        entry_script=entry,
         source_directory=source,
         environment=spec_for(ic),
         variables={str(k): str(v) for k, v in variables.items()},

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from mlcli.progress import Progress
 from mlcli.services import Services, now
-from mlcli.targets import Progress
 
 
 def deploy_log(services: Services, name: str) -> Path:

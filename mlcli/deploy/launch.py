@@ -7,21 +7,20 @@ r<revision>/app, and described to the target by a `LaunchSpec`.
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING
 
+from mlcli.app_root import lay_out
 from mlcli.deploy.inputs import App
 from mlcli.deploy.settings import server_settings
 from mlcli.keys import ensure_keys
+from mlcli.progress import Progress
 from mlcli.services import ServiceRecord, Services, remove_tree
-from mlcli.targets import LaunchSpec, Progress
+from mlcli.targets import LaunchSpec
 from mlcli.targets.process import TOKEN_VARIABLE
 
 if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig
     from mlcli.registry import ModelVersion, Registry
-
-_IGNORED_IN_SOURCE = shutil.ignore_patterns("__pycache__", ".git", ".ipynb_checkpoints")
 
 
 def prepare(
@@ -45,25 +44,15 @@ def prepare(
     remove_tree(revision_dir)  # a leftover of an interrupted attempt with this number
     app_root = revision_dir / "app"
     on_progress(f"laying out the app root {app_root}")
-    app_root.mkdir(parents=True)
-    if app.source_directory is not None:
-        source_name = app.source_directory.name or "source"
-        shutil.copytree(app.source_directory, app_root / source_name, ignore=_IGNORED_IN_SOURCE)
-        entry = f"{source_name}/{app.entry_script.relative_to(app.source_directory).as_posix()}"
-        source_rel: str | None = source_name
-    else:
-        shutil.copy2(app.entry_script, app_root / app.entry_script.name)
-        entry, source_rel = app.entry_script.name, None
-    for model in models:
-        on_progress(f"copying model {model.id}")
-        registry.materialize(
-            model, app_root / "azureml-models" / model.name / str(model.version), link=False
-        )
-    if len(models) == 1:
-        model_dir = f"azureml-models/{models[0].name}/{models[0].version}"
-    else:
-        model_dir = "azureml-models"
-        (app_root / model_dir).mkdir(exist_ok=True)
+    layout = lay_out(
+        registry,
+        models,
+        app_root,
+        entry_script=app.entry_script,
+        source_directory=app.source_directory,
+        link=False,
+        on_progress=on_progress,
+    )
     keys_file = None
     if deployment.auth_enabled:
         keys_file = services.keys_file(name)
@@ -78,9 +67,9 @@ def prepare(
         revision=revision,
         compute_type=deployment.compute_type.upper(),
         app_root=app_root,
-        entry_script=entry,
-        source_directory=source_rel,
-        model_dir=model_dir,
+        entry_script=layout.entry_script,
+        source_directory=layout.source_directory,
+        model_dir=layout.model_dir,
         models=tuple((m.name, m.version) for m in models),
         environment=env,
         port=port,

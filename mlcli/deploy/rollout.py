@@ -36,6 +36,7 @@ from mlcli.deploy.settings import deployment_from_settings, spec_doc
 from mlcli.deploy.settle import abandon, finish
 from mlcli.errors import ConfigError, ConflictError
 from mlcli.paths import Workspace
+from mlcli.progress import Progress
 from mlcli.services import (
     TRANSITIONING,
     Services,
@@ -43,7 +44,7 @@ from mlcli.services import (
     deployer_alive,
     deployer_identity,
 )
-from mlcli.targets import Endpoint, Progress, target_for
+from mlcli.targets import Endpoint, target_for
 
 if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig, InferenceConfig

@@ -17,8 +17,9 @@ from typing import Any
 
 from mlcli import db
 from mlcli.errors import DeployError, MlcliError
+from mlcli.progress import Progress
 from mlcli.services import FAILED, Services, prune_revisions, remove_tree, stop_endpoint
-from mlcli.targets import DOWN, HEALTHY, Endpoint, Progress, target_for
+from mlcli.targets import DOWN, HEALTHY, Endpoint, target_for
 
 DEPLOY_TIMEOUT_S = float(os.environ.get("MLCLI_DEPLOY_TIMEOUT_S", "600"))
 LOG_TAIL_LINES = 30

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -36,8 +36,8 @@ from mlcli.environments.interpreters import choose_interpreter
 from mlcli.environments.spec import EnvironmentSpec
 from mlcli.errors import EnvironmentBuildError
 from mlcli.paths import envs_dir
+from mlcli.progress import Progress, reporter
 
-Progress = Callable[[str], None]
 RECORD = "mlcli-env.json"  # written last inside the build folder, before the rename
 LAST_USED = ".last-used"  # its mtime: when a deploy last asked for this environment
 REQUIREMENTS = "mlcli-requirements.txt"
@@ -88,7 +88,7 @@ def ensure_environment(
     Two `ml` processes asking for the same spec at once build it once: the second waits on the
     lock, then finds the finished folder.
     """
-    say = on_progress or (lambda _line: None)
+    say = reporter(on_progress)
     if spec.skipped_azureml:
         say(
             f"{', '.join(spec.skipped_azureml)}: not installed; mlcli's scoring server and "

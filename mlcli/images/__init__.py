@@ -98,6 +98,10 @@ def find_image(client: docker.DockerClient, name: str) -> docker.models.images.I
         return None
 
 
+def size_mb(image: docker.models.images.Image) -> float:
+    return round(image.attrs.get("Size", 0) / 1e6, 1)
+
+
 def image_summary(image: docker.models.images.Image) -> dict[str, Any]:
     """One image as `ml image list` shows it."""
     image_labels = image.labels or {}
@@ -109,7 +113,7 @@ def image_summary(image: docker.models.images.Image) -> dict[str, Any]:
         "environment": image_labels.get(ENV_KEY),
         "workspace": image_labels.get(WORKSPACE),
         "service": image_labels.get(SERVICE),
-        "sizeMB": round(image.attrs.get("Size", 0) / 1e6, 1),
+        "sizeMB": size_mb(image),
         "createdTime": image.attrs.get("Created", ""),
     }
 

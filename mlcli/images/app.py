@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlcli.app_root import MODELS, AppLayout, server_command
 from mlcli.images import ENV_IMAGE, find_image
 from mlcli.images.base import label_instruction
 from mlcli.images.build import (
@@ -23,65 +22,39 @@ from mlcli.images.build import (
     context_dir,
     copy_tree,
     docker_build,
-    size_mb,
     tree_digest,
 )
+from mlcli.progress import Progress, reporter
 
 if TYPE_CHECKING:
     import docker
 
-Progress = Callable[[str], None]
 
 APP_REPOSITORY = "mlcli/app"
 RUNTIME = "/opt/mlcli/runtime"
 APP_ROOT = "/var/azureml-app"  # Azure's AML_APP_ROOT
-MODELS = "azureml-models"
 CONTAINER_PORT = 5001  # Azure's port inside the container
 _LAYOUT_FORMAT = 2  # bump when the Dockerfiles below change shape
 
 
-@dataclass(frozen=True, slots=True)
-class AppLayout:
-    """Where the scoring server finds things inside the image (paths relative to the app root)."""
-
-    entry_script: str
-    source_directory: str | None
-    model_dir: str
-
-    def environment(self) -> dict[str, str]:
-        env = {
-            "AML_APP_ROOT": APP_ROOT,
-            "AZUREML_ENTRY_SCRIPT": f"{APP_ROOT}/{self.entry_script}",
-            "AZUREML_MODEL_DIR": f"{APP_ROOT}/{self.model_dir}",
-            "PYTHONPATH": RUNTIME,
-            "PYTHONUNBUFFERED": "1",
-        }
-        if self.source_directory:
-            env["AZUREML_SOURCE_DIRECTORY"] = f"{APP_ROOT}/{self.source_directory}"
-        return env
+def container_environment(layout: AppLayout) -> dict[str, str]:
+    """The server's environment in the image: Azure's variables under /var/azureml-app, and
+    the server's code (/opt/mlcli/runtime) on PYTHONPATH."""
+    return {
+        **layout.server_environment(APP_ROOT),
+        "PYTHONPATH": RUNTIME,
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
-def server_command(layout: AppLayout, *, host: str, port: int, workers: str = "1") -> list[str]:
-    script = f"{APP_ROOT}/{layout.entry_script}"
-    return [
-        "python",
-        "-m",
-        "mlcli.server",
-        "--entry-script",
-        script,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        workers,
-    ]
+def container_command(layout: AppLayout, *, host: str, port: int, workers: str = "1") -> list[str]:
+    return server_command("python", layout, APP_ROOT, host=host, port=port, workers=workers)
 
 
 def app_section(layout: AppLayout) -> str:
     """The Dockerfile lines that add the server and the app root to an env image."""
-    env = " \\\n    ".join(f"{k}={_quote(v)}" for k, v in layout.environment().items())
-    command = server_command(layout, host="0.0.0.0", port=CONTAINER_PORT)
+    env = " \\\n    ".join(f"{k}={_quote(v)}" for k, v in container_environment(layout).items())
+    command = container_command(layout, host="0.0.0.0", port=CONTAINER_PORT)
     command_json = "[" + ", ".join(f'"{part}"' for part in command) + "]"
     return f"""\
 COPY runtime/ {RUNTIME}/
@@ -112,7 +85,7 @@ def build_app_image(
     """
     from mlcli.environments import server_runtime_path
 
-    progress = on_progress or (lambda _message: None)
+    progress = reporter(on_progress)
     runtime = server_runtime_path()
     excluded = set() if include_models else {MODELS}
     digest = hashlib.sha256(
@@ -124,7 +97,7 @@ def build_app_image(
     existing = find_image(client, tag)
     if existing is not None:
         progress(f"using image {tag}")
-        return BuiltImage(tag, existing.id, size_mb(existing), built=False)
+        return BuiltImage.of(tag, existing, built=False)
     with context_dir() as context:
         copy_tree(runtime, context / "runtime")
         copy_tree(app_root, context / "app", exclude=excluded)
@@ -134,7 +107,7 @@ def build_app_image(
         progress(f"building {tag}")
         image_id = docker_build(client, context, tag=tag, progress=progress)
     image = client.images.get(image_id)
-    return BuiltImage(tag, image.id, size_mb(image), built=True)
+    return BuiltImage.of(tag, image, built=True)
 
 
 def _tag_safe(name: str) -> str:

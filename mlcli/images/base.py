@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcli.errors import DockerUnavailableError, EnvironmentBuildError
-from mlcli.images import docker_client, file_lock, find_image, labels
+from mlcli.images import docker_client, file_lock, find_image, labels, size_mb
 from mlcli.images.rootfs import (
     SUITE,
     build_rootfs,
@@ -25,13 +24,13 @@ from mlcli.images.rootfs import (
     recipe,
     remove_leftovers,
 )
+from mlcli.progress import Progress, reporter
 
 if TYPE_CHECKING:
     import docker
 
     from mlcli.config import InferenceConfig
 
-Progress = Callable[[str], None]
 
 PYTHON = "3.11"  # what bookworm's python3 is; env images hold packages for this version
 REPOSITORY = "mlcli/base"
@@ -74,7 +73,7 @@ def ensure_base_image(
 
     `rebuild` runs debootstrap again instead of re-importing the cached root file system.
     """
-    progress = on_progress or (lambda _message: None)
+    progress = reporter(on_progress)
     client = docker_client()
     tag = base_tag()
     image = find_image(client, tag)
@@ -182,7 +181,7 @@ def _verify(client: docker.DockerClient, image_id: str, rootfs: Path) -> None:
 
 
 def _describe(image: Any, tag: str, source: str) -> BaseImage:
-    return BaseImage(tag, image.id, round(image.attrs.get("Size", 0) / 1e6, 1), source)
+    return BaseImage(tag, image.id, size_mb(image), source)
 
 
 def _configured_base(ic: InferenceConfig | None) -> str | None:

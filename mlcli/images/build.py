@@ -13,18 +13,18 @@ import re
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterator, Set
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcli.errors import EnvironmentBuildError
+from mlcli.images import size_mb
 from mlcli.paths import mlcli_home
+from mlcli.progress import Progress
 
 if TYPE_CHECKING:
     import docker
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,10 @@ class BuiltImage:
     id: str
     size_mb: float
     built: bool  # False: an identical image existed and was reused
+
+    @classmethod
+    def of(cls, tag: str, image: Any, *, built: bool) -> BuiltImage:
+        return cls(tag, image.id, size_mb(image), built)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tag": self.tag, "id": self.id, "sizeMB": self.size_mb, "built": self.built}
@@ -148,7 +152,3 @@ def copy_tree(
                 os.link(path, target)
                 continue
         shutil.copy2(path, target)
-
-
-def size_mb(image: Any) -> float:
-    return round(image.attrs.get("Size", 0) / 1e6, 1)

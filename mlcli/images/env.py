@@ -21,21 +21,20 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcli.errors import EnvironmentBuildError
 from mlcli.images import BASE_IMAGE, file_lock, find_image, labels
 from mlcli.images.base import PYTHON, base_tag, check_python, label_instruction
-from mlcli.images.build import BuiltImage, build_dir, context_dir, copy_tree, docker_build, size_mb
+from mlcli.images.build import BuiltImage, build_dir, context_dir, copy_tree, docker_build
+from mlcli.progress import Progress, reporter
 
 if TYPE_CHECKING:
     import docker
 
     from mlcli.environments import Environment
 
-Progress = Callable[[str], None]
 
 ENV_REPOSITORY = "mlcli/env"
 VENV = "/opt/mlcli/env"
@@ -71,19 +70,19 @@ def ensure_env_image(
     Up to date means built on the base image that `base` names today (a rebuilt base, or a
     re-tagged custom baseImage, makes env images on the old one stale).
     """
-    progress = on_progress or (lambda _message: None)
+    progress = reporter(on_progress)
     steps = read_extra_steps(extra_steps)
     tag = env_image_tag(environment.key, base, steps)
     base_id = client.images.get(base).id
     existing = _current_env_image(client, tag, base_id)
     if existing is not None:
         progress(f"using image {tag}")
-        return BuiltImage(tag, existing.id, size_mb(existing), built=False)
+        return BuiltImage.of(tag, existing, built=False)
     folder = build_dir()
     with file_lock(folder / f"env-{environment.key}.lock", progress, f"{tag} is being built"):
         existing = _current_env_image(client, tag, base_id)
         if existing is not None:
-            return BuiltImage(tag, existing.id, size_mb(existing), built=False)
+            return BuiltImage.of(tag, existing, built=False)
         if base != base_tag():
             check_python(client, base, where="inferenceConfig")
         with context_dir() as context:
@@ -95,7 +94,7 @@ def ensure_env_image(
             progress(f"building {tag} (docker build: the host environment copied in)")
             image_id = docker_build(client, context, tag=tag, progress=progress)
         image = client.images.get(image_id)
-        return BuiltImage(tag, image.id, size_mb(image), built=True)
+        return BuiltImage.of(tag, image, built=True)
 
 
 def _current_env_image(client: docker.DockerClient, tag: str, base_id: str) -> Any:
@@ -151,7 +150,7 @@ def image_environment(
 
     if environment.python_version.split(".")[:2] == PYTHON.split("."):
         return environment
-    progress = on_progress or (lambda _message: None)
+    progress = reporter(on_progress)
     progress(
         f"the image runs Debian's Python {PYTHON}; environment {environment.key} has Python "
         f"{environment.python_version}, so its requirements are built again for {PYTHON}"
@@ -168,7 +167,7 @@ def write_environment(
 
     `link` hard-links the files (a build context is read, never written; compiling replaces
     .pyc files by rename, so the host environment is never changed)."""
-    progress = on_progress or (lambda _message: None)
+    progress = reporter(on_progress)
     source = image_environment(environment, on_progress=progress)
     site = dest / "site-packages"
     copy_tree(source.path / "lib" / f"python{PYTHON}" / "site-packages", site, link=link)

@@ -15,16 +15,18 @@ import gzip
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcli.app_root import AppLayout, check_entry_script, lay_out
 from mlcli.errors import ConfigError, ConflictError
 from mlcli.images import docker_client, labels
-from mlcli.images.app import CONTAINER_PORT, MODELS, AppLayout, app_section, build_app_image
+from mlcli.images.app import CONTAINER_PORT, app_section, build_app_image
 from mlcli.images.base import IMAGE_ENV, base_tag, cached_rootfs, label_instruction, recipe_key
 from mlcli.images.build import copy_tree
 from mlcli.images.env import ensure_env_image, env_steps, read_extra_steps, write_environment
+from mlcli.progress import Progress, reporter
 
 if TYPE_CHECKING:
     import docker
@@ -32,10 +34,8 @@ if TYPE_CHECKING:
     from mlcli.config import InferenceConfig
     from mlcli.registry import ModelVersion, Registry
 
-Progress = Callable[[str], None]
 
 PACKAGE_REPOSITORY = "mlcli/package"
-_IGNORED = shutil.ignore_patterns("__pycache__", ".git", ".ipynb_checkpoints")
 
 
 def package(
@@ -50,10 +50,10 @@ def package(
     """Write a build context to `output_path`, or (without one) build the image locally."""
     from mlcli.environments import ensure_environment, spec_for
 
-    progress = on_progress or (lambda _message: None)
+    progress = reporter(on_progress)
     if output_path is not None:
         _check_output_path(output_path)
-    _check_entry_script(inference)
+    check_entry_script(inference)
     environment = ensure_environment(spec_for(inference), on_progress=progress)
     model_ids = [m.id for m in models]
     if output_path is None:
@@ -128,7 +128,7 @@ def write_context(
     from mlcli.environments import server_runtime_path
     from mlcli.images.base import resolve_base_image
 
-    progress = on_progress or (lambda _message: None)
+    progress = reporter(on_progress)
     steps = read_extra_steps(inference.extra_dockerfile_steps)
     base = resolve_base_image(inference, on_progress=progress)
     if base == base_tag():
@@ -181,24 +181,17 @@ def lay_out_app(
     *,
     link: bool,
 ) -> AppLayout:
-    """Azure's app root: the entry script (in its source directory) and azureml-models/."""
-    app_root.mkdir(parents=True, exist_ok=True)
-    entry = Path(inference.entry_script).resolve()
-    source = Path(inference.source_directory).resolve() if inference.source_directory else None
-    if source is not None:
-        name = source.name or "source"
-        shutil.copytree(source, app_root / name, ignore=_IGNORED, symlinks=True)
-        entry_script, source_directory = f"{name}/{entry.relative_to(source).as_posix()}", name
-    else:
-        shutil.copy2(entry, app_root / entry.name)
-        entry_script, source_directory = entry.name, None
-    for model in models:
-        registry.materialize(
-            model, app_root / MODELS / model.name / str(model.version), link=link, read_only=link
-        )
-    one = models[0]
-    model_dir = f"{MODELS}/{one.name}/{one.version}" if len(models) == 1 else MODELS
-    return AppLayout(entry_script, source_directory, model_dir)
+    """Azure's app root (see mlcli/app_root.py), with the models inside."""
+    entry, source = check_entry_script(inference)
+    return lay_out(
+        registry,
+        models,
+        app_root,
+        entry_script=entry,
+        source_directory=source,
+        link=link,
+        read_only=link,
+    )
 
 
 def write_rootfs(client: docker.DockerClient, image: str, dest: Path) -> None:
@@ -230,22 +223,4 @@ def _check_output_path(path: Path) -> None:
             f"the folder {path.absolute().parent} does not exist.",
             where="--output-path",
             fix="Create the parent folder first.",
-        )
-
-
-def _check_entry_script(inference: InferenceConfig) -> None:
-    where = f"{inference.path or 'inference config'}, field entryScript"
-    entry = Path(inference.entry_script)
-    if not entry.is_file():
-        raise ConfigError(
-            f"the entry script {entry} does not exist.",
-            where=where,
-            fix="Point entryScript at a .py file (relative to sourceDirectory when set).",
-        )
-    source = inference.source_directory
-    if source is not None and not entry.resolve().is_relative_to(Path(source).resolve()):
-        raise ConfigError(
-            f"the entry script {entry} is outside sourceDirectory {source}.",
-            where=where,
-            fix="Put the entry script inside sourceDirectory (paths are relative to it).",
         )

@@ -17,14 +17,13 @@ import subprocess
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mlcli.errors import EnvironmentBuildError
 from mlcli.paths import mlcli_home
-
-Progress = Callable[[str], None]
+from mlcli.progress import Progress
 
 SUITE = "bookworm"
 PACKAGES = ("python3", "ca-certificates")

@@ -23,18 +23,19 @@ deploy died before recording it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlcli.app_root import AppLayout
 from mlcli.errors import ConfigError
+from mlcli.progress import Progress
 
 if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig, InferenceConfig
     from mlcli.environments import Environment
 
-Progress = Callable[[str], None]
 
 # What `Target.state` reports. deploy/services turn these into Azure's service states: a
 # STARTING server that never answers, or a DOWN one, is Failed during a deploy and Unhealthy
@@ -76,6 +77,10 @@ class LaunchSpec:
     deployment: DeploymentConfig
     inference: InferenceConfig | None
     host: str = "127.0.0.1"
+
+    @property
+    def layout(self) -> AppLayout:
+        return AppLayout(self.entry_script, self.source_directory, self.model_dir)
 
 
 @dataclass(frozen=True, slots=True)

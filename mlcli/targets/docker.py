@@ -18,19 +18,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcli.app_root import MODELS
 from mlcli.errors import ConflictError, DeployError, DockerUnavailableError
 from mlcli.images import ENV_IMAGE, ENV_KEY, KIND, SERVICE, WORKSPACE, docker_client, labels
-from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec, Progress
-from mlcli.targets.logfiles import follow_file
+from mlcli.progress import Progress, reporter
+from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec
+from mlcli.targets.logfiles import follow_file, split_lines
 from mlcli.targets.ports import (
-    free_port,
     health_ok,
     listening_in_group,
-    port_is_free,
+    pick_port,
     steer_new_connections,
     wait_accept_queue_empty,
 )
 from mlcli.targets.process import STOP_GRACE_S
+from mlcli.targets.procfs import descendants
 
 if TYPE_CHECKING:
     import docker
@@ -47,10 +49,15 @@ class DockerTarget:
     """Runs `python -m mlcli.server` in a container of the service's app image."""
 
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
-        from mlcli.images.app import AppLayout, build_app_image, server_command
+        from mlcli.images.app import (
+            APP_ROOT,
+            build_app_image,
+            container_command,
+            container_environment,
+        )
         from mlcli.images.env import VENV
 
-        progress = on_progress or (lambda _message: None)
+        progress = reporter(on_progress)
         cpu, memory_gb = _limits(spec)
         if spec.compute_type == "ACI":
             progress(
@@ -58,16 +65,10 @@ class DockerTarget:
                 f"container with cpu {cpu}, memoryInGB {memory_gb}, "
                 f"authEnabled {str(bool(spec.keys_file)).lower()}"
             )
-        port = spec.port or free_port(spec.host)
-        if not spec.reuse_port and not port_is_free(spec.host, port):
-            raise ConflictError(
-                f"port {port} on {spec.host} is already in use by another program.",
-                where="deploymentConfig, field port (or --po/--port)",
-                fix="Choose a free port, or leave the port out and mlcli picks one.",
-            )
+        port = pick_port(spec.host, spec.port, shared=spec.reuse_port)
         client = docker_client()
         env_image = _env_image(client, spec, progress)
-        layout = AppLayout(spec.entry_script, spec.source_directory, spec.model_dir)
+        layout = spec.layout
         app_image = build_app_image(
             client,
             env_image,
@@ -79,10 +80,14 @@ class DockerTarget:
             ),
             on_progress=progress,
         )
-        environment = {**layout.environment(), **spec.server_env, "SERVICE_NAME": spec.service}
+        environment = {
+            **container_environment(layout),
+            **spec.server_env,
+            "SERVICE_NAME": spec.service,
+        }
         volumes = {
-            str(spec.app_root / "azureml-models" / name / str(version)): {
-                "bind": f"/var/azureml-app/azureml-models/{name}/{version}",
+            str(spec.app_root / MODELS / name / str(version)): {
+                "bind": f"{APP_ROOT}/{MODELS}/{name}/{version}",
                 "mode": "ro",
             }
             for name, version in spec.models
@@ -113,7 +118,7 @@ class DockerTarget:
         container = _create(
             client,
             app_image.id,
-            command=server_command(layout, host=spec.host, port=port, workers=workers),
+            command=container_command(layout, host=spec.host, port=port, workers=workers),
             name=name,
             environment=environment,
             labels=container_labels,
@@ -155,15 +160,9 @@ class DockerTarget:
             if log_file.is_file():
                 yield from follow_file(log_file, tail=tail)
             return
-        chunks = container.logs(stream=True, follow=follow, tail=tail if tail else "all")
-        pending = b""
-        for chunk in chunks:
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield line.decode("utf-8", "replace").rstrip("\r")
-        if pending:
-            yield pending.decode("utf-8", "replace")
+        yield from split_lines(
+            container.logs(stream=True, follow=follow, tail=tail if tail else "all")
+        )
 
     def hand_over(self, new: Endpoint, old: Endpoint) -> None:
         """Before `old` stops: new connections on the shared port go to `new` (host networking
@@ -328,7 +327,7 @@ def _previous_env_image(client: docker.DockerClient, spec: LaunchSpec) -> BuiltI
             continue
         if env_image.labels.get(ENV_KEY) == spec.environment.key:
             tag = next(iter(env_image.tags), env_image.id)
-            return BuiltImage(tag, env_image.id, 0.0, built=False)
+            return BuiltImage.of(tag, env_image, built=False)
     return None
 
 
@@ -338,7 +337,7 @@ def _server_pid(endpoint: Endpoint) -> int:
     init_pid = container.attrs.get("State", {}).get("Pid", 0) if container else 0
     if init_pid <= 0:
         return 0
-    return next((p for p in _descendants(init_pid) if listening_in_group(p, endpoint.port)), 0)
+    return next((p for p in descendants(init_pid) if listening_in_group(p, endpoint.port)), 0)
 
 
 def _container_listens(pid: int, port: int) -> bool:
@@ -347,24 +346,7 @@ def _container_listens(pid: int, port: int) -> bool:
     may be answered by the old one; this tells that the new one is serving too."""
     if pid <= 0:
         return False
-    return any(listening_in_group(member, port) for member in _descendants(pid))
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        queue.extend(children.get(current, ()))
-    return found
+    return any(listening_in_group(member, port) for member in descendants(pid))
 
 
 def _remove_unused_app_image(client: docker.DockerClient, image_id: str) -> None:

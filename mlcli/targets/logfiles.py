@@ -2,14 +2,16 @@
 
 PROCESS servers write straight to the revision's log file; a LOCAL container's output is
 saved there when the container is removed, so `ml service get-logs` still finds it.
+A container's live log stream is split into lines the same way (`split_lines`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def follow_file(
@@ -25,19 +27,29 @@ def follow_file(
         lines: deque[bytes] | list[bytes] = deque(fh, maxlen=tail) if tail else fh.readlines()
         for line in lines:
             yield line.decode("utf-8", "replace").rstrip("\r\n")
-        if not follow:
+        if follow:
+            yield from split_lines(_appended(fh, alive, poll_s))
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """A byte stream (a growing file, a container's log stream) as text lines."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", "replace").rstrip("\r")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def _appended(fh: BinaryIO, alive: Callable[[], bool] | None, poll_s: float) -> Iterator[bytes]:
+    """What is written to `fh` from now on, until `alive()` says the writer is gone."""
+    while True:
+        chunk = fh.read()
+        if chunk:
+            yield chunk
+        elif alive is not None and not alive():
             return
-        pending = b""
-        while True:
-            chunk = fh.read()
-            if chunk:
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line.decode("utf-8", "replace").rstrip("\r")
-                continue
-            if alive is not None and not alive():
-                if pending:
-                    yield pending.decode("utf-8", "replace")
-                return
+        else:
             time.sleep(poll_s)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcli.errors import DeployError
+from mlcli.errors import ConflictError, DeployError
 from mlcli.targets.procfs import group_members
 
 SO_ATTACH_REUSEPORT_CBPF = 51  # <asm-generic/socket.h>
@@ -131,6 +131,19 @@ def _pidfd_getfd(pid: int, fd: int) -> int:
         return dup
     finally:
         os.close(pidfd)
+
+
+def pick_port(host: str, port: int | None, *, shared: bool) -> int:
+    """The configured port (checked free, unless `shared` with the service's previous
+    revision), or a free one when none is configured."""
+    port = port or free_port(host)
+    if not shared and not port_is_free(host, port):
+        raise ConflictError(
+            f"port {port} on {host} is already in use by another program.",
+            where="deploymentConfig, field port (or --po/--port)",
+            fix="Choose a free port, or leave the port out and mlcli picks one.",
+        )
+    return port
 
 
 def free_port(host: str = "127.0.0.1", *, exclude: set[int] | frozenset[int] = frozenset()) -> int:

@@ -13,14 +13,15 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlcli.errors import ConflictError, DeployError
-from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec, Progress
+from mlcli.app_root import server_command
+from mlcli.errors import DeployError
+from mlcli.progress import Progress
+from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec
 from mlcli.targets.logfiles import follow_file
 from mlcli.targets.ports import (
-    free_port,
     health_ok,
     listening_in_group,
-    port_is_free,
+    pick_port,
     steer_new_connections,
     wait_accept_queue_empty,
 )
@@ -54,14 +55,8 @@ class ProcessTarget:
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
         from mlcli.environments import server_runtime_path
 
-        port = spec.port or free_port(spec.host)
-        if not spec.reuse_port and not port_is_free(spec.host, port):
-            raise ConflictError(
-                f"port {port} on {spec.host} is already in use by another program.",
-                where="deploymentConfig, field port (or --po/--port)",
-                fix="Choose a free port, or leave the port out and mlcli picks one.",
-            )
-        app_root = spec.app_root
+        port = pick_port(spec.host, spec.port, shared=spec.reuse_port)
+        app_root = str(spec.app_root)
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
         env_bin = str(Path(spec.environment.python).parent)
         env.update(
@@ -70,31 +65,18 @@ class ProcessTarget:
                 "VIRTUAL_ENV": str(Path(spec.environment.path)),
                 "PYTHONPATH": str(server_runtime_path()),
                 "PYTHONUNBUFFERED": "1",
-                "AML_APP_ROOT": str(app_root),
-                "AZUREML_ENTRY_SCRIPT": str(app_root / spec.entry_script),
-                "AZUREML_MODEL_DIR": str(app_root / spec.model_dir),
+                **spec.layout.server_environment(app_root),
                 "SERVICE_NAME": spec.service,
                 **dict(spec.server_env),
             }
         )
-        if spec.source_directory:
-            env["AZUREML_SOURCE_DIRECTORY"] = str(app_root / spec.source_directory)
         if spec.keys_file:
             env["MLCLI_KEYS_FILE"] = str(spec.keys_file)
+        python = str(spec.environment.python)
         workers = env.get("WORKER_COUNT", "1")
-        command = [
-            str(spec.environment.python),
-            "-m",
-            "mlcli.server",
-            "--entry-script",
-            str(app_root / spec.entry_script),
-            "--host",
-            spec.host,
-            "--port",
-            str(port),
-            "--workers",
-            workers,
-        ]
+        command = server_command(
+            python, spec.layout, app_root, host=spec.host, port=port, workers=workers
+        )
         if on_progress:
             on_progress(f"starting the scoring server on {spec.host}:{port}")
         spec.log_file.parent.mkdir(parents=True, exist_ok=True)
