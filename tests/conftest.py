@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["deploy_support"]  # fixtures of the tests that deploy services
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Let child processes see Ctrl-C even when the suite itself runs in the background.

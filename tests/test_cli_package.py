@@ -3,7 +3,6 @@ the image itself; and the input errors."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -12,18 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_deploy_support import (
-    ECHO_SCORE,
+from deploy_support import (
+    echo_app,
     invoke,
     ok,
     post,
     register_factor,
-    shared_environments,
-    shared_envs_dir,
     write,
 )
-
-__all__ = ["shared_environments", "shared_envs_dir"]
 
 pytestmark = pytest.mark.usefixtures("shared_environments")
 
@@ -32,9 +27,7 @@ DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
 
 @pytest.fixture
 def echo_config(tmp_path: Path) -> str:
-    write(tmp_path / "src" / "score.py", ECHO_SCORE)
-    config = {"entryScript": "score.py", "sourceDirectory": "src"}
-    return str(write(tmp_path / "inferenceConfig.json", json.dumps(config)))
+    return echo_app(tmp_path)
 
 
 @pytest.fixture

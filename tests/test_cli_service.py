@@ -12,29 +12,20 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_deploy_support import (
+from deploy_support import (
     ECHO_SCORE,
+    deploy_echo,
     invoke,
     ok,
     post,
     register_factor,
-    services_cleanup,
-    shared_environments,
-    shared_envs_dir,
     wait_for,
     write,
 )
 
-__all__ = ["services_cleanup", "shared_environments", "shared_envs_dir"]
-
 slow = pytest.mark.usefixtures("shared_environments", "services_cleanup")
 
 PRINTING_SCORE = ECHO_SCORE.replace("def init():", "def init():\n    print('init says hello')")
-
-
-def deploy_echo(tmp_path: Path, name: str, model: str = "scale:1", *extra: str) -> dict:
-    script = write(tmp_path / "score.py", PRINTING_SCORE)
-    return ok("model", "deploy", "-n", name, "-m", model, "--es", str(script), *extra)
 
 
 # --- no server needed -----------------------------------------------------------------------------
@@ -87,8 +78,8 @@ def test_get_access_token_explains_that_services_use_keys() -> None:
 def test_list_filters_by_compute_type_model_tag_and_property(tmp_path: Path) -> None:
     register_factor(tmp_path, "scale", 2)
     register_factor(tmp_path, "other", 3)
-    deploy_echo(tmp_path, "alpha", "scale:1", "--tag", "stage=dev")
-    deploy_echo(tmp_path, "beta", "other:1", "--property", "team=vision")
+    deploy_echo(tmp_path, "alpha", "--tag", "stage=dev")
+    deploy_echo(tmp_path, "beta", "--property", "team=vision", model="other:1")
 
     def names(*filters: str) -> list[str]:
         return ok("service", "list", *filters, "--query", "[].name")
@@ -110,7 +101,11 @@ def test_list_filters_by_compute_type_model_tag_and_property(tmp_path: Path) -> 
 @slow
 def test_get_logs_prints_the_servers_output_its_tail_and_the_deploy_log(tmp_path: Path) -> None:
     register_factor(tmp_path, "scale", 2)
-    deploy_echo(tmp_path, "chatty")
+    deploy_echo(tmp_path, "chatty", score=PRINTING_SCORE)
+    wait_for(  # the server writes its access log a few ms late: the deploy's health probe
+        lambda: '"path": "/"' in invoke("service", "get-logs", "-n", "chatty").stdout,
+        what="the health probe in the access log",
+    )
 
     everything = invoke("service", "get-logs", "-n", "chatty")
     last_two = invoke("service", "get-logs", "-n", "chatty", "--num_lines", "2")
@@ -162,7 +157,7 @@ def test_key_auth_rejects_callers_without_a_key_and_regen_key_takes_effect_witho
     tmp_path: Path, mlcli_home: Path
 ) -> None:
     register_factor(tmp_path, "scale", 2)
-    deployed = deploy_echo(tmp_path, "locked", "scale:1", "--ae", "true")
+    deployed = deploy_echo(tmp_path, "locked", "--ae", "true")
     uri = deployed["scoringUri"]
 
     keys = ok("service", "get-keys", "-n", "locked")

@@ -5,37 +5,30 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 from pathlib import Path
 
 import pytest
-from test_deploy_support import (
+from deploy_support import (
     ECHO_SCORE,
+    FAILING_INIT,
+    SLOW_INIT,
     alive,
     invoke,
     ml_process,
     ok,
+    pending_server,
+    port_taken,
     post,
     processes_with_token,
     register_factor,
-    services_cleanup,
-    shared_environments,
-    shared_envs_dir,
-    sklearn_assets,
     wait_for,
     write,
 )
 
-__all__ = ["services_cleanup", "shared_environments", "shared_envs_dir", "sklearn_assets"]
-
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_environments", "services_cleanup")]
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-SLOW_INIT = "import time\ndef init():\n    time.sleep(60)\ndef run(data):\n    return data\n"
-FAILING_INIT = (
-    "def init():\n    raise RuntimeError('weights are corrupt')\ndef run(data):\n    return data\n"
-)
 
 
 def test_a_sklearn_model_deploys_scores_updates_to_version_2_and_is_deleted(
@@ -266,11 +259,7 @@ def test_a_conda_file_with_an_unknown_package_names_it_and_leaves_nothing(tmp_pa
 def test_a_port_in_use_is_refused_with_exit_4_and_nothing_recorded(tmp_path: Path) -> None:
     register_factor(tmp_path, "scale", 2)
     script = write(tmp_path / "score.py", ECHO_SCORE)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        port = sock.getsockname()[1]
-
+    with port_taken() as port:
         result = invoke(
             "model", "deploy", "-n", "clash", "-m", "scale:1", "--es", str(script),
             "--po", str(port),
@@ -298,12 +287,9 @@ def test_kill_9_of_the_cli_during_deploy_leaves_no_server_and_no_healthy_record(
     tmp_path: Path,
 ) -> None:
     register_factor(tmp_path, "scale", 2)
-    script = write(
-        tmp_path / "score.py",
-        "import time\ndef init():\n    time.sleep(60)\ndef run(d):\n    return d\n",
-    )
+    script = write(tmp_path / "score.py", SLOW_INIT)
     deploying = ml_process("model", "deploy", "-n", "orphan", "-m", "scale:1", "--es", str(script))
-    pending = wait_for(lambda: _pending_server("orphan"), what="the server to start")
+    pending = wait_for(lambda: pending_server("orphan"), what="the server to start")
 
     deploying.kill()
     deploying.wait()
@@ -319,12 +305,9 @@ def test_ctrl_c_during_deploy_stops_the_half_started_server_and_removes_the_reco
     tmp_path: Path,
 ) -> None:
     register_factor(tmp_path, "scale", 2)
-    script = write(
-        tmp_path / "score.py",
-        "import time\ndef init():\n    time.sleep(60)\ndef run(d):\n    return d\n",
-    )
+    script = write(tmp_path / "score.py", SLOW_INIT)
     deploying = ml_process("model", "deploy", "-n", "abort", "-m", "scale:1", "--es", str(script))
-    pending = wait_for(lambda: _pending_server("abort"), what="the server to start")
+    pending = wait_for(lambda: pending_server("abort"), what="the server to start")
 
     deploying.send_signal(signal.SIGINT)
 
@@ -346,13 +329,3 @@ def test_deleting_a_model_a_service_uses_is_refused_unless_forced(tmp_path: Path
     assert ok("model", "show", "-i", "scale:1")["id"] == "scale:1"
     ok("model", "delete", "-i", "scale:1", "--force")
     assert post(deployed["scoringUri"], {"data": [1]}).json() == {"result": [2.0]}
-
-
-def _pending_server(name: str) -> dict | None:
-    """{pid, token} of the server a running deploy has started, once it is recorded."""
-    from mlcli.services import Services
-
-    record = Services.open().find(name)
-    pending = (record.pending or {}) if record else {}
-    pid = ((pending.get("endpoint") or {}).get("handle") or {}).get("pid")
-    return {"pid": pid, "token": pending["token"]} if pid else None

@@ -11,23 +11,21 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from test_deploy_support import (
+from deploy_support import (
     ECHO_SCORE,
+    SLOW_INIT,
     alive,
+    deploy_echo,
     invoke,
     ml_process,
     ok,
+    pending_server,
     post,
     processes_with_token,
     register_factor,
-    services_cleanup,
-    shared_environments,
-    shared_envs_dir,
     wait_for,
     write,
 )
-
-__all__ = ["services_cleanup", "shared_environments", "shared_envs_dir"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_environments", "services_cleanup")]
 
@@ -73,11 +71,6 @@ class Hammer:
                     self.failures.append(outcome)
                 else:
                     self.answers[outcome] += 1
-
-
-def deploy_echo(tmp_path: Path, name: str, *extra: str) -> dict:
-    script = write(tmp_path / "score.py", ECHO_SCORE)
-    return ok("model", "deploy", "-n", name, "-m", "scale:1", "--es", str(script), *extra)
 
 
 def test_no_request_fails_while_an_update_replaces_the_server_on_the_same_uri(
@@ -155,12 +148,9 @@ def test_kill_9_of_the_cli_during_an_update_keeps_the_old_revision_and_stops_the
 ) -> None:
     register_factor(tmp_path, "scale", 2)
     deployed = deploy_echo(tmp_path, "survivor")
-    slow = write(
-        tmp_path / "slow" / "score.py",
-        "import time\ndef init():\n    time.sleep(60)\ndef run(data):\n    return data\n",
-    )
+    slow = write(tmp_path / "slow" / "score.py", SLOW_INIT)
     updating = ml_process("service", "update", "-n", "survivor", "--es", str(slow))
-    pending = wait_for(lambda: _pending("survivor"), what="the new server to start")
+    pending = wait_for(lambda: pending_server("survivor"), what="the new server to start")
 
     updating.kill()
     updating.wait()
@@ -198,15 +188,6 @@ def test_an_update_cannot_move_a_service_to_another_compute_type(tmp_path: Path)
     assert result.exit_code == 2
     assert "--overwrite" in result.stderr
     assert ok("service", "show", "-n", "pinned")["computeType"] == "PROCESS"
-
-
-def _pending(name: str) -> dict | None:
-    from mlcli.services import Services
-
-    record = Services.open().find(name)
-    pending = (record.pending or {}) if record else {}
-    pid = ((pending.get("endpoint") or {}).get("handle") or {}).get("pid")
-    return {"pid": pid, "token": pending["token"]} if pid else None
 
 
 def test_a_failed_service_is_repaired_by_updating_its_entry_script(tmp_path: Path) -> None:

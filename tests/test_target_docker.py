@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,31 +13,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_deploy_support import (
-    ECHO_SCORE,
+from deploy_support import (
+    FAILING_INIT,
+    echo_app,
     invoke,
     ml_process,
     ok,
+    port_taken,
     post,
     register_factor,
-    services_cleanup,
-    shared_environments,
-    shared_envs_dir,
     wait_for,
     write,
 )
-
-__all__ = ["services_cleanup", "shared_environments", "shared_envs_dir"]
 
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.slow,
     pytest.mark.usefixtures("shared_environments", "services_cleanup", "containers_cleanup"),
 ]
-
-FAILING_INIT = (
-    "def init():\n    raise RuntimeError('weights are corrupt')\ndef run(data):\n    return data\n"
-)
 
 
 @pytest.fixture
@@ -51,12 +43,6 @@ def containers_cleanup(docker_labels: str, monkeypatch: pytest.MonkeyPatch) -> I
     yield case
     for container in docker.from_env().containers.list(all=True, filters={"label": case}):
         container.remove(force=True)
-
-
-def _app(folder: Path, score: str = ECHO_SCORE, **extra: str) -> str:
-    write(folder / "src" / "score.py", score)
-    config = {"entryScript": "score.py", "sourceDirectory": "src", **extra}
-    return str(write(folder / "inferenceConfig.json", json.dumps(config)))
 
 
 def _deployment(folder: Path, config: dict) -> str:
@@ -90,7 +76,7 @@ def test_the_seed_local_config_deploys_scores_updates_and_deletes_a_container(
 ) -> None:
     register_factor(tmp_path, "factor", 2.0)
     register_factor(tmp_path, "factor", 3.0)
-    ic = _app(tmp_path)
+    ic = echo_app(tmp_path)
     dc = _deployment(tmp_path, {"computeType": "LOCAL"})
 
     deployed = ok("model", "deploy", "-n", "local-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
@@ -170,7 +156,7 @@ def test_an_aci_config_runs_locally_with_its_memory_and_cpu_limits_and_keys(
     )
 
     deployed = ok(
-        "model", "deploy", "-n", "aci-svc", "-m", "factor:1", "--ic", _app(tmp_path), "--dc", dc
+        "model", "deploy", "-n", "aci-svc", "-m", "factor:1", "--ic", echo_app(tmp_path), "--dc", dc
     )
 
     assert (deployed["computeType"], deployed["authEnabled"]) == ("ACI", True)
@@ -199,7 +185,7 @@ def test_init_failing_leaves_the_service_failed_with_the_containers_last_log_lin
     tmp_path: Path,
 ) -> None:
     register_factor(tmp_path, "factor", 2.0)
-    ic = _app(tmp_path, FAILING_INIT)
+    ic = echo_app(tmp_path, FAILING_INIT)
     dc = _deployment(tmp_path, {"computeType": "LOCAL"})
 
     result = invoke("model", "deploy", "-n", "broken-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
@@ -221,7 +207,7 @@ def test_a_missing_base_image_is_a_clear_error_and_nothing_is_pulled(
     monkeypatch.setattr(docker.APIClient, "pull", lambda *a, **k: asked.append("pull"))
     monkeypatch.setattr(docker.APIClient, "build", lambda *a, **k: asked.append("build"))
     register_factor(tmp_path, "factor", 2.0)
-    ic = _app(tmp_path, baseImage="mlcli-test/absent:1")
+    ic = echo_app(tmp_path, baseImage="mlcli-test/absent:1")
     dc = _deployment(tmp_path, {"computeType": "LOCAL"})
 
     result = invoke("model", "deploy", "-n", "based-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
@@ -237,13 +223,9 @@ def test_a_missing_base_image_is_a_clear_error_and_nothing_is_pulled(
 def test_a_port_in_use_is_refused_with_exit_4_and_nothing_recorded(tmp_path: Path) -> None:
     register_factor(tmp_path, "factor", 2.0)
     dc = _deployment(tmp_path, {"computeType": "LOCAL"})
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        port = sock.getsockname()[1]
-
+    with port_taken() as port:
         result = invoke(
-            "model", "deploy", "-n", "clash-svc", "-m", "factor:1", "--ic", _app(tmp_path),
+            "model", "deploy", "-n", "clash-svc", "-m", "factor:1", "--ic", echo_app(tmp_path),
             "--dc", dc, "--po", str(port),
         )  # fmt: skip
 
@@ -259,7 +241,16 @@ def test_a_crashed_server_is_restarted_by_docker_and_serves_again(tmp_path: Path
     register_factor(tmp_path, "factor", 2.0)
     dc = _deployment(tmp_path, {"computeType": "LOCAL"})
     deployed = ok(
-        "model", "deploy", "-n", "crash-svc", "-m", "factor:1", "--ic", _app(tmp_path), "--dc", dc
+        "model",
+        "deploy",
+        "-n",
+        "crash-svc",
+        "-m",
+        "factor:1",
+        "--ic",
+        echo_app(tmp_path),
+        "--dc",
+        dc,
     )
     endpoint = Services.open().get("crash-svc").endpoint
     assert endpoint is not None
@@ -277,7 +268,7 @@ def test_kill_9_of_the_cli_during_a_local_deploy_leaves_no_container(tmp_path: P
 
     register_factor(tmp_path, "factor", 2.0)
     slow_init = "import time\ndef init():\n    time.sleep(120)\ndef run(data):\n    return data\n"
-    ic = _app(tmp_path, slow_init)
+    ic = echo_app(tmp_path, slow_init)
     dc = _deployment(tmp_path, {"computeType": "LOCAL"})
     client = docker.from_env()
     ours = {"label": ["org.mlcli.service=orphan-svc", "org.mlcli.kind=service"]}

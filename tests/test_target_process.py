@@ -10,15 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_deploy_support import alive, shared_environments, shared_envs_dir, wait_for, write
+from deploy_support import alive, wait_for, write
 
 from mlcli.errors import ConflictError
 from mlcli.targets import DOWN, HEALTHY, STARTING, LaunchSpec, target_for
 from mlcli.targets.ports import free_port, listening_in_group, port_is_free, steer_new_connections
 from mlcli.targets.process import ProcessTarget, stop_by_token
 from mlcli.targets.procfs import process_matches, process_start_time, stop_process_group
-
-__all__ = ["shared_environments", "shared_envs_dir"]  # fixtures used below
 
 # A parent that forks a worker into its own process group, then waits forever.
 PARENT_WITH_WORKER = """\

@@ -1,15 +1,20 @@
-"""Fixtures and helpers for the deploy tests (test_deploy*.py, test_cli_service.py); no tests.
+"""Fixtures and helpers for the tests that deploy services (test_deploy*.py,
+test_cli_service.py, test_target_*.py, test_cli_package.py); no tests.
 
-Model environments take seconds to build, so the deploy tests share one envs/ folder for the
-session (each test's MLCLI_HOME/envs is a link to it); everything else stays per test. Every
-server a test starts is stopped at its end by `services_cleanup`, whatever state it is in.
+tests/conftest.py loads this module as a plugin, so its fixtures reach every test file; the
+helpers are imported by name. Model environments take seconds to build, so the deploy tests
+share one envs/ folder for the session (each test's MLCLI_HOME/envs is a link to it);
+everything else stays per test. Every server a test starts is stopped at its end by
+`services_cleanup`, whatever state it is in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +40,7 @@ dependencies:
 """
 
 SKLEARN_SCORE = """\
+import contextlib
 import json
 import os
 import pickle
@@ -69,6 +75,7 @@ with open(sys.argv[1], "wb") as fh:
 """
 
 ECHO_SCORE = """\
+import contextlib
 import json
 import os
 
@@ -82,6 +89,12 @@ def init():
 def run(raw_data):
     return {"result": [x * factor for x in json.loads(raw_data)["data"]]}
 """
+
+
+FAILING_INIT = (
+    "def init():\n    raise RuntimeError('weights are corrupt')\ndef run(data):\n    return data\n"
+)
+SLOW_INIT = "import time\ndef init():\n    time.sleep(60)\ndef run(data):\n    return data\n"
 
 
 def invoke(*args: str, input: str | None = None) -> Result:
@@ -106,6 +119,40 @@ def register_factor(folder: Path, name: str, factor: float) -> dict:
     """A tiny model: factor.txt holding a number that the echo script multiplies by."""
     write(folder / f"{name}-{factor}" / "factor.txt", str(factor))
     return ok("model", "register", "-n", name, "-p", str(folder / f"{name}-{factor}/factor.txt"))
+
+
+def echo_app(folder: Path, score: str = ECHO_SCORE, **extra: str) -> str:
+    """An inference config (entry script in src/) for `score`; its path."""
+    write(folder / "src" / "score.py", score)
+    config = {"entryScript": "score.py", "sourceDirectory": "src", **extra}
+    return str(write(folder / "inferenceConfig.json", json.dumps(config)))
+
+
+def deploy_echo(
+    folder: Path, name: str, *extra: str, model: str = "scale:1", score: str = ECHO_SCORE
+) -> dict:
+    """`ml model deploy` of `model` with the echo script (or `score`), which must succeed."""
+    script = write(folder / "score.py", score)
+    return ok("model", "deploy", "-n", name, "-m", model, "--es", str(script), *extra)
+
+
+@contextlib.contextmanager
+def port_taken() -> Iterator[int]:
+    """A port on 127.0.0.1 another program listens on, for as long as the block runs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def pending_server(name: str) -> dict | None:
+    """{pid, token} of the server a running deploy has started, once it is recorded."""
+    from mlcli.services import Services
+
+    record = Services.open().find(name)
+    pending = (record.pending or {}) if record else {}
+    pid = ((pending.get("endpoint") or {}).get("handle") or {}).get("pid")
+    return {"pid": pid, "token": pending["token"]} if pid else None
 
 
 def post(uri: str, body: Any, *, headers: dict[str, str] | None = None, timeout: float = 30):
