@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import sys
@@ -30,10 +31,19 @@ class EntryScript:
     input_names: tuple[str, ...]  # the parameters filled from the request
     input_defaults: tuple[object, ...]  # inspect.Parameter.empty when required
     wants_headers: bool
+    # Dynamic batching (issue 8): run_batch(items) when the script defines it and batching is
+    # on; None otherwise. Its items are what run() would get: the body string (plain), or the
+    # dict of run()'s keyword arguments after inference-schema parsed them (schema).
+    run_batch: Callable[..., object] | None = None
+    batch_wants_headers: bool = False  # run_batch(items, request_headers=[...])
+    parse_schema: Callable[[dict], dict] | None = None  # @input_schema's parsing, without run()
 
 
-def load(path: str) -> EntryScript:
-    """Import the script as module 'entry_module' (as Azure does) and inspect its run()."""
+def load(path: str, *, batching: bool = False) -> EntryScript:
+    """Import the script as module 'entry_module' (as Azure does) and inspect its run().
+
+    With batching asked for, also its run_batch(items), if it has one.
+    """
     try:
         spec = importlib.util.spec_from_file_location("entry_module", path)
         if spec is None or spec.loader is None:
@@ -56,7 +66,10 @@ def load(path: str) -> EntryScript:
     # @rawhttp sets a flag in the aml_request module, whichever name the script imported it by.
     aml_request = sys.modules.get("mlcli.server.v1compat.aml_request")
     raw = bool(aml_request and aml_request._rawHttpRequested)
-    return _analyse(path, module, run, raw=raw)
+    script = _analyse(path, module, run, raw=raw)
+    if batching and script.mode != RAW and getattr(module, "run_batch", None) is not None:
+        script = _with_run_batch(script, module.run_batch)
+    return script
 
 
 def _analyse(path: str, module: ModuleType, run: Callable, *, raw: bool) -> EntryScript:
@@ -91,6 +104,57 @@ def _analyse(path: str, module: ModuleType, run: Callable, *, raw: bool) -> Entr
         input_defaults=tuple(param.default for param in params),
         wants_headers=wants_headers,
     )
+
+
+def _with_run_batch(script: EntryScript, run_batch: object) -> EntryScript:
+    usage = "Define it as def run_batch(items): ... returning one result per item, in order."
+    if not callable(run_batch):
+        raise ScriptError(f"run_batch in {script.path} is not a function. {usage}")
+    try:
+        params = list(inspect.signature(run_batch).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    names = [p.name for p in params]
+    required = [
+        p
+        for p in params
+        if p.default is p.empty and p.kind not in variadic and p.name != "request_headers"
+    ]
+    if not params or params[0].kind not in positional or len(required) > 1:
+        raise ScriptError(
+            f"run_batch() in {script.path} must take one argument, the list of inputs. {usage}"
+        )
+    return dataclasses.replace(
+        script,
+        run_batch=run_batch,
+        batch_wants_headers="request_headers" in names[1:],
+        parse_schema=_schema_parser(script.run) if script.mode == SCHEMA else None,
+    )
+
+
+def _schema_parser(run: Callable) -> Callable[[dict], dict]:
+    """run()'s inference-schema decorators replayed around a function that returns its
+    keyword arguments: each batch item is parsed and validated as run(**item) would be."""
+    import wrapt
+
+    layers = []
+    inner = run
+    while isinstance(inner, wrapt.FunctionWrapper):
+        wrapper = inner._self_wrapper
+        # only inference-schema's own layers: another decorator's side effects belong to run()
+        if getattr(wrapper, "__module__", "").startswith("inference_schema."):
+            layers.append(wrapper)
+        inner = inner.__wrapped__
+
+    def arguments(**kwargs) -> dict:
+        return kwargs
+
+    parse = arguments
+    for wrapper in reversed(layers):
+        parse = wrapt.FunctionWrapper(parse, wrapper)
+    return lambda kwargs: parse(**kwargs)
 
 
 def _is_schema_decorated(run: Callable) -> bool:

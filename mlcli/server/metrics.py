@@ -25,6 +25,7 @@ LATENCY_BUCKETS = (
     60.0,
 )  # fmt: skip
 INIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)
 
 
 class Histogram:
@@ -69,6 +70,8 @@ class Metrics:
         self.latency: dict[str, Histogram] = {}
         self.run_seconds = Histogram(LATENCY_BUCKETS)
         self.init_seconds = Histogram(INIT_BUCKETS)
+        self.queue_wait_seconds = Histogram(LATENCY_BUCKETS)
+        self.batch_size = Histogram(BATCH_BUCKETS)
         self.in_flight = 0
         self.timeouts = Counter()
         self.restarts = Counter()
@@ -113,6 +116,16 @@ class Metrics:
         yield _histogram(
             "mlcli_init_duration_seconds", "Time each worker spent in the entry script's init().",
             self.init_seconds,
+        )  # fmt: skip
+        yield _histogram(
+            "mlcli_queue_wait_seconds",
+            "Time from a /score request's arrival to its hand-over to a worker (with batching:"
+            " until its batch was sent).",
+            self.queue_wait_seconds,
+        )
+        yield _histogram(
+            "mlcli_batch_size", "Requests per run_batch() call (dynamic batching).",
+            self.batch_size,
         )  # fmt: skip
         yield GaugeMetricFamily(
             "mlcli_http_requests_in_flight", "Requests received and not yet answered.",

@@ -15,8 +15,10 @@ request it was running is answered 502, the ones queued behind it go to another 
 Everything is callbacks on the event loop: no task, future or lock per request.
 
 Jobs are objects with `message(seq, needs_headers) -> tuple` (the wire request), `finish(reply)`,
-`cancelled` and a writable `queued_at`. Issue 8's batcher fits between admission (`_admit`)
-and `_dispatch`: admitted jobs that wait for room are the natural batch.
+`cancelled` and a writable `queued_at` (when it arrived). With dynamic batching (batching.py)
+admitted jobs wait in the same line, and leave it as batches: a worker then holds one Batch
+(one run_batch() call) at a time, and the slots, timeouts and failures of a batch are those
+of each of its jobs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections import deque
 from pathlib import Path
 
 from mlcli.server import outputs, wire
+from mlcli.server.batching import BATCHES_PER_WORKER, Batch, Batcher
 from mlcli.server.settings import ServerSettings
 
 log = logging.getLogger("mlcli.server")
@@ -112,6 +115,8 @@ class Pool:
         )
         self.needs_headers = False
         self.swagger: dict = {}
+        self.batches = False  # the script has a run_batch() the workers will use
+        self.batcher: Batcher | None = None
         self.closing = False
         self._seq = 0
         self._ticker: asyncio.TimerHandle | None = None
@@ -127,6 +132,19 @@ class Pool:
         for worker in self.workers:
             await self._await_ready(worker)
             worker.live = True
+        batching = self.settings.batching
+        if batching is not None and self.batches:
+            self.batcher = Batcher(self, batching)
+            # maxConcurrentRequestsPerContainer counts run_batch() calls: each admits a batch
+            calls = self.settings.max_concurrent or BATCHES_PER_WORKER * self.settings.workers
+            self.slots = calls * batching.max_size
+            log.info(
+                "Dynamic batching: up to %d requests per run_batch() call, gathered for at "
+                "most %g ms; %d requests admitted at once",
+                batching.max_size,
+                batching.max_latency_ms,
+                self.slots,
+            )
         self._ticker = self.loop.call_soon(self._tick)
 
     async def _spawn(self, worker: WorkerProcess) -> None:
@@ -163,9 +181,10 @@ class Pool:
                 f"Worker {worker.pid} did not finish init() within WORKER_TIMEOUT="
                 f"{self.settings.worker_timeout_s:g} s; raise WORKER_TIMEOUT if init() is slow."
             ) from None
-        _, pid, init_ms, needs_headers, documents = message
+        _, pid, init_ms, needs_headers, documents, batches = message
         self.needs_headers = needs_headers
         self.swagger = documents
+        self.batches = batches
         self.metrics.init_seconds.observe(init_ms / 1000)
         log.info("Worker %d ready: init() took %.1f ms", pid, init_ms)
 
@@ -174,6 +193,8 @@ class Pool:
         self.closing = True
         if self._ticker is not None:
             self._ticker.cancel()
+        if self.batcher is not None:
+            self.batcher.close()
         for worker in self.workers:
             if worker.transport is not None:
                 worker.transport.close()
@@ -192,13 +213,13 @@ class Pool:
     def submit(self, job) -> None:
         """Queue a job for a worker; job.finish(reply) is called exactly once (or never if
         the job is cancelled before it runs)."""
+        job.queued_at = self.loop.time()
         if self.slots > 0 and not self.slot_waiters:
             self.slots -= 1
             self._admit(job)
         elif len(self.slot_waiters) >= self.settings.max_queue_length:
             job.finish(self._busy(f"more than {self.settings.max_queue_length} requests wait"))
         else:
-            job.queued_at = self.loop.time()
             self.slot_waiters.append(job)
 
     def _busy(self, why: str) -> tuple:
@@ -227,6 +248,10 @@ class Pool:
 
     def _admit(self, job) -> None:
         """The job holds a slot: send it to a worker with room, or wait for one."""
+        if self.batcher is not None:
+            self.worker_waiters.append(job)
+            self.batcher.feed()
+            return
         worker = self._free_worker()
         if worker is None:
             self.worker_waiters.append(job)
@@ -235,7 +260,7 @@ class Pool:
 
     def _free_worker(self) -> WorkerProcess | None:
         # Fill the busiest worker that has room: fewer processes woken per request.
-        depth = self._depth()
+        depth = 1 if self.batcher is not None else self._depth()
         best = None
         most = -1
         for worker in self.workers:
@@ -251,6 +276,24 @@ class Pool:
             return 1
         return min(PREFETCH, 2 + int(PREFETCH_COVER_MS / max(run_ms, 0.01)))
 
+    def _free_slots(self, unit) -> None:
+        """Give back what a job held (one slot) or a batch (one per job), then feed."""
+        if type(unit) is not Batch:
+            self._release_slot()
+            return
+        batcher = self.batcher
+        batcher.hold()  # the released slots' jobs join the line before a batch leaves
+        try:
+            for _ in unit.jobs:
+                self._release_slot()
+        finally:
+            batcher.release()
+
+    def _drop(self, job) -> None:
+        """A job whose client left before it was sent."""
+        self._release_slot()
+        job.finish(CLIENT_GONE)
+
     def _release_slot(self) -> None:
         waiters = self.slot_waiters
         while waiters:
@@ -263,6 +306,9 @@ class Pool:
 
     def _feed(self) -> None:
         """Hand jobs that hold a slot to workers that have room."""
+        if self.batcher is not None:
+            self.batcher.feed()
+            return
         waiters = self.worker_waiters
         while waiters:
             worker = self._free_worker()
@@ -276,11 +322,15 @@ class Pool:
             self._dispatch(worker, job)
 
     def _dispatch(self, worker: WorkerProcess, job) -> None:
+        """Send a job (or a Batch) to a worker."""
         self._seq = seq = self._seq + 1
         jobs = worker.jobs
         jobs.append([seq, job, False])
+        now = self.loop.time()
         if len(jobs) == 1:
-            worker.started = self.loop.time()
+            worker.started = now
+        if self.batcher is None:  # the batcher counts its own
+            self.metrics.queue_wait_seconds.observe(now - job.queued_at)
         worker.transport.write(wire.encode(job.message(seq, self.needs_headers)))
 
     # -- what the workers say --------------------------------------------------------------
@@ -300,6 +350,13 @@ class Pool:
             worker.kill_handle = None
         if worker.jobs:  # the next job starts now
             worker.started = self.loop.time()
+        if len(message) == 2:  # a batch's replies, one per job
+            if answered:
+                self._feed()
+            else:
+                self._free_slots(job)
+                job.finish_each(message[1])
+            return
         run_ms = message[4]
         if run_ms is not None:
             self.run_ewma_ms += (run_ms - self.run_ewma_ms) * 0.1
@@ -328,7 +385,7 @@ class Pool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGALRM)  # raises TimeoutError inside run()
         worker.kill_handle = self.loop.call_later(KILL_GRACE_S, self._replace_stuck, worker)
-        self._release_slot()
+        self._free_slots(head[1])
         head[1].finish(self.timeout_reply)
 
     def _replace_stuck(self, worker: WorkerProcess) -> None:
@@ -351,11 +408,12 @@ class Pool:
             _, head, answered = jobs[0]
             # Jobs behind the head never started (a worker runs one at a time): they go back
             # to the front of the line, still holding their slots.
-            for _, job, _ in reversed(jobs[1:]):
-                self.worker_waiters.appendleft(job)
+            for _, unit, _ in reversed(jobs[1:]):
+                for job in reversed(unit.jobs) if type(unit) is Batch else (unit,):
+                    self.worker_waiters.appendleft(job)
             self._feed()
             if not answered:
-                self._release_slot()
+                self._free_slots(head)
                 head.finish(
                     _reply(
                         502,

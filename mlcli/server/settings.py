@@ -20,10 +20,20 @@ DEFAULT_WORKER_TIMEOUT_S = 300  # gunicorn's --timeout as azmlinfsrv sets it
 DEFAULT_MAX_QUEUE_WAIT_MS = 60_000  # no AKS config: a generous bound, never an endless queue
 DEFAULT_MAX_QUEUE_LENGTH = 4096  # requests waiting at once before new ones get 503
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+# Dynamic batching (deploymentConfig `batching`), on when either variable is set and the
+# script defines run_batch(items). Defaults as documented in deploymentConfig.schema.json.
+DEFAULT_BATCH_MAX_SIZE = 32
+DEFAULT_BATCH_MAX_LATENCY_MS = 10.0
 
 
 class SettingsError(Exception):
     """A flag or environment variable the user must fix; the message names it."""
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_size: int  # requests per run_batch() call, never more
+    max_latency_ms: float  # how long the oldest request of a forming batch may wait
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class ServerSettings:
     keys_file: str | None
     log_bodies: bool
     server_version: str | None  # the x-ms-server-version header; None: not sent
+    batching: Batching | None = None  # None: every request is its own run() call
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class WorkerSettings:
     service_name: str
     service_version: str
     service_path_prefix: str
+    batching: bool = False  # asked for: then a run_batch() that cannot be used is an error
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -69,6 +81,7 @@ class WorkerSettings:
             service_name=environ.get("SERVICE_NAME", "ML service"),
             service_version=environ.get("SERVICE_VERSION", "1.0"),
             service_path_prefix=environ.get("SERVICE_PATH_PREFIX", ""),
+            batching=batching_requested(environ),
         )
 
 
@@ -111,6 +124,37 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
             f">= {minimum} or unset it (default {default})."
         )
     return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):  # also NaN
+        raise SettingsError(
+            f"Environment variable {name}={raw!r} is not a number of milliseconds >= 0. Set it "
+            f"to, for example, 10 or unset it (default {default:g})."
+        )
+    return value
+
+
+def batching_requested(environ: Mapping[str, str]) -> bool:
+    names = ("MLCLI_BATCH_MAX_SIZE", "MLCLI_BATCH_MAX_LATENCY_MS")
+    return any(environ.get(name, "").strip() for name in names)
+
+
+def batching_from_environ(environ: Mapping[str, str]) -> Batching | None:
+    """deploymentConfig `batching` as deploy passes it; either variable turns batching on."""
+    if not batching_requested(environ):
+        return None
+    return Batching(
+        max_size=_int(environ, "MLCLI_BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE),
+        max_latency_ms=_float(environ, "MLCLI_BATCH_MAX_LATENCY_MS", DEFAULT_BATCH_MAX_LATENCY_MS),
+    )
 
 
 def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSettings:
@@ -170,6 +214,7 @@ def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSett
         keys_file=keys_file,
         log_bodies=environ.get("MLCLI_LOG_BODIES", "") == "1",
         server_version=f"mlcli/{__version__}" if version_enabled else None,
+        batching=batching_from_environ(environ),
     )
 
 

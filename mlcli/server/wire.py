@@ -5,8 +5,10 @@ speed is worth more here than a self-describing format (nothing else ever reads 
 
 Front -> worker:  (seq, request_id, method, path, query, content_type, headers | None, body,
                    extra | None)   -- extra: (client, server, scheme, http_version), raw mode
+                  (seq, [request, ...])       -- a batch for run_batch(): requests as above
 Worker -> front:  (seq, status, headers, body, run_ms | None, run_failed)  -- a reply
-                  ("ready", pid, init_ms, needs_headers, swagger)            -- after init()
+                  (seq, [(status, headers, body, run_ms, run_failed), ...]) -- a batch's replies
+                  ("ready", pid, init_ms, needs_headers, swagger, batches)   -- after init()
                   ("failed", pid, message)                                   -- script unusable
 """
 

@@ -62,6 +62,23 @@ class _Alarm:
             raise TimeoutError("run() exceeded the scoring timeout")
 
 
+def _as_list(results: object) -> list | None:
+    """run_batch()'s results as a list: a list, a tuple, or a numpy array / pandas Series
+    (one element per item); None for anything else (a dict, a string, a generator...)."""
+    if type(results) is list:
+        return results
+    if isinstance(results, tuple):
+        return list(results)
+    tolist = getattr(results, "tolist", None)
+    if callable(tolist) and getattr(results, "ndim", 0) >= 1:
+        return tolist()
+    return None
+
+
+def _log_batch(message: str, request_ids: list, *, exc_info: bool = False) -> None:
+    log.error(message, exc_info=exc_info, extra={"fields": {"requestIds": request_ids}})
+
+
 def _die_with_parent() -> None:
     """Ask Linux to kill this worker if the front dies, even while run() is stuck in C code."""
     if sys.platform.startswith("linux"):
@@ -76,31 +93,45 @@ class Worker:
         self.script = script
         self.timeout_ms = settings.scoring_timeout_ms
         _Alarm.timeout_s = settings.scoring_timeout_ms / 1000
+        timeout_message = f"Scoring timeout after {self.timeout_ms} ms"
+        self.timeout_error = outputs.error_reply(500, timeout_message, run_failed=True)
+        self.run_failed = outputs.error_reply(500, RUN_FAILED, run_failed=True)
 
-    def handle(self, request: tuple) -> tuple:
-        """One request tuple in, one reply tuple out (never raises for the script's sake)."""
-        return (request[0], *self._respond(request))
+    def handle(self, message: tuple) -> tuple:
+        """A request tuple in, a reply tuple out; or a batch (seq, [requests]) in and
+        (seq, [replies]) out. Never raises for the script's sake."""
+        if len(message) == 2:
+            return (message[0], self._respond_batch(message[1]))
+        return (message[0], *self._respond(message))
 
-    def _respond(self, request: tuple) -> tuple:
-        script = self.script
-        request_id, method = request[1], request[2]
+    def _arguments(self, request: tuple):
+        """run()'s keyword arguments, or the reply tuple when the request never reaches run()."""
         try:
-            kwargs = inputs.run_arguments(script, request)
+            return inputs.run_arguments(self.script, request)
         except inputs.BadInput as exc:
             return (*outputs.error_reply(400, exc.args[0]), None, False)
         except inputs.UnsupportedInput as exc:
             return (*outputs.error_reply(415, exc.args[0]), None, False)
         except inputs.UnsupportedMethod:
-            if method == "OPTIONS":
+            if request[2] == "OPTIONS":
                 return 200, [outputs.HTML_TYPE, outputs.FAILED_FALSE], b"", None, False
             return (*outputs.error_reply(405, "Method not allowed"), None, False)
         except Exception:
-            self._log_exception("Unhandled exception while reading the request", request_id)
+            self._log_exception("Unhandled exception while reading the request", request[1])
             return (*outputs.error_reply(500, INTERNAL_ERROR), None, False)
 
+    def _respond(self, request: tuple, *, since: float | None = None) -> tuple:
+        """run() on one request. `since`: when the scoring timeout's clock started, if earlier
+        (a batch scored item by item)."""
+        script = self.script
+        request_id = request[1]
+        kwargs = self._arguments(request)
+        if type(kwargs) is tuple:
+            return kwargs
         if script.wants_headers:
             kwargs["request_headers"] = inputs.header_dict(request[6] or [])
-        _Alarm.started = started = time.perf_counter()
+        started = time.perf_counter()
+        _Alarm.started = started if since is None else since
         _Alarm.armed = True
         try:
             result = script.run(**kwargs)
@@ -109,8 +140,7 @@ class Worker:
             _Alarm.armed = False
             run_ms = (time.perf_counter() - started) * 1000
             self._log_exception("run() timed out", request_id)
-            message = f"Scoring timeout after {self.timeout_ms} ms"
-            return (*outputs.error_reply(500, message, run_failed=True), run_ms, True)
+            return (*self.timeout_error, run_ms, True)
         except Exception:
             _Alarm.armed = False
             run_ms = (time.perf_counter() - started) * 1000
@@ -118,14 +148,103 @@ class Worker:
             return (*outputs.error_reply(500, RUN_FAILED, run_failed=True), run_ms, True)
         _Alarm.armed = False
         run_ms = (time.perf_counter() - started) * 1000
+        return self._result(result, request_id, run_ms, b"%.3f" % run_ms)
 
+    def _result(self, result: object, request_id: str, run_ms: float, exec_ms: bytes) -> tuple:
         try:
             status, headers, body = outputs.result_reply(result)
         except Exception:
             self._log_exception("run() returned a value that cannot be sent", request_id)
             return (*outputs.error_reply(500, INTERNAL_ERROR), run_ms, False)
-        headers.append((b"x-ms-run-fn-exec-ms", b"%.3f" % run_ms))
+        headers.append((b"x-ms-run-fn-exec-ms", exec_ms))
         return status, headers, body, run_ms, status >= 500
+
+    # -- dynamic batching (issue 8) --------------------------------------------------------
+
+    def _respond_batch(self, requests: list) -> list:
+        """One reply per request, in order. Requests that cannot reach run() (bad input,
+        OPTIONS, invalid for the inference-schema decorators) are answered as without
+        batching; the others go to one run_batch() call."""
+        script = self.script
+        replies: list = [None] * len(requests)
+        places, items, headers = [], [], []
+        for place, request in enumerate(requests):
+            kwargs = self._arguments(request)
+            if type(kwargs) is tuple:
+                replies[place] = kwargs
+                continue
+            if script.parse_schema is None:
+                item = kwargs[script.input_names[0]]
+            else:
+                try:
+                    item = script.parse_schema(kwargs)
+                except Exception:  # what run() raising in its decorators is answered
+                    self._log_exception("run() raised an exception", request[1])
+                    replies[place] = (*self.run_failed, None, True)
+                    continue
+            places.append(place)
+            items.append(item)
+            if script.batch_wants_headers:
+                headers.append(inputs.header_dict(request[6] or []))
+        if items:
+            self._run_batch(requests, places, items, headers, replies)
+        return replies
+
+    def _run_batch(self, requests: list, places: list, items: list, headers: list, replies):
+        script = self.script
+        ids = [requests[place][1] for place in places]
+        kwargs = {"request_headers": headers} if script.batch_wants_headers else {}
+        _Alarm.started = started = time.perf_counter()
+        _Alarm.armed = True
+        try:
+            results = script.run_batch(items, **kwargs)
+        except TimeoutError:
+            _Alarm.armed = False
+            run_ms = (time.perf_counter() - started) * 1000
+            _log_batch("run_batch() timed out", ids, exc_info=True)
+            for place in places:
+                replies[place] = (*self.timeout_error, run_ms, True)
+            return
+        except Exception:
+            # Often one item that the vectorised code cannot take: run() on each item alone
+            # answers the others and isolates the culprit.
+            _Alarm.armed = False
+            _log_batch(
+                f"run_batch() raised an exception; scoring its {len(items)} requests one by "
+                "one with run()",
+                ids,
+                exc_info=True,
+            )
+            for place in places:
+                replies[place] = self._respond(requests[place], since=started)
+            return
+        _Alarm.armed = False
+        run_ms = (time.perf_counter() - started) * 1000
+        results = _as_list(results)
+        if results is None or len(results) != len(items):
+            got = "no list" if results is None else f"{len(results)} results"
+            _log_batch(
+                f"run_batch() returned {got} for {len(items)} items; it must return a list "
+                "with one result per item, in order. Answered 500 to every request of the "
+                "batch.",
+                ids,
+            )
+            for place in places:
+                replies[place] = (*self.run_failed, run_ms, True)
+            return
+        exec_ms = b"%.3f" % run_ms
+        for place, request_id, result in zip(places, ids, results):
+            if isinstance(result, BaseException):
+                # an item that failed alone: answered as if run() had raised it
+                log.error(
+                    "run_batch() returned an exception for this request",
+                    exc_info=(type(result), result, result.__traceback__),
+                    extra={"fields": {"requestId": request_id}},
+                )
+                failure = self.timeout_error if isinstance(result, TimeoutError) else None
+                replies[place] = (*(failure or self.run_failed), run_ms, True)
+            else:
+                replies[place] = self._result(result, request_id, run_ms, exec_ms)
 
     @staticmethod
     def _log_exception(message: str, request_id: str) -> None:
@@ -179,10 +298,11 @@ def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:
         entry_script=settings.entry_script,
     )
     try:
-        script = entry.load(settings.entry_script)
+        script = entry.load(settings.entry_script, batching=settings.batching)
     except entry.ScriptError as exc:
         _fail(sock, str(exc), exc)
     log.info("Found entry script %s; run() input: %s", script.path, script.mode)
+    _log_batching(script, settings)
 
     log.info("Calling init()")
     try:
@@ -200,9 +320,29 @@ def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:
     # scans (a full collection over a large model's objects would pause a run()).
     gc.collect()
     gc.freeze()
-    needs_headers = script.mode == entry.RAW or script.wants_headers
-    sock.sendall(wire.encode(("ready", os.getpid(), init_ms, needs_headers, documents)))
+    needs_headers = script.mode == entry.RAW or script.wants_headers or script.batch_wants_headers
+    batches = script.run_batch is not None
+    sock.sendall(wire.encode(("ready", os.getpid(), init_ms, needs_headers, documents, batches)))
     return Worker(script, settings)
+
+
+def _log_batching(script: entry.EntryScript, settings: WorkerSettings) -> None:
+    defined = hasattr(script.module, "run_batch")
+    if script.run_batch is not None:
+        log.info("Dynamic batching: requests are scored in batches by run_batch()")
+    elif settings.batching and script.mode == entry.RAW:
+        log.warning("Dynamic batching does not apply to @rawhttp scripts: run() per request")
+    elif settings.batching:
+        log.warning(
+            "Dynamic batching is configured but %s defines no run_batch(items): run() per request",
+            script.path,
+        )
+    elif defined:
+        log.info(
+            "%s defines run_batch(); dynamic batching is off. Turn it on with deploymentConfig "
+            '"batching": {} (or MLCLI_BATCH_MAX_SIZE)',
+            script.path,
+        )
 
 
 def _fail(sock: socket.socket, message: str, exc: BaseException) -> None:
