@@ -9,6 +9,12 @@ Handled here: keep-alive (HTTP/1.1 default, HTTP/1.0 on request), pipelined requ
 (answered in order), `Expect: 100-continue`, HEAD (headers only), bodies over the limit
 (413, then close), malformed requests (400, then close), idle connections (closed after
 KEEP_ALIVE_S), and a graceful close for shutdown.
+
+A kept-alive connection closed by the server can race a request the client is sending on it
+at that moment: the request is lost (a client does not resend a POST). So on shutdown,
+open connections stay open for DRAIN_GRACE_S: requests arriving on them are answered with
+`Connection: close` (the client reconnects, to the server that replaces this one); only
+then are the still idle ones closed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ KEEP_ALIVE_S = 5.0  # idle time before a kept-alive connection is closed (uvicor
 STALLED_S = 60.0  # a request whose bytes stop arriving for this long is dropped
 MAX_HEADER_BYTES = 64 * 1024
 MAX_PIPELINED = 16  # requests read ahead of their answers before reading pauses
+DRAIN_GRACE_S = 1.0  # on shutdown, how long idle kept-alive connections may still bring a request
 
 STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
@@ -124,6 +131,7 @@ class Connection(asyncio.Protocol):
         self._current: Request | None = None
         self._rejected = False  # answered before its body arrived (413): ignore the rest
         self._paused = False
+        self._receiving = False  # between the first byte of a request and its end
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -153,6 +161,7 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._receiving = True
         self._url = b""
         self._headers = []
         self._header_bytes = 0
@@ -211,6 +220,7 @@ class Connection(asyncio.Protocol):
         request = self._current
         self._current = None
         self._header_bytes = 0
+        self._receiving = False
         if request is None or self._rejected:
             return
         body = self._body
@@ -259,9 +269,11 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def shutdown(self) -> None:
-        """Finish what is in flight, then close; close at once if idle."""
+        """From now on, answer with `Connection: close` and close once answered."""
         self.closing = True
-        if not self.pending and self._current is None:
+
+    def close_if_idle(self) -> None:
+        if not self.pending and not self._receiving:
             self._close()
 
     def idle_too_long(self, now: float) -> bool:
@@ -297,11 +309,17 @@ class HttpServer:
         self._sweeper = asyncio.get_running_loop().call_later(1.0, self._sweep)
 
     async def shutdown(self, timeout: float | None = None) -> None:
-        """Stop accepting, let every request already received be answered, close the rest."""
+        """Stop accepting, answer every request already received or arriving on an open
+        connection within DRAIN_GRACE_S, then close the idle connections and the rest."""
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
             conn.shutdown()
+        grace_end = time.monotonic() + DRAIN_GRACE_S
+        while self.connections and time.monotonic() < grace_end:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.close_if_idle()
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.connections and (deadline is None or time.monotonic() < deadline):
             await asyncio.sleep(0.02)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -223,6 +224,28 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits_0(start_mlcli) -> No
 
     assert reply.status == 200
     assert reply.json() == {"slept": 1.5}
+    assert server.wait_exit() == 0
+
+
+def test_during_the_drain_a_request_on_an_open_keep_alive_connection_is_answered(
+    start_mlcli,
+) -> None:
+    """A client reusing its connection as the server stops must not lose that request."""
+    server = start_mlcli("echo.py")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/score", b"before")
+    before = conn.getresponse()
+    before.read()
+
+    server.process.send_signal(signal.SIGTERM)
+    assert eventually(lambda: "Shutting down" in server.log())
+    conn.request("POST", "/score", b"during")
+    during = conn.getresponse()
+
+    assert before.getheader("connection") is None  # kept alive
+    assert (during.status, during.read()) == (200, b'"during"')
+    assert during.getheader("connection") == "close"
+    conn.close()
     assert server.wait_exit() == 0
 
 
