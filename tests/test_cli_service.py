@@ -328,3 +328,26 @@ def test_delete_stops_the_server_and_removes_the_service_folder(
     with pytest.raises(requests.ConnectionError):
         post(deployed["scoringUri"], {"data": [1]}, timeout=2)
     assert invoke("service", "delete", "-n", "goner").exit_code == 3
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("services_cleanup")  # its own environments: the purge deletes them
+def test_delete_purge_removes_the_environment_once_no_other_service_uses_it(
+    tmp_path: Path, mlcli_home: Path
+) -> None:
+    register_factor(tmp_path, "scale", 2)
+    first = deploy_echo(tmp_path, "first")
+    deploy_echo(tmp_path, "second")
+    key = first["environment"]["key"]
+
+    kept = ok("service", "delete", "-n", "first", "--purge")
+    purged = ok("service", "delete", "-n", "second", "--purge")
+
+    assert kept["purged"] == [
+        {"kind": "environment", "name": key, "removed": False, "reason": "used by default/second"}
+    ]
+    assert purged["purged"] == [
+        {"kind": "environment", "name": key, "removed": True, "reason": None}
+    ]
+    assert ok("env", "list") == []
+    assert not (mlcli_home / "envs" / key).exists()
+

@@ -181,6 +181,35 @@ def test_an_aci_config_runs_locally_with_its_memory_and_cpu_limits_and_keys(
         assert ok("service", "list", "--query", "[].state") == ["Unhealthy"]  # not an error
 
 
+def test_delete_purge_removes_the_env_image_once_no_other_service_runs_on_it(
+    tmp_path: Path, docker_base_image: str
+) -> None:
+    register_factor(tmp_path, "factor", 2.0)
+    write(tmp_path / "steps.dockerfile", f"ENV MLCLI_PURGE_TEST={uuid.uuid4().hex}\n")
+    ic = echo_app(tmp_path, extraDockerfileSteps="steps.dockerfile")  # an env image of its own
+    dc = _deployment(tmp_path, {"computeType": "LOCAL"})
+    first = ok("model", "deploy", "-n", "first-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
+    second = ok("model", "deploy", "-n", "second-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
+    env_image = first["serverDetails"]["envImage"]
+    assert second["serverDetails"]["envImage"] == env_image
+
+    kept = ok("service", "delete", "-n", "first-svc", "--purge")
+
+    assert _image_exists(env_image)  # second-svc's app image is built on it
+    assert {"kind": "env image", "name": env_image, "removed": False} in [
+        {k: row[k] for k in ("kind", "name", "removed")} for row in kept["purged"]
+    ]
+    assert post(second["scoringUri"], {"data": [1]}).json() == {"result": [2.0]}
+
+    purged = ok("service", "delete", "-n", "second-svc", "--purge")
+
+    assert not _image_exists(env_image)
+    assert {"kind": "env image", "name": env_image, "removed": True, "reason": None} in purged[
+        "purged"
+    ]
+    assert _image_exists(docker_base_image)  # the base image always stays
+
+
 def test_init_failing_leaves_the_service_failed_with_the_containers_last_log_lines(
     tmp_path: Path,
 ) -> None:

@@ -135,17 +135,25 @@ def get_logs(
 
 @service.command("delete")
 @_NAME
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also remove what no other service uses: LOCAL/ACI the service's images (never the "
+    "base image), PROCESS its model environment. Listed under purged, with what stayed and why.",
+)
 @common_options
-def delete(name: str, output: str, query: str | None) -> None:
+def delete(name: str, purge: bool, output: str, query: str | None) -> None:
     """Stop a service's server and remove the service.
 
     \b
     Example:
         ml service delete -n sentiment-svc
+        ml service delete -n sentiment-svc --purge --query purged -o table
     """
     from mlcli.deploy import delete as delete_service
 
-    emit(delete_service(name, workspace=workspace_name()), output, query, columns=TABLE_COLUMNS)
+    document = delete_service(name, purge=purge, workspace=workspace_name())
+    emit(document, output, query, columns=TABLE_COLUMNS)
 
 
 @service.command("run")

@@ -26,8 +26,11 @@ from mlcli.services import (
 from mlcli.targets import Endpoint, target_for
 
 
-def delete(name: str, *, workspace: str | Workspace | None = None) -> dict[str, Any]:
-    """Stop the service's server(s), then remove its record and folder."""
+def delete(
+    name: str, *, purge: bool = False, workspace: str | Workspace | None = None
+) -> dict[str, Any]:
+    """Stop the service's server(s), then remove its record and folder; with `purge`, also
+    what it alone used (see purge.py), listed under "purged"."""
     services = Services.open(workspace)
     record = services.get(name)
     if record.deployer and deployer_alive(record.deployer):
@@ -42,6 +45,10 @@ def delete(name: str, *, workspace: str | Workspace | None = None) -> dict[str, 
     with db.immediate(services.conn):
         services.remove(name)
     remove_tree(services.service_dir(name))
+    if purge:
+        from mlcli.deploy.purge import purge as purge_leftovers
+
+        document["purged"] = purge_leftovers(services, record)
     return document
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,12 +144,18 @@ def file_lock(path: Path, on_progress: Callable[[str], None], waiting: str) -> I
 
 
 def remove_unused_images(
-    *, workspace: str | None = None, service: str | None = None, dry_run: bool = False
+    *,
+    workspace: str | None = None,
+    service: str | None = None,
+    env_images: Iterable[str] = (),
+    dry_run: bool = False,
 ) -> list[dict[str, Any]]:
     """Remove app images no container runs (one service's, or all), then the env images that
     no remaining image or container is built on. The base image always stays.
 
-    `ml service delete --purge` calls this for the deleted service; `ml image prune` for all.
+    `ml service delete --purge` calls this for the deleted service, naming in `env_images`
+    (tags or ids) the env images it ran on: its app images went with its containers, so they
+    no longer tell. `ml image prune` calls it for all.
     """
     client = docker_client()
     in_use = {c["ImageID"] for c in client.api.containers(all=True)}
@@ -159,7 +165,7 @@ def remove_unused_images(
     if service:
         wanted.append(f"{SERVICE}={service}")
     removed: list[dict[str, Any]] = []
-    freed_env: set[str] = set()
+    freed_env = {image.id for image in filter(None, (find_image(client, i) for i in env_images))}
     for image in client.images.list(filters={"label": wanted}):
         if image.id not in in_use:
             freed_env.add((image.labels or {}).get(ENV_IMAGE, ""))
