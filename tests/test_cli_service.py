@@ -329,6 +329,7 @@ def test_delete_stops_the_server_and_removes_the_service_folder(
         post(deployed["scoringUri"], {"data": [1]}, timeout=2)
     assert invoke("service", "delete", "-n", "goner").exit_code == 3
 
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("services_cleanup")  # its own environments: the purge deletes them
 def test_delete_purge_removes_the_environment_once_no_other_service_uses_it(
@@ -351,3 +352,19 @@ def test_delete_purge_removes_the_environment_once_no_other_service_uses_it(
     assert ok("env", "list") == []
     assert not (mlcli_home / "envs" / key).exists()
 
+
+def test_an_aci_config_is_announced_on_stderr_as_a_local_container_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    script = write(tmp_path / "score.py", ECHO_SCORE)
+    dc = write(tmp_path / "aci.json", json.dumps({"computeType": "ACI"}))
+
+    result = invoke(
+        "model", "deploy", "-n", "aci", "-m", "missing:1", "--es", str(script), "--dc", str(dc)
+    )
+
+    assert result.exit_code == 3  # the unknown model: nothing ran
+    assert (
+        "warning: computeType ACI runs as a local Docker container here (there is no Azure); "
+        "cpu, memoryInGB, authEnabled and keys are honoured." in result.stderr
+    )

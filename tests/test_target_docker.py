@@ -155,10 +155,13 @@ def test_an_aci_config_runs_locally_with_its_memory_and_cpu_limits_and_keys(
         },
     )
 
-    deployed = ok(
+    result = invoke(
         "model", "deploy", "-n", "aci-svc", "-m", "factor:1", "--ic", echo_app(tmp_path), "--dc", dc
     )
 
+    assert result.exit_code == 0, result.stderr
+    assert "warning: computeType ACI runs as a local Docker container here" in result.stderr
+    deployed = json.loads(result.stdout)
     assert (deployed["computeType"], deployed["authEnabled"]) == ("ACI", True)
     host_config = _container(deployed["serverDetails"]["container"]).attrs["HostConfig"]
     assert host_config["Memory"] == 512 * 1024**2

@@ -303,6 +303,11 @@ _NOT_HERE = {
 
 
 def _warn_inapplicable(dc: Any, overrides: dict[str, Any]) -> None:
+    if dc.compute_type == "ACI":
+        warn(
+            "computeType ACI runs as a local Docker container here (there is no Azure); "
+            "cpu, memoryInGB, authEnabled and keys are honoured."
+        )
     for field, message in _NOT_HERE.items():
         if field in overrides and overrides[field] not in (None, False, 0):
             warn(message)
