@@ -97,6 +97,11 @@ def test_the_seed_local_config_deploys_scores_updates_and_deletes_a_container(
     assert mounts["/var/azureml-app/azureml-models/factor/1"]["RW"] is False
     on_process = ok("model", "deploy", "-n", "process-svc", "-m", "factor:1", "--ic", ic)
     assert deployed.keys() == on_process.keys()
+    assert deployed["environment"].keys() == on_process["environment"].keys()
+    in_container = {k: deployed["environment"][k] for k in ("python", "pythonVersion")}
+    assert in_container == {"python": "/opt/mlcli/env/bin/python", "pythonVersion": "3.11"}
+    assert Path(on_process["environment"]["python"]).is_file()  # PROCESS: the host's own
+    assert deployed["serverDetails"]["python"] == "/opt/mlcli/env/bin/python"
     shown = subprocess.run(
         [sys.executable, "-m", "mlcli", "service", "show", "-n", "local-svc"],
         capture_output=True,

@@ -239,7 +239,7 @@ def roll_out(
             on_progress=report,
         )
         endpoint = target.start(launch, report)
-        record_pending(services, name, endpoint, compute_type, spec_doc(launch, app))
+        record_pending(services, name, endpoint, compute_type, spec_doc(launch, app, endpoint))
         if not wait:
             hand_over(services, name, revision)
             report("not waiting (--no-wait): a background ml process finishes the deploy")

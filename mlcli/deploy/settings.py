@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig
     from mlcli.deploy.inputs import App
     from mlcli.environments import Environment
-    from mlcli.targets import LaunchSpec
+    from mlcli.targets import Endpoint, LaunchSpec
 
 
 def server_settings(dc: DeploymentConfig) -> dict[str, str]:
@@ -88,8 +88,13 @@ def deployment_from_settings(settings: Mapping[str, Any]) -> DeploymentConfig:
     )
 
 
-def spec_doc(launch: LaunchSpec, app: App) -> dict[str, Any]:
-    """The record's `spec` of a started revision: models, layout, environment, settings."""
+def spec_doc(launch: LaunchSpec, app: App, endpoint: Endpoint) -> dict[str, Any]:
+    """The record's `spec` of a started revision: models, layout, environment, settings.
+
+    The environment's `python` is the interpreter the server runs on, as the target reports
+    it: the host environment's for PROCESS, the image's (/opt/mlcli/env) for a container,
+    which holds the host environment's packages but not its interpreter.
+    """
     env: Environment = launch.environment
     return {
         "models": [f"{n}:{v}" for n, v in launch.models],
@@ -99,8 +104,8 @@ def spec_doc(launch: LaunchSpec, app: App) -> dict[str, Any]:
         "variables": dict(app.variables),
         "environment": {
             "key": env.key,
-            "python": str(env.python),
-            "pythonVersion": env.python_version,
+            "python": endpoint.handle.get("python") or str(env.python),
+            "pythonVersion": endpoint.handle.get("pythonVersion") or env.python_version,
             "source": app.environment.source,
             "spec": app.environment.to_dict(),
         },

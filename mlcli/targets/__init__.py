@@ -89,7 +89,9 @@ class Endpoint:
 
     host: str
     port: int
-    handle: Mapping[str, Any] = field(default_factory=dict)  # JSON-able, target-specific
+    # JSON-able and target-specific; "python" and "pythonVersion", when a target sets them,
+    # name the interpreter the server runs on (shown as the service's environment).
+    handle: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:

@@ -55,6 +55,7 @@ class DockerTarget:
             container_command,
             container_environment,
         )
+        from mlcli.images.base import PYTHON
         from mlcli.images.env import VENV
 
         progress = reporter(on_progress)
@@ -130,7 +131,8 @@ class DockerTarget:
             "containerName": name,
             "image": app_image.tag,
             "envImage": env_image.tag,
-            "python": f"{VENV}/bin/python (Debian bookworm's Python 3.11, in the container)",
+            "python": f"{VENV}/bin/python",  # in the container, not on this host
+            "pythonVersion": PYTHON,  # the image's python3 (check_python holds a baseImage to it)
             "logFile": str(spec.log_file),
         }
         return Endpoint(spec.host, port, handle)

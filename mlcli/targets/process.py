@@ -99,7 +99,13 @@ class ProcessTarget:
                 ) from exc
         track_child(proc)
         started = process_start_time(proc.pid)
-        handle = {"pid": proc.pid, "startTime": started, "logFile": str(spec.log_file)}
+        handle = {
+            "pid": proc.pid,
+            "startTime": started,
+            "python": python,
+            "pythonVersion": spec.environment.python_version,
+            "logFile": str(spec.log_file),
+        }
         return Endpoint(spec.host, port, handle)
 
     def state(self, endpoint: Endpoint) -> str:
