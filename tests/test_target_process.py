@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from deploy_support import alive, wait_for, write
 
-from mlcli.errors import ConflictError
+from mlcli.errors import ConfigError, ConflictError
 from mlcli.targets import DOWN, HEALTHY, STARTING, LaunchSpec, target_for
 from mlcli.targets.ports import free_port, listening_in_group, port_is_free, steer_new_connections
 from mlcli.targets.process import ProcessTarget, stop_by_token
@@ -132,8 +132,10 @@ def test_the_table_imports_only_the_target_asked_for() -> None:
 
 
 def test_an_unknown_compute_type_is_a_config_error_naming_the_field() -> None:
-    with pytest.raises(Exception, match="computeType 'AKS' cannot be deployed"):
-        target_for("AKS")
+    with pytest.raises(ConfigError, match="computeType 'IOT' cannot be deployed") as raised:
+        target_for("IOT")
+
+    assert raised.value.where == "deploymentConfig, field computeType"
 
 
 # --- the real server ----------------------------------------------------------------------------
