@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_ml_help_lists_the_model_and_config_groups() -> None:
     result = subprocess.run(
@@ -18,6 +20,24 @@ def test_ml_help_loads_no_heavy_library() -> None:
     loaded = set(subprocess.check_output([sys.executable, "-c", code], text=True).split())
 
     assert loaded.isdisjoint({"rich", "docker", "jsonschema", "yaml", "jmespath", "sqlite3"})
+
+
+@pytest.mark.parametrize("group", ["model", "service", "image", "env"])
+def test_a_groups_help_loads_no_heavy_library_and_no_core_module(group: str) -> None:
+    code = (
+        "import sys; from mlcli.cli import ml\n"
+        f"try: ml.main([{group!r}, '--help'], prog_name='ml', standalone_mode=False)\n"
+        "except SystemExit: pass\n"
+        "print(' '.join(sys.modules), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    loaded = set(result.stderr.split())
+
+    assert "Usage: ml" in result.stdout  # the help was printed, so its commands were loaded
+    heavy = {"rich", "docker", "kubernetes", "jsonschema", "yaml", "jmespath", "sqlite3"}
+    assert loaded.isdisjoint(heavy)
+    core = {"mlcli.deploy", "mlcli.services", "mlcli.registry", "mlcli.images", "mlcli.targets"}
+    assert loaded.isdisjoint(core)
 
 
 def test_the_server_extra_lists_what_model_environments_get() -> None:
