@@ -9,9 +9,11 @@
                    mlcli.deploy runs it)
     journal.py     the service's deploy.log
     operations.py  show, list, logs, keys, run and delete of a deployed service
+    purge.py       delete --purge: the images or environment no other service uses
 
 The CLI imports the names below from here; service records and their state live in
-mlcli/services.py, the ways of running a server in mlcli/targets/.
+mlcli/services.py, the ways of running a server in mlcli/targets/, the app root's layout in
+mlcli/app_root.py.
 """
 
 from mlcli.deploy.inputs import DeployRequest
