@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from mlcli.cli.deploy import inference_config, inference_options, model_refs
+from mlcli.cli.manifests import manifest_options, prepare_manifests, write_kubernetes
 from mlcli.cli.options import common_options, workspace_name
 from mlcli.cli.output import emit, progress, warn
 from mlcli.errors import ConfigError
@@ -30,8 +31,9 @@ from mlcli.errors import ConfigError
 @click.option(
     "--image-name",
     metavar="NAME[:TAG]",
-    help="Also tag the built image with this name (mlcli; without --output-path).",
+    help="Also tag the built image with this name; with --dc, the image the manifests run.",
 )
+@manifest_options
 @click.option("-e", "--environment-name", hidden=True, help="Accepted for Azure CLI scripts.")
 @click.option("--ev", "--environment-version", hidden=True, help="Accepted for Azure CLI scripts.")
 @click.option("--no-wait", is_flag=True, hidden=True, help="Accepted; the command always waits.")
@@ -41,6 +43,8 @@ def package(
     model_metadata_file: Path | None,
     output_path: Path | None,
     image_name: str | None,
+    deploy_config: Path | None,
+    service_name: str | None,
     environment_name: str | None,
     ev: str | None,
     no_wait: bool,
@@ -59,6 +63,9 @@ def package(
         ml model package -m sentiment:1 --ic inferenceConfig.json
         ml model package -m sentiment:1 --ic inferenceConfig.json --output-path ./pkg
         docker build -t sentiment:1 ./pkg && docker run --rm -p 5001:5001 sentiment:1
+        ml model package -m sentiment:1 --ic inferenceConfig.json --dc aks.json \\
+            --image-name registry.example.com/sentiment:1 --output-path ./pkg
+        kubectl apply -f ./pkg/kubernetes
     """
     from mlcli.images.package import package as package_models
     from mlcli.registry import Registry
@@ -79,7 +86,7 @@ def package(
             where="--ic/--inference-config-file",
             fix="Pass --ic inferenceConfig.json (with entryScript), or --es score.py.",
         )
-    if image_name and output_path:
+    if image_name and output_path and not deploy_config:
         raise ConfigError(
             "--image-name names a built image; --output-path builds none.",
             where="--image-name",
@@ -87,6 +94,15 @@ def package(
         )
     registry = Registry.open(workspace_name())
     resolved = list({m.id: m for m in (registry.resolve(ref) for ref in refs)}.values())
+    manifests = prepare_manifests(
+        deploy_config,
+        service_name,
+        resolved,
+        ic,
+        output_path=output_path,
+        image_name=image_name,
+        workspace=registry.workspace.name,
+    )
     with progress("Packaging " + ", ".join(m.id for m in resolved)) as on_progress:
         result = package_models(
             registry,
@@ -96,4 +112,6 @@ def package(
             image_name=image_name,
             on_progress=on_progress,
         )
+    if manifests is not None and output_path is not None:
+        result["kubernetes"] = write_kubernetes(manifests, output_path)
     emit(result, output, query)

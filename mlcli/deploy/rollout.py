@@ -173,6 +173,9 @@ def roll_out(
 ) -> dict[str, Any]:
     compute_type = deployment.compute_type.upper()
     target = target_for(compute_type)
+    preflight = getattr(target, "preflight", None)  # optional: see mlcli/targets
+    if preflight is not None:
+        preflight(deployment)
     existing = services.find(name)
     if existing is not None:
         existing = services.recover(existing)

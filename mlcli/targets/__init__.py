@@ -10,14 +10,17 @@ scoring server and returns an `Endpoint`: the host and port plus a small JSON-ab
 Optional extras a target module or class may offer (deploy uses them when present):
 `Target.hand_over(new, old)`, called once the new revision is healthy and before the old one
 stops (PROCESS steers the shared port's new connections to the new server, so none is reset
-when the old closes), and a module function `stop_by_token(token)` that finds a server whose
-deploy died before recording it.
+when the old closes), `Target.preflight(deployment)`, called before anything is recorded or
+built (AKS: is there a cluster to deploy to?), and a module function `stop_by_token(token)`
+that finds a server whose deploy died before recording it.
 
     process.py   PROCESS: the server as a detached child process of the model's environment
     docker.py    LOCAL and ACI: the server in a Docker container (images: mlcli/images/)
     procfs.py    pids, start times, process groups, stopping them (Linux /proc)
     ports.py     free ports, health checks, handing a shared port from old server to new
     logfiles.py  a server's log file: tail and follow
+    kubernetes.py  AKS: a Deployment per revision behind one Service, via the kubernetes client
+    manifests.py   the Kubernetes objects of a service as dicts (also `ml model package --dc`)
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ TARGETS: dict[str, str] = {
     "PROCESS": "mlcli.targets.process:ProcessTarget",
     "LOCAL": "mlcli.targets.docker:DockerTarget",
     "ACI": "mlcli.targets.docker:DockerTarget",
+    "AKS": "mlcli.targets.kubernetes:KubernetesTarget",
 }
 
 
@@ -147,8 +151,7 @@ def target_for(compute_type: str) -> Target:
         raise ConfigError(
             f"computeType {compute_type!r} cannot be deployed by mlcli.",
             where="deploymentConfig, field computeType",
-            fix=f"Use one of {', '.join(sorted(TARGETS))}; for Kubernetes build an image with "
-            "`ml model package` and run it there.",
+            fix=f"Use one of {', '.join(sorted(TARGETS))}.",
         )
     module_name, class_name = TARGETS[key].split(":")
     return getattr(importlib.import_module(module_name), class_name)()

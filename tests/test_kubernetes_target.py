@@ -1,0 +1,266 @@
+"""computeType AKS: `ml model deploy` to a Kubernetes cluster, and what it says without one.
+
+This machine has no cluster, so the tests that deploy for real are marked `kubernetes` and
+skip unless MLCLI_TEST_KUBERNETES_CONTEXT names a context of a disposable cluster whose nodes
+can run images built here (Docker Desktop, minikube's docker-env, k3s --docker), or that
+MLCLI_KUBERNETES_REGISTRY pushes to. The rest check the errors a user meets first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from mlcli.cli import ml
+
+ECHO_SCORE = """\
+import json
+import os
+
+
+def init():
+    global factor
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "factor.txt")) as fh:
+        factor = float(fh.read())
+
+
+def run(raw_data):
+    return {"result": [x * factor for x in json.loads(raw_data)["data"]]}
+"""
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(ml, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> dict[str, str]:
+    """A registered model scale:1, its echo script, and an AKS deployment config."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "factor.txt").write_text("3")
+    registered = invoke(
+        "model", "register", "-n", "scale", "-p", str(tmp_path / "model" / "factor.txt")
+    )
+    assert registered.exit_code == 0, registered.stderr
+    script = tmp_path / "score.py"
+    script.write_text(ECHO_SCORE)
+    dc = tmp_path / "aksDeploymentConfig.json"
+    dc.write_text(json.dumps({"computeType": "AKS", "numReplicas": 1}))
+    return {"script": str(script), "dc": str(dc)}
+
+
+def kubeconfig(tmp_path: Path, server: str, *, context: str = "test") -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+                "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+                "current-context": context,
+            }
+        )
+    )
+    return path
+
+
+def assert_one_paragraph(result: Result, code: int) -> str:
+    assert result.exit_code == code, result.stderr
+    assert result.stdout == ""
+    text = result.stderr.strip()
+    assert text.startswith("error:")
+    assert "Traceback" not in text
+    assert "\n\n" not in text  # one paragraph (Rich may wrap it at the terminal's width)
+    return " ".join(text.split())
+
+
+def assert_no_service_recorded() -> None:
+    listed = invoke("service", "list")
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+
+def test_deploying_without_a_kubeconfig_says_so_and_how_to_export_manifests(
+    app: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "no-such-dir" / "config"
+    monkeypatch.setenv("KUBECONFIG", str(missing))
+
+    result = invoke(
+        "model", "deploy", "-n", "scale-svc", "-m", "scale:1", "--es", app["script"],
+        "--dc", app["dc"],
+    )  # fmt: skip
+
+    message = assert_one_paragraph(result, 1)
+    assert str(missing) in message
+    assert "KUBECONFIG" in message
+    assert "ml model package" in message
+    assert "--output-path" in message
+    assert "kubectl apply -f" in message
+    assert_no_service_recorded()
+
+
+def test_deploying_to_a_cluster_that_does_not_answer_names_the_server_and_the_file(
+    app: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_port: int
+) -> None:
+    server = f"https://127.0.0.1:{free_port}"
+    config = kubeconfig(tmp_path, server)
+    monkeypatch.setenv("KUBECONFIG", str(config))
+
+    result = invoke(
+        "model", "deploy", "-n", "scale-svc", "-m", "scale:1", "--es", app["script"],
+        "--dc", app["dc"],
+    )  # fmt: skip
+
+    message = assert_one_paragraph(result, 1)
+    assert server in message
+    assert str(config) in message
+    assert "not reachable" in message
+    assert "context 'test'" in message
+    assert "--output-path" in message
+    assert_no_service_recorded()
+
+
+def test_an_unknown_compute_target_name_lists_the_kubeconfigs_contexts(
+    app: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_port: int
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, f"https://127.0.0.1:{free_port}")))
+    dc = tmp_path / "prodDeploymentConfig.json"
+    dc.write_text(json.dumps({"computeType": "AKS", "computeTargetName": "prod-cluster"}))
+
+    result = invoke(
+        "model", "deploy", "-n", "scale-svc", "-m", "scale:1", "--es", app["script"],
+        "--dc", str(dc),
+    )  # fmt: skip
+
+    message = assert_one_paragraph(result, 2)
+    assert "computeTargetName 'prod-cluster'" in message
+    assert str(dc) in message
+    assert "its contexts: test" in message
+    assert_no_service_recorded()
+
+
+def test_an_unreadable_kubeconfig_is_named(
+    app: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text("clusters: [this is: not a kubeconfig\n")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+
+    result = invoke(
+        "model", "deploy", "-n", "scale-svc", "-m", "scale:1", "--es", app["script"],
+        "--dc", app["dc"],
+    )  # fmt: skip
+
+    message = assert_one_paragraph(result, 1)
+    assert str(config) in message
+    assert_no_service_recorded()
+
+
+# --- on a real cluster (skipped here: no cluster on this machine) --------------------------------
+
+
+@pytest.fixture
+def cluster_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh namespace on the opted-in test cluster, deleted with everything in it."""
+    from mlcli.errors import MlcliError
+    from mlcli.targets.cluster import TIMEOUT, connect
+
+    context = os.environ.get("MLCLI_TEST_KUBERNETES_CONTEXT")
+    if not context:
+        pytest.skip(
+            "no Kubernetes cluster to test on: set MLCLI_TEST_KUBERNETES_CONTEXT to a "
+            "kubeconfig context of a disposable cluster"
+        )
+    try:
+        cluster = connect(context)
+    except MlcliError as exc:
+        pytest.skip(f"the test cluster is not reachable: {exc}")
+    namespace = f"mlcli-test-{uuid.uuid4().hex[:8]}"
+    yield namespace
+    cluster.core().delete_namespace(namespace, _request_timeout=TIMEOUT)
+
+
+def aks_config(tmp_path: Path, namespace: str, **fields: Any) -> str:
+    path = tmp_path / "aksDeploymentConfig.json"
+    context = os.environ["MLCLI_TEST_KUBERNETES_CONTEXT"]
+    data = {"computeType": "AKS", "namespace": namespace, "computeTargetName": context}
+    path.write_text(json.dumps({**data, **fields}))
+    return str(path)
+
+
+def ok(*args: str) -> Any:
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout) if result.stdout.strip() else None
+
+
+@pytest.mark.kubernetes
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_service_deploys_to_the_cluster_is_healthy_updates_and_is_deleted(
+    app: dict[str, str], tmp_path: Path, cluster_namespace: str
+) -> None:
+    from mlcli.targets.cluster import connect
+
+    dc = aks_config(tmp_path, cluster_namespace, numReplicas=2)
+
+    shown = ok(
+        "model", "deploy", "-n", "scale-svc", "-m", "scale:1", "--es", app["script"], "--dc", dc
+    )
+
+    assert shown["state"] == "Healthy"
+    assert shown["computeType"] == "AKS"
+    assert shown["scoringUri"] == f"http://scale-svc.{cluster_namespace}.svc.cluster.local:80/score"
+    assert shown["authEnabled"] is True
+    cluster = connect(os.environ["MLCLI_TEST_KUBERNETES_CONTEXT"])
+    deployment = cluster.apps().read_namespaced_deployment("scale-svc-r1", cluster_namespace)
+    assert deployment.status.ready_replicas == 2
+    logs = invoke("service", "get-logs", "-n", "scale-svc")
+    assert "Ready" in logs.stdout
+
+    updated = ok("service", "update", "-n", "scale-svc", "--tm", "5000")
+
+    assert updated["state"] == "Healthy"
+    names = {
+        d.metadata.name
+        for d in cluster.apps().list_namespaced_deployment(cluster_namespace).items
+        if not d.metadata.deletion_timestamp
+    }
+    assert names == {"scale-svc-r2"}
+
+    ok("service", "delete", "-n", "scale-svc")
+
+    assert cluster.core().list_namespaced_service(cluster_namespace).items == []
+    assert_no_service_recorded()
+
+
+@pytest.mark.kubernetes
+@pytest.mark.docker
+@pytest.mark.slow
+def test_an_init_that_fails_on_the_cluster_gives_failed_with_the_pods_log(
+    tmp_path: Path, app: dict[str, str], cluster_namespace: str
+) -> None:
+    script = tmp_path / "broken.py"
+    script.write_text("def init():\n    raise RuntimeError('weights are corrupt')\n")
+    dc = aks_config(tmp_path, cluster_namespace, numReplicas=1)
+
+    result = invoke(
+        "model", "deploy", "-n", "broken-svc", "-m", "scale:1", "--es", str(script), "--dc", dc
+    )
+
+    assert result.exit_code == 1
+    assert "weights are corrupt" in result.stderr
+    shown = ok("service", "show", "-n", "broken-svc")
+    assert shown["state"] == "Failed"
+    ok("service", "delete", "-n", "broken-svc")
