@@ -264,3 +264,92 @@ def test_an_init_that_fails_on_the_cluster_gives_failed_with_the_pods_log(
     shown = ok("service", "show", "-n", "broken-svc")
     assert shown["state"] == "Failed"
     ok("service", "delete", "-n", "broken-svc")
+
+
+# --- what mlcli sends an API server (a recording server on 127.0.0.1, not a cluster) -----------
+
+
+@pytest.fixture
+def recording_api(free_port: int) -> Iterator[list[dict[str, Any]]]:
+    """An HTTP server that answers /version, and records each PATCH and answers it with the
+    object sent (as an API server answers an apply): it shows the requests the `kubernetes`
+    client sends for mlcli, not what a cluster does with them."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.answer({"major": "1", "minor": "30"})
+
+        def do_PATCH(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode()
+            seen.append(
+                {"path": self.path, "contentType": self.headers.get("Content-Type"), "body": body}
+            )
+            self.answer(json.loads(body))
+
+        def answer(self, document: dict[str, Any]) -> None:
+            body = json.dumps(document).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_objects_are_sent_as_server_side_apply_patches_as_kubectl_sends_them(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    free_port: int,
+    recording_api: list[dict[str, Any]],
+) -> None:
+    from mlcli.config import load_deployment_config
+    from mlcli.targets.cluster import apply, connect
+    from mlcli.targets.manifests import ManifestRequest, build_manifests
+
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, f"http://127.0.0.1:{free_port}")))
+    dc_path = tmp_path / "aks.json"
+    dc_path.write_text(json.dumps({"computeType": "AKS", "namespace": "ml-prod"}))
+    dc = load_deployment_config(dc_path)
+    keys = {"primaryKey": "p" * 32, "secondaryKey": "s" * 32}
+    request = ManifestRequest(
+        service="scale-svc",
+        workspace="default",
+        models=(("scale", 1),),
+        image="registry.example.com/scale:1",
+        deployment=dc,
+        server_env={},
+        keys=keys,
+        namespace="ml-prod",
+        revision=1,
+    )
+    objects = [o for o in build_manifests(request) if o["kind"] != "Namespace"]
+    cluster = connect(None)
+
+    for obj in objects:
+        apply(cluster, obj)
+
+    assert [r["path"].partition("?")[0] for r in recording_api] == [
+        "/api/v1/namespaces/ml-prod/secrets/scale-svc-keys",
+        "/apis/apps/v1/namespaces/ml-prod/deployments/scale-svc-r1",
+        "/api/v1/namespaces/ml-prod/services/scale-svc",
+        "/apis/autoscaling/v2/namespaces/ml-prod/horizontalpodautoscalers/scale-svc-r1",
+    ]
+    for sent, obj in zip(recording_api, objects, strict=True):
+        query = sent["path"].partition("?")[2]
+        assert sorted(query.split("&")) == ["fieldManager=mlcli", "force=true"]
+        assert sent["contentType"] == "application/apply-patch+yaml"
+        assert json.loads(sent["body"]) == obj  # the object itself, encoded once

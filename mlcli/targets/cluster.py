@@ -158,7 +158,8 @@ def connect(context: str | None = None, *, deployment_config: str | None = None)
     server = api.configuration.host
     namespace = (chosen.get("context") or {}).get("namespace") or "default"
     try:
-        client.VersionApi(api).get_code(_request_timeout=TIMEOUT)
+        # Not read into a model: any answer from the API server will do.
+        client.VersionApi(api).get_code(_request_timeout=TIMEOUT, _preload_content=False)
     except unreachable() as exc:
         raise DeployError(
             f"the Kubernetes cluster at {server} (context {name!r} of the kubeconfig {files}) "
@@ -187,11 +188,11 @@ def apply(cluster: Cluster, obj: Mapping[str, Any]) -> None:
         "HorizontalPodAutoscaler": cluster.autoscaling().patch_namespaced_horizontal_pod_autoscaler,
     }
     try:
-        # A JSON string body: sent as it is, under the apply content type (JSON is YAML).
+        # The client (>= 37) sends a dict under a YAML content type as JSON, which is YAML.
         calls[kind](
             name,
             namespace,
-            json.dumps(obj),
+            dict(obj),
             field_manager=FIELD_MANAGER,
             force=True,
             _content_type="application/apply-patch+yaml",
