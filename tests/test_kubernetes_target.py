@@ -353,3 +353,44 @@ def test_objects_are_sent_as_server_side_apply_patches_as_kubectl_sends_them(
         assert sorted(query.split("&")) == ["fieldManager=mlcli", "force=true"]
         assert sent["contentType"] == "application/apply-patch+yaml"
         assert json.loads(sent["body"]) == obj  # the object itself, encoded once
+
+
+def test_regenerated_keys_are_applied_to_the_services_secret(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    free_port: int,
+    recording_api: list[dict[str, Any]],
+) -> None:
+    import base64
+
+    from mlcli.targets import Endpoint
+    from mlcli.targets.kubernetes import KubernetesTarget
+
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, f"http://127.0.0.1:{free_port}")))
+    handle = {"context": "test", "namespace": "ml-prod", "service": "scale-svc"}
+    handle["workspace"] = "default"
+    keys = {"primaryKey": "n" * 32, "secondaryKey": "s" * 32}
+
+    KubernetesTarget().update_keys(
+        Endpoint("scale-svc.ml-prod.svc.cluster.local", 80, handle), keys
+    )
+
+    (sent,) = recording_api
+    assert sent["path"].startswith("/api/v1/namespaces/ml-prod/secrets/scale-svc-keys?")
+    secret = json.loads(sent["body"])
+    assert json.loads(base64.b64decode(secret["data"]["keys.json"])) == keys
+    assert secret["metadata"]["labels"]["mlcli.org/service"] == "scale-svc"
+
+
+def test_aks_flags_are_not_called_ignored(
+    app: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+
+    result = invoke(
+        "model", "deploy", "-n", "scale-svc", "-m", "scale:1", "--es", app["script"],
+        "--dc", app["dc"], "--nr", "3", "--namespace", "ml-prod", "--ps", "20",
+    )  # fmt: skip
+
+    assert result.exit_code == 1  # no kubeconfig here
+    assert "warning" not in result.stderr

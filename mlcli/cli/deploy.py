@@ -302,6 +302,17 @@ _NOT_HERE = {
 }
 
 
+# What the Kubernetes manifests (computeType AKS) carry; see mlcli/targets/manifests.py.
+_APPLIED_ON_AKS = {
+    "gpu_cores",
+    "autoscaler",
+    "num_replicas",
+    "liveness_probe",
+    "namespace",
+    "compute_target_name",
+}
+
+
 def _warn_inapplicable(dc: Any, overrides: dict[str, Any]) -> None:
     if dc.compute_type == "ACI":
         warn(
@@ -309,6 +320,8 @@ def _warn_inapplicable(dc: Any, overrides: dict[str, Any]) -> None:
             "cpu, memoryInGB, authEnabled and keys are honoured."
         )
     for field, message in _NOT_HERE.items():
+        if dc.compute_type == "AKS" and field in _APPLIED_ON_AKS:
+            continue
         if field in overrides and overrides[field] not in (None, False, 0):
             warn(message)
     if dc.compute_type == "PROCESS":

@@ -97,7 +97,11 @@ def regen_key(
     """New Primary or Secondary key; the server re-reads the keys file, no redeploy."""
     services = Services.open(workspace)
     record = services.get(name)
-    return regenerate(_keys_file_of(services, record), key, value)
+    keys = regenerate(_keys_file_of(services, record), key, value)
+    update = getattr(target_for(record.compute_type), "update_keys", None)  # see mlcli/targets
+    if update is not None and record.endpoint is not None:
+        update(record.endpoint, keys)  # AKS: the keys live in a Secret on the cluster
+    return keys
 
 
 def run(name: str, data: bytes, *, workspace: str | Workspace | None = None) -> Any:

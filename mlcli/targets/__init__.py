@@ -11,7 +11,8 @@ Optional extras a target module or class may offer (deploy uses them when presen
 `Target.hand_over(new, old)`, called once the new revision is healthy and before the old one
 stops (PROCESS steers the shared port's new connections to the new server, so none is reset
 when the old closes), `Target.preflight(deployment)`, called before anything is recorded or
-built (AKS: is there a cluster to deploy to?), and a module function `stop_by_token(token)`
+built (AKS: is there a cluster to deploy to?), `Target.update_keys(endpoint, keys)` after
+`ml service regen-key` (AKS: the keys Secret), and a module function `stop_by_token(token)`
 that finds a server whose deploy died before recording it.
 
     process.py   PROCESS: the server as a detached child process of the model's environment
