@@ -40,7 +40,6 @@ dependencies:
 """
 
 SKLEARN_SCORE = """\
-import contextlib
 import json
 import os
 import pickle
@@ -75,7 +74,6 @@ with open(sys.argv[1], "wb") as fh:
 """
 
 ECHO_SCORE = """\
-import contextlib
 import json
 import os
 
