@@ -110,9 +110,11 @@ class Metrics:
         yield latency
 
         yield _histogram(
-            "mlcli_run_duration_seconds", "Time spent inside the entry script's run().",
+            "mlcli_run_duration_seconds",
+            "Time spent inside the entry script's run() (with batching: in the run_batch() call"
+            " that scored the request).",
             self.run_seconds,
-        )  # fmt: skip
+        )
         yield _histogram(
             "mlcli_init_duration_seconds", "Time each worker spent in the entry script's init().",
             self.init_seconds,

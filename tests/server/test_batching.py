@@ -299,3 +299,13 @@ def test_the_latency_accepts_the_decimal_form_deploy_writes(start_mlcli) -> None
     server = start_mlcli("batch_echo.py", env=batching(2, "10.0"))
 
     assert exchange(server.port, "POST", "/score", b'{"id": 1}').json()["via"] == "run_batch"
+
+
+@pytest.mark.slow
+def test_batching_works_on_python_3_8(start_mlcli, py38_server_python) -> None:
+    server = start_mlcli("batch_echo.py", env=batching(4, 60_000), python=str(py38_server_python))
+
+    replies = score_together(server, [{"id": 0}, {"id": 1, "fail": "return"}, {"id": 2}, {"id": 3}])
+
+    assert [r.status for r in replies] == [200, 500, 200, 200]
+    assert [replies[i].json()["batch"] for i in (0, 2, 3)] == [4, 4, 4]
