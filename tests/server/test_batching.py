@@ -67,7 +67,6 @@ def test_200_concurrent_requests_are_batched_never_above_the_limit_each_answer_i
     assert metric(text, "mlcli_queue_wait_seconds_count") == 200
 
 
-@pytest.mark.slow
 def test_a_lone_request_waits_for_company_at_most_max_latency(start_mlcli) -> None:
     server = start_mlcli("batch_echo.py", env=batching(32, 400))
 
@@ -80,9 +79,9 @@ def test_a_lone_request_waits_for_company_at_most_max_latency(start_mlcli) -> No
         return len(lines) == 3 and lines
 
     for line in eventually(access_lines):
-        # it waited for others to join (the batcher's rule), then no longer than the bound;
-        # the margin covers a busy machine, not the server's speed
-        assert 399 <= line["latencyMs"] <= 400 + line["runMs"] + 300
+        # it waited for others to join (the batcher's rule), then no longer than the bound
+        # (not until a batch fills); the margin covers a busy machine, not the server's speed
+        assert 399 <= line["latencyMs"] <= 400 + line["runMs"] + 1000
 
 
 def test_a_full_batch_leaves_without_waiting_for_the_latency_bound(start_mlcli) -> None:
