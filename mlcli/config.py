@@ -83,7 +83,7 @@ class DeploymentConfig:
     primary_key: str | None = None
     secondary_key: str | None = None
     scoring_timeout_ms: int = 60_000
-    max_concurrent_requests_per_container: int = 1
+    max_concurrent_requests_per_container: int | None = None
     max_queue_wait_ms: int = 60_000
     workers: int = 1
     max_request_body_mb: float = 100.0
@@ -267,8 +267,10 @@ def deployment_config_from_dict(data: dict[str, Any], path: Path | None) -> Depl
         primary_key=keys.get("primaryKey"),
         secondary_key=keys.get("secondaryKey"),
         scoring_timeout_ms=data.get("scoringTimeoutMs", 60_000),
+        # Unset off AKS: the server admits a few requests per worker (one runs, the next ones
+        # wait in its pipe) and still bounds the queue by maxQueueWaitMs; AKS keeps Azure's 1.
         max_concurrent_requests_per_container=data.get(
-            "maxConcurrentRequestsPerContainer", workers
+            "maxConcurrentRequestsPerContainer", 1 if compute == "AKS" else None
         ),
         max_queue_wait_ms=data.get("maxQueueWaitMs", 500 if compute == "AKS" else 60_000),
         workers=workers,

@@ -45,7 +45,7 @@ def test_no_deployment_config_means_process_with_defaults() -> None:
     assert config.compute_type == "PROCESS"
     assert config.workers == 1
     assert config.scoring_timeout_ms == 60_000
-    assert config.max_concurrent_requests_per_container == 1
+    assert config.max_concurrent_requests_per_container is None  # the server's own bound
     assert config.auth_enabled is False
     assert config.batching is None
 
@@ -103,13 +103,14 @@ def test_aks_with_num_replicas_does_not_autoscale(tmp_path: Path) -> None:
     assert config.autoscaler.enabled is False
 
 
-def test_concurrency_defaults_to_one_request_per_worker(tmp_path: Path) -> None:
-    path = write(tmp_path / "dc.json", {"computeType": "process", "workers": 4})
+def test_concurrency_is_left_to_the_server_unless_configured(tmp_path: Path) -> None:
+    unset = write(tmp_path / "a.json", {"computeType": "process", "workers": 4})
+    given = write(
+        tmp_path / "b.json", {"computeType": "local", "maxConcurrentRequestsPerContainer": 2}
+    )
 
-    config = load_deployment_config(path)
-
-    assert config.workers == 4
-    assert config.max_concurrent_requests_per_container == 4
+    assert load_deployment_config(unset).max_concurrent_requests_per_container is None
+    assert load_deployment_config(given).max_concurrent_requests_per_container == 2
 
 
 def test_mlcli_fields_are_read(tmp_path: Path) -> None:
