@@ -198,6 +198,37 @@ def test_deployment_settings_reach_the_server_as_its_environment(tmp_path: Path)
     assert deployed["workers"] == 2
 
 
+def test_server_settings_in_the_users_shell_do_not_reach_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_factor(tmp_path, "scale", 2)
+    for name, value in {
+        "MLCLI_BATCH_MAX_SIZE": "8",
+        "MLCLI_LOG_BODIES": "1",
+        "AZUREML_SOURCE_DIRECTORY": "/elsewhere",
+        "WORKER_TIMEOUT": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    script = write(
+        tmp_path / "score.py",
+        "import os\n"
+        "def init():\n    pass\n"
+        "def run(data):\n"
+        "    keys = ('MLCLI_BATCH_MAX_SIZE', 'MLCLI_LOG_BODIES', 'AZUREML_SOURCE_DIRECTORY',\n"
+        "            'WORKER_TIMEOUT')\n"
+        "    return {k: os.environ.get(k) for k in keys}\n",
+    )
+
+    deployed = ok("model", "deploy", "-n", "clean", "-m", "scale:1", "--es", str(script))
+
+    assert post(deployed["scoringUri"], {}).json() == {
+        "MLCLI_BATCH_MAX_SIZE": None,
+        "MLCLI_LOG_BODIES": None,
+        "AZUREML_SOURCE_DIRECTORY": None,
+        "WORKER_TIMEOUT": None,
+    }
+
+
 # --- failures -----------------------------------------------------------------------------------
 
 

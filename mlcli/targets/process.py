@@ -46,7 +46,20 @@ _DROPPED_ENV = (
     "VIRTUAL_ENV",
     "__PYVENV_LAUNCHER__",
     "PYTHONDONTWRITEBYTECODE",
+    # the scoring server's own settings: a service gets exactly what its configs say, never a
+    # stray value from the shell that ran `ml model deploy`
+    "AZUREML_ENTRY_SCRIPT",
+    "AZUREML_MODEL_DIR",
+    "AZUREML_SOURCE_DIRECTORY",
+    "AML_APP_ROOT",
+    "WORKER_COUNT",
+    "WORKER_TIMEOUT",
+    "SCORING_TIMEOUT_MS",
 )
+
+
+def _dropped(name: str) -> bool:
+    return name in _DROPPED_ENV or name.startswith("MLCLI_")
 
 
 class ProcessTarget:
@@ -57,7 +70,7 @@ class ProcessTarget:
 
         port = pick_port(spec.host, spec.port, shared=spec.reuse_port)
         app_root = str(spec.app_root)
-        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        env = {k: v for k, v in os.environ.items() if not _dropped(k)}
         env_bin = str(Path(spec.environment.python).parent)
         env.update(
             {
