@@ -17,28 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
-
-from mlcli.cli import ml
-
-ECHO_SCORE = """\
-import json
-import os
-
-
-def init():
-    global factor
-    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "factor.txt")) as fh:
-        factor = float(fh.read())
-
-
-def run(raw_data):
-    return {"result": [x * factor for x in json.loads(raw_data)["data"]]}
-"""
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(ml, list(args), catch_exceptions=False)
+from click.testing import Result
+from deploy_support import ECHO_SCORE, invoke
 
 
 @pytest.fixture
