@@ -15,6 +15,7 @@ so deploy-to-healthy rows are added as more functions in the same table.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -260,7 +261,6 @@ def _local_setup(bench: Bench) -> dict[str, str]:
     """
     if "local_ic" in bench.notes:
         return bench.notes
-    import atexit
     import uuid
 
     run_id = uuid.uuid4().hex[:12]
@@ -391,15 +391,15 @@ def main() -> None:
     conda_file = root / "myenv.yml"
     conda_file.write_text(CONDA_FILE)
     bench = Bench(root, conda_file, root / "uv-cache", root / "pip-cache")
+    if not args.keep:
+        # atexit runs last-registered first: the rows' own clean-ups (the LOCAL services,
+        # which `ml service delete` in root's MLCLI_HOME) run before the folder goes.
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
     results = []
-    try:
-        for name, function in rows:
-            seconds = function(bench)
-            results.append((name, seconds, " ".join((function.__doc__ or "").split())))
-            print(f"{name:32} {seconds:8.2f} s", file=sys.stderr)
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+    for name, function in rows:
+        seconds = function(bench)
+        results.append((name, seconds, " ".join((function.__doc__ or "").split())))
+        print(f"{name:32} {seconds:8.2f} s", file=sys.stderr)
 
     print(
         f"\nmachine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}"
