@@ -51,6 +51,10 @@ KILL_GRACE_S = 2.0  # after a timeout answer, how long a worker may take to come
 PREFETCH = 32
 PREFETCH_COVER_MS = 1.0
 PREFETCH_BELOW_MS = 2.0
+# A run() going on for OVERRUN_FACTOR times the usual (and at least OVERRUN_MIN_S) is overrunning:
+# its worker's queue is closed until it answers (what was queued before still waits for it).
+OVERRUN_FACTOR = 4
+OVERRUN_MIN_S = 0.005
 TICK_S = 0.01  # resolution of the queue-wait and scoring-timeout deadlines
 
 
@@ -261,14 +265,18 @@ class Pool:
             self._dispatch(worker, job)
 
     def _free_worker(self) -> WorkerProcess | None:
-        # Fill the busiest worker that has room: fewer processes woken per request.
+        # Fill the busiest worker that has room: fewer processes woken per request. A worker
+        # whose run() has gone on far longer than runs take gets nothing more queued behind it
+        # while another one can take it.
         depth = 1 if self.batcher is not None else self._depth()
+        overrun_s = max(OVERRUN_MIN_S, OVERRUN_FACTOR * self.run_ewma_ms / 1000)
+        late = self.loop.time() - overrun_s if depth > 1 else 0.0
         best = None
         most = -1
         for worker in self.workers:
             if worker.live and worker.kill_handle is None:
                 queued = len(worker.jobs)
-                if most < queued < depth:
+                if most < queued < depth and (queued == 0 or worker.started > late):
                     best, most = worker, queued
         return best
 

@@ -210,6 +210,25 @@ def test_two_workers_serve_in_parallel(start_mlcli) -> None:
     assert len(pids) == 2
 
 
+def test_requests_are_not_queued_behind_a_run_that_overruns_while_a_worker_is_free(
+    start_mlcli,
+) -> None:
+    server = start_mlcli("slow.py", workers=2)
+    for _ in range(30):  # a fast run(): each worker may now hold several requests ahead
+        post(server, {"sleep": 0})
+
+    with ThreadPoolExecutor(6) as pool:
+        slow = pool.submit(post, server, {"sleep": 3})
+        time.sleep(0.3)  # the slow run() is now far past what a run() here takes
+        fast = [pool.submit(post, server, {"sleep": 0}) for _ in range(5)]
+        fast_statuses = [f.result().status for f in fast]
+        slow_was_running = not slow.done()
+
+    assert fast_statuses == [200] * 5
+    assert slow_was_running  # the fast ones went to the other worker, not behind the slow one
+    assert slow.result().status == 200
+
+
 # -- shutdown and replacement -------------------------------------------------------------
 
 
