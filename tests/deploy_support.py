@@ -119,6 +119,15 @@ def register_factor(folder: Path, name: str, factor: float) -> dict:
     return ok("model", "register", "-n", name, "-p", str(folder / f"{name}-{factor}/factor.txt"))
 
 
+def aks_app(folder: Path, config: dict) -> dict[str, str]:
+    """Model scale:1 registered, the echo script and an AKS deployment config (`config` on
+    top of computeType AKS): the script's and the config's paths."""
+    register_factor(folder, "scale", 3)
+    script = write(folder / "score.py", ECHO_SCORE)
+    dc = write(folder / "aksDeploymentConfig.json", json.dumps({"computeType": "AKS", **config}))
+    return {"script": str(script), "dc": str(dc)}
+
+
 def echo_app(folder: Path, score: str = ECHO_SCORE, **extra: str) -> str:
     """An inference config (entry script in src/) for `score`; its path."""
     write(folder / "src" / "score.py", score)

@@ -12,33 +12,20 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import Result
-from deploy_support import ECHO_SCORE, invoke
+from deploy_support import aks_app, invoke
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> dict[str, str]:
-    """A registered model scale:1, its echo script, and an AKS deployment config."""
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "factor.txt").write_text("3")
-    registered = invoke(
-        "model", "register", "-n", "scale", "-p", str(tmp_path / "model" / "factor.txt")
+    return aks_app(
+        tmp_path,
+        {
+            "numReplicas": 2,
+            "namespace": "ml-prod",
+            "scoringTimeoutMs": 20000,
+            "containerResourceRequirements": {"cpu": 0.25, "memoryInGB": 0.75},
+        },
     )
-    assert registered.exit_code == 0, registered.stderr
-    script = tmp_path / "score.py"
-    script.write_text(ECHO_SCORE)
-    dc = tmp_path / "aksDeploymentConfig.json"
-    dc.write_text(
-        json.dumps(
-            {
-                "computeType": "AKS",
-                "numReplicas": 2,
-                "namespace": "ml-prod",
-                "scoringTimeoutMs": 20000,
-                "containerResourceRequirements": {"cpu": 0.25, "memoryInGB": 0.75},
-            }
-        )
-    )
-    return {"script": str(script), "dc": str(dc)}
 
 
 def package(*args: str) -> Result:

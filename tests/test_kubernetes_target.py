@@ -18,23 +18,12 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import Result
-from deploy_support import ECHO_SCORE, invoke
+from deploy_support import aks_app, invoke
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> dict[str, str]:
-    """A registered model scale:1, its echo script, and an AKS deployment config."""
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "factor.txt").write_text("3")
-    registered = invoke(
-        "model", "register", "-n", "scale", "-p", str(tmp_path / "model" / "factor.txt")
-    )
-    assert registered.exit_code == 0, registered.stderr
-    script = tmp_path / "score.py"
-    script.write_text(ECHO_SCORE)
-    dc = tmp_path / "aksDeploymentConfig.json"
-    dc.write_text(json.dumps({"computeType": "AKS", "numReplicas": 1}))
-    return {"script": str(script), "dc": str(dc)}
+    return aks_app(tmp_path, {"numReplicas": 1})
 
 
 def kubeconfig(tmp_path: Path, server: str, *, context: str = "test") -> Path:
