@@ -387,6 +387,41 @@ CASES: dict[str, list[Case]] = {
         Case("get", method="GET", path="/score?text=hi&repeat=2"),
         Case("swagger", method="GET", path="/swagger.json"),
     ],
+    "schema_nested.py": [
+        Case(
+            "valid",
+            body=b'{"Inputs": {"data": [{"age": 40, "income": 2000.0, "city": "Rome"}]}, '
+            b'"GlobalParameters": {"method": "predict"}}',
+            headers=JSON,
+        ),
+        Case(
+            "two rows, other method",
+            body=b'{"Inputs": {"data": [{"age": 40, "income": 2000.0, "city": "Rome"}, '
+            b'{"age": 20, "income": 10.0, "city": "Oslo"}]}, '
+            b'"GlobalParameters": {"method": "predict_proba"}}',
+            headers=JSON,
+        ),
+        Case(
+            "no global parameters",
+            body=b'{"Inputs": {"data": [{"age": 1, "income": 1.0, "city": "x"}]}}',
+            headers=JSON,
+        ),
+        Case(
+            "a column missing",
+            body=b'{"Inputs": {"data": [{"age": 1, "city": "x"}]}}',
+            headers=JSON,
+        ),
+        Case(
+            "a column of the wrong type",
+            body=b'{"Inputs": {"data": [{"age": "old", "income": 1.0, "city": "x"}]}}',
+            headers=JSON,
+        ),
+        Case("inputs not an object", body=b'{"Inputs": [1, 2]}', headers=JSON),
+        Case("no inputs", body=b'{"GlobalParameters": {"method": "predict"}}', headers=JSON),
+        Case("swagger 2", method="GET", path="/swagger.json"),
+        Case("swagger 3", method="GET", path="/swagger.json?version=3"),
+        Case("swagger 3.1", method="GET", path="/swagger.json?version=3.1"),
+    ],
     "swagger_file.py": [
         Case("user swagger served", method="GET", path="/swagger.json"),
         Case("user swagger 3 absent: generated", method="GET", path="/swagger.json?version=3"),
