@@ -8,8 +8,8 @@ oldest has waited `max_latency_ms` since it arrived, whichever comes first, and 
 than `max_size`. A worker runs one batch at a time, so the next batch forms while it works.
 
 Everything per request still holds: admission (maxConcurrentRequestsPerContainer counts
-run_batch() calls, so max_concurrent x max_size requests are admitted, the rest wait at most
-maxQueueWaitMs), the scoring timeout (from the moment the batch is sent), a client that
+run_batch() calls, so max_concurrent x max_size requests are admitted; none waits longer than
+maxQueueWaitMs for its batch to leave), the scoring timeout (from the moment the batch is sent), a client that
 left, a worker that dies (its batch is answered 502). Each request gets its own reply.
 """
 

@@ -5,7 +5,9 @@ time, in the order sent. Admission follows AKS: at most `max_concurrent` request
 slot; others wait in a FIFO for at most `max_queue_wait_ms` (then 503), and no more than
 `max_queue_length` wait at all. A request holding a slot goes to a worker with room: one
 request per worker for slow scripts, several (see PREFETCH) when run() is fast, so that a
-worker never waits on the front between requests; otherwise it waits for room.
+worker never waits on the front between requests; otherwise it waits for room. A request
+not handed to a worker within `max_queue_wait_ms` of its arrival, whether it waited for a
+slot or for room, is answered 503.
 
 The scoring timeout is kept here: at the limit the request is answered 500 (azmlinfsrv's
 "Scoring timeout after N ms") and the worker gets SIGALRM, which raises TimeoutError inside
@@ -234,15 +236,18 @@ class Pool:
     def _tick(self) -> None:
         """Every TICK_S: expire queued requests and time out runs (no timer per request)."""
         now = self.loop.time()
-        waiters = self.slot_waiters
         limit = now - self.queue_wait_s
+        # Past maxQueueWaitMs without a worker: whether still waiting for a slot or holding one
+        # (admitted, but every worker full), the request is answered 503. Slot waiters first,
+        # so that the slots given back below go to requests that may still wait.
+        waiters = self.slot_waiters
+        while waiters and waiters[0].queued_at <= limit:
+            self._expire(waiters.popleft())
+        waiters = self.worker_waiters
         while waiters and waiters[0].queued_at <= limit:
             job = waiters.popleft()
-            if job.cancelled:
-                job.finish(CLIENT_GONE)
-            else:
-                waited = self.settings.max_queue_wait_ms
-                job.finish(self._busy(f"waited {waited} ms (maxQueueWaitMs) for a free worker"))
+            self._release_slot()
+            self._expire(job)
         for worker in self.workers:
             if (
                 worker.jobs
@@ -251,6 +256,13 @@ class Pool:
             ):
                 self._on_timeout(worker)
         self._ticker = self.loop.call_at(now + TICK_S, self._tick)
+
+    def _expire(self, job) -> None:
+        if job.cancelled:
+            job.finish(CLIENT_GONE)
+        else:
+            waited = self.settings.max_queue_wait_ms
+            job.finish(self._busy(f"waited {waited} ms (maxQueueWaitMs) for a free worker"))
 
     def _admit(self, job) -> None:
         """The job holds a slot: send it to a worker with room, or wait for one."""

@@ -47,9 +47,9 @@ class ServerSettings:
     workers: int
     scoring_timeout_ms: int
     worker_timeout_s: float
-    # requests admitted at once (AKS maxConcurrentRequestsPerContainer); None: 8 per worker
+    # requests admitted at once (AKS maxConcurrentRequestsPerContainer); None: 32 per worker
     max_concurrent: int | None
-    max_queue_wait_ms: int  # longer in the queue: 503 (AKS maxQueueWaitMs)
+    max_queue_wait_ms: int  # longer without a worker: 503 (AKS maxQueueWaitMs)
     max_queue_length: int
     max_request_bytes: int
     keys_file: str | None

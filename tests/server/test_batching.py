@@ -178,8 +178,9 @@ def test_a_worker_that_dies_mid_batch_answers_each_request_502_and_is_replaced(
 
 @pytest.mark.slow
 def test_requests_beyond_the_admitted_batches_wait_at_most_max_queue_wait(start_mlcli) -> None:
-    # one run_batch() call at a time (maxConcurrentRequestsPerContainer 1) of at most 2
-    env = batching(2, 0, MLCLI_MAX_CONCURRENT_REQUESTS="1", MLCLI_MAX_QUEUE_WAIT_MS="300")
+    # one run_batch() call at a time (maxConcurrentRequestsPerContainer 1) of at most 2: the
+    # first two requests fill it; the others find neither a slot nor a worker within 300 ms
+    env = batching(2, 200, MLCLI_MAX_CONCURRENT_REQUESTS="1", MLCLI_MAX_QUEUE_WAIT_MS="300")
     server = start_mlcli("batch_echo.py", env=env)
     bodies = [{"id": n, "sleep": 1.5} for n in range(5)]
 

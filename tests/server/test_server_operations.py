@@ -95,6 +95,25 @@ def test_requests_waiting_longer_than_max_queue_wait_get_503(start_mlcli) -> Non
     assert post(server, {"sleep": 0}).status == 200
 
 
+@pytest.mark.slow
+def test_without_a_concurrency_limit_no_request_waits_for_a_worker_past_max_queue_wait(
+    start_mlcli,
+) -> None:
+    server = start_mlcli("slow.py", env={"MLCLI_MAX_QUEUE_WAIT_MS": "200"})
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(post, server, {"sleep": 2})
+        time.sleep(0.3)  # the only worker is busy for the next 1.7 s
+        others = [pool.submit(post, server, {"sleep": 0}) for _ in range(3)]
+        replies = [f.result() for f in others]
+        first_was_running = not first.done()
+
+    assert first_was_running
+    assert [r.status for r in replies] == [503, 503, 503]
+    assert "maxQueueWaitMs" in replies[0].json()["message"]
+    assert first.result().status == 200
+    assert post(server, {"sleep": 0}).status == 200
+
+
 def test_requests_within_the_queue_wait_are_all_served(start_mlcli) -> None:
     server = start_mlcli("slow.py", env={"MLCLI_MAX_QUEUE_WAIT_MS": "20000"})
 
