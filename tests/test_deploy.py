@@ -122,6 +122,40 @@ def test_the_app_root_is_azures_layout_with_read_only_model_copies(tmp_path: Pat
     assert post(deployed["scoringUri"], {"data": [1, 2]}).json() == {"result": [3.0, 6.0]}
 
 
+def test_es_and_cf_flags_are_read_in_the_source_directory_as_azure_reads_them(
+    sklearn_assets: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok("model", "register", "-n", "iris", "-p", str(sklearn_assets["logistic"]))
+    monkeypatch.chdir(sklearn_assets["root"])  # holds src/score.py and src/env.yml
+
+    deployed = ok(
+        "model", "deploy", "-n", "sdflags", "-m", "iris:1",
+        "--sd", "src", "--es", "score.py", "--cf", "env.yml",
+    )  # fmt: skip
+
+    assert deployed["state"] == "Healthy"
+    assert post(deployed["scoringUri"], {"data": IRIS_ROWS}).json()["kind"] == (
+        "LogisticRegression"
+    )
+
+
+def test_an_es_flag_found_neither_in_the_source_directory_nor_here_names_both_places(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_factor(tmp_path, "scale", 2)
+    write(tmp_path / "src" / "helper.py", "")
+    monkeypatch.chdir(tmp_path)
+
+    result = invoke("model", "deploy", "-n", "nosd", "-m", "scale:1", "--sd", "src", "--es", "s.py")
+
+    assert result.exit_code == 2
+    assert "--es/--entry-script" in result.stderr
+    assert str(tmp_path / "src" / "s.py") in result.stderr
+    assert str(tmp_path / "s.py") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert ok("service", "list") == []
+
+
 def test_deploying_over_an_existing_name_without_overwrite_is_refused_as_azure_does(
     tmp_path: Path,
 ) -> None:

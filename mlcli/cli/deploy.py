@@ -27,9 +27,9 @@ def inference_options(f: F) -> F:
     for decls, kwargs in reversed(
         [
             (("--ic", "--inference-config-file"), {"type": _PATH, "help": "inferenceConfig file."}),
-            (("--es", "--entry-script"), {"type": _PATH, "help": "Entry script (score.py)."}),
-            (("--rt", "--runtime"), {"help": "Runtime: python (spark-py is not supported)."}),
-            (("--cf", "--conda-file"), {"type": _PATH, "help": "Conda environment file."}),
+            (("--es", "--entry-script"), {"type": _PATH, "help": "score.py, in --sd if given."}),
+            (("--rt", "--runtime"), {"help": "Runtime (every runtime runs as python)."}),
+            (("--cf", "--conda-file"), {"type": _PATH, "help": "Conda file, in --sd if given."}),
             (
                 ("--sd", "--source-directory"),
                 {"type": click.Path(path_type=Path, file_okay=False), "help": "Source folder."},
@@ -180,26 +180,31 @@ def model_refs(models: tuple[str, ...], metadata_file: Path | None) -> tuple[Any
 
 
 def inference_config(flags: dict[str, Any]) -> Any:
-    """--ic, with --es/--rt/--cf/--sd/--ds/--bi on top (flag paths are relative to the cwd)."""
+    """--ic, with --es/--rt/--cf/--sd/--ds/--bi on top. As in Azure, --es, --cf and --ds are
+    relative to the source folder (--sd, or the --ic's sourceDirectory) when there is one;
+    else, or when the file is not there, to the current folder."""
     from mlcli import config
 
-    overrides = {
-        "entryScript": flags.pop("es"),
-        "runtime": flags.pop("rt"),
-        "condaFile": flags.pop("cf"),
-        "sourceDirectory": flags.pop("sd"),
-        "extraDockerfileSteps": flags.pop("ds"),
-        "baseImage": flags.pop("bi"),
-    }
-    overrides = {
-        k: str(v.resolve()) if isinstance(v, Path) else v
-        for k, v in overrides.items()
-        if v is not None
-    }
     path = flags.pop("ic")
-    if path is None and not overrides:
-        return None
-    if path is None:
+    ic = config.load_inference_config(path) if path is not None else None
+    source_flag = flags.pop("sd")
+    overrides: dict[str, Any] = {}
+    if source_flag is not None:
+        source_dir = Path(source_flag).resolve()
+        overrides["sourceDirectory"] = str(source_dir)
+    else:
+        source_dir = ic.source_directory if ic is not None else None
+    for field, flag in (("entryScript", "es"), ("condaFile", "cf"), ("extraDockerfileSteps", "ds")):
+        value = flags.pop(flag)
+        if value is not None:
+            overrides[field] = _flag_file(Path(value), source_dir, flag)
+    for field, flag in (("runtime", "rt"), ("baseImage", "bi")):
+        value = flags.pop(flag)
+        if value is not None:
+            overrides[field] = value
+    if ic is None:
+        if not overrides:
+            return None
         if "entryScript" not in overrides:
             raise ConfigError(
                 "--cf, --sd, --rt, --ds and --bi complete an entry script, but none was given.",
@@ -207,12 +212,35 @@ def inference_config(flags: dict[str, Any]) -> Any:
                 fix="Add --es score.py, or pass --ic inferenceConfig.json.",
             )
         return config.inference_config_from_dict(overrides, None)
-    ic = config.load_inference_config(path)
     if not overrides:
         return ic
     if "sourceDirectory" in overrides and "entryScript" not in overrides:
         overrides["entryScript"] = str(ic.entry_script)
     return config.inference_config_from_dict({**ic.raw, **overrides}, Path(path))
+
+
+FLAG_NAMES = {
+    "es": "--es/--entry-script",
+    "cf": "--cf/--conda-file",
+    "ds": "--ds/--extra-docker-file-steps",
+}
+
+
+def _flag_file(value: Path, source_dir: Path | str | None, flag: str) -> str:
+    """The absolute path of a file flag: under the source folder if it is there, else from the
+    current folder."""
+    candidates = [Path(source_dir) / value] if source_dir and not value.is_absolute() else []
+    candidates.append(value)
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate.resolve())
+    looked = " or ".join(str(c.resolve()) for c in candidates)
+    where = "--sd/--source-directory" if len(candidates) > 1 else "the current folder"
+    raise ConfigError(
+        f"{value} does not exist (looked for {looked}).",
+        where=FLAG_NAMES[flag],
+        fix=f"Give a file path relative to {where}, or an absolute one.",
+    )
 
 
 def deployment_config(flags: dict[str, Any], *, base: Any = None) -> Any:
