@@ -183,6 +183,15 @@ def test_download_writes_the_folder_under_its_name(
     assert os.access(copy / "model.bin", os.W_OK)
 
 
+def test_download_to_a_folder_that_cannot_be_made_is_one_paragraph(registered_model) -> None:
+    result = run_ml("model", "download", "-i", "sentiment:1", "-t", "/proc/mlcli-out")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: -t/--target-dir: could not write /proc/mlcli-out")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
 def test_download_refuses_to_overwrite_unless_asked(registered_model, tmp_path: Path) -> None:
     (tmp_path / "out" / "model").mkdir(parents=True)
     (tmp_path / "out" / "model" / "mine.txt").write_text("keep?")
@@ -290,6 +299,10 @@ def _missing_metadata_folder(tmp: Path, model_dir: Path) -> list[str]:
     return ["-p", str(model_dir), "-n", "m", "-t", str(tmp / "no" / "such" / "m.json")]
 
 
+def _unwritable_metadata_folder(tmp: Path, model_dir: Path) -> list[str]:
+    return ["-p", str(model_dir), "-n", "m", "-t", "/proc/mlcli-model.json"]  # even for root
+
+
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
@@ -300,6 +313,7 @@ def _missing_metadata_folder(tmp: Path, model_dir: Path) -> list[str]:
         (_long_name, "(256 characters)"),
         (_bad_tag, "'novalue' is not key=value"),
         (_missing_metadata_folder, "does not exist"),
+        (_unwritable_metadata_folder, "/proc does not take new files"),
     ],
 )
 def test_bad_register_input_exits_2_with_one_line_and_changes_nothing(

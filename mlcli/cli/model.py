@@ -10,7 +10,7 @@ import click
 from mlcli.cli import LazyGroup
 from mlcli.cli.options import common_options, parse_pairs, workspace_name
 from mlcli.cli.output import emit, progress
-from mlcli.errors import ConfigError, ConflictError
+from mlcli.errors import ConfigError, ConflictError, MlcliError
 
 TABLE_COLUMNS = ("name", "version", "framework", "createdTime", "description")
 
@@ -94,12 +94,8 @@ def register(
 
     check_name(name)
     tag_map, property_map = parse_pairs(tags, "--tag"), parse_pairs(properties, "--property")
-    if output_metadata_file is not None and not output_metadata_file.parent.resolve().is_dir():
-        raise ConfigError(
-            f"the folder of {output_metadata_file} does not exist.",
-            where="-t/--output-metadata-file",
-            fix="Create the folder first, or write the file elsewhere.",
-        )
+    if output_metadata_file is not None:
+        _check_writable_folder(output_metadata_file)
     collect_sources(model_path, child_paths)  # refuse bad input before opening the registry
     registry = _open_registry()
     with progress(f"Registering {name}") as on_progress:
@@ -116,7 +112,15 @@ def register(
         )
     result = registered.to_dict()
     if output_metadata_file is not None:
-        _write_json_atomically(output_metadata_file, {"modelId": registered.id, **result})
+        try:
+            _write_json_atomically(output_metadata_file, {"modelId": registered.id, **result})
+        except OSError as exc:
+            raise MlcliError(
+                f"{registered.id} is registered, but {output_metadata_file} could not be "
+                f"written: {exc.strerror}.",
+                where="-t/--output-metadata-file",
+                fix=f"Write it again with `ml model show -i {registered.id}`, or free the disk.",
+            ) from exc
     emit(result, output, query, columns=TABLE_COLUMNS)
 
 
@@ -227,8 +231,15 @@ def download(
             where="-t/--target-dir",
             fix="Pass --overwrite to replace it, or pick another folder.",
         )
-    with progress(f"Downloading {found.id}"):
-        path = registry.materialize(found, target_dir, link=False, read_only=False)
+    try:
+        with progress(f"Downloading {found.id}"):
+            path = registry.materialize(found, target_dir, link=False, read_only=False)
+    except OSError as exc:
+        raise MlcliError(
+            f"could not write {exc.filename or target_dir}: {exc.strerror}.",
+            where="-t/--target-dir",
+            fix="Pick a folder you can write to (it is created if missing).",
+        ) from exc
     emit({"id": found.id, "path": str(path.resolve())}, output, query)
 
 
@@ -292,6 +303,28 @@ def delete(model_id: str, force: bool, output: str, query: str | None) -> None:
         )
     deleted = _open_registry().delete(ref.name, ref.version, force=force)
     emit(deleted.to_dict(), output, query, columns=TABLE_COLUMNS)
+
+
+def _check_writable_folder(path: Path) -> None:
+    """Before registering: the -t file's folder must take a new file (tried, not guessed)."""
+    folder = path.parent.resolve()
+    problem = None
+    if not folder.is_dir():
+        problem = f"the folder of {path} does not exist."
+    else:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+        except OSError as exc:
+            problem = f"{folder} does not take new files ({exc.strerror})."
+        else:
+            os.close(fd)
+            Path(tmp).unlink()
+    if problem is not None:
+        raise ConfigError(
+            problem,
+            where="-t/--output-metadata-file",
+            fix="Create the folder first or make it writable, or write the file elsewhere.",
+        )
 
 
 def _write_json_atomically(path: Path, data: dict) -> None:
