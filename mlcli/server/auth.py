@@ -1,8 +1,9 @@
 """Key authentication: `Authorization: Bearer <primary or secondary key>`, as Azure's services.
 
 The keys live in a JSON file ({"primaryKey": ..., "secondaryKey": ...}) that `ml service
-regen-key` rewrites; it is re-read when its size, mtime or inode change (checked at most once
-a second), so a new key works without a redeploy. Keys are compared in constant time.
+regen-key` replaces; it is re-read when its inode, size or mtime change, checked on every
+request (one stat, about a microsecond), so a new key works, and a replaced one stops working,
+as soon as the command returns. Keys are compared in constant time.
 """
 
 from __future__ import annotations
@@ -10,28 +11,22 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import time
 from pathlib import Path
 
 log = logging.getLogger("mlcli.server")
-
-RECHECK_S = 1.0
 
 
 class KeyFile:
     def __init__(self, path: str) -> None:
         self.path = path
+        self._file = Path(path)
         self._keys: tuple[bytes, ...] = ()
         self._stamp: tuple | None = None
-        self._checked = 0.0
         self._reload()
 
     def allows(self, authorization: bytes | None) -> bool:
         """True when the Authorization header carries one of the current keys."""
-        now = time.monotonic()
-        if now - self._checked >= RECHECK_S:
-            self._checked = now
-            self._reload()
+        self._reload()
         if not authorization or not self._keys:
             return False
         scheme, _, token = authorization.strip().partition(b" ")
@@ -45,7 +40,7 @@ class KeyFile:
 
     def _reload(self) -> None:
         try:
-            info = Path(self.path).stat()
+            info = self._file.stat()
         except OSError as exc:
             if self._stamp is not None or not self._keys:
                 log.error("Cannot read the keys file %s (%s); refusing every key", self.path, exc)
@@ -55,7 +50,7 @@ class KeyFile:
         if stamp == self._stamp:
             return
         try:
-            with Path(self.path).open(encoding="utf-8") as file:
+            with self._file.open(encoding="utf-8") as file:
                 document = json.load(file)
             keys = tuple(
                 str(document[name]).encode()
