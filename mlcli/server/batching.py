@@ -9,8 +9,9 @@ than `max_size`. A worker runs one batch at a time, so the next batch forms whil
 
 Everything per request still holds: admission (maxConcurrentRequestsPerContainer counts
 run_batch() calls, so max_concurrent x max_size requests are admitted; none waits longer than
-maxQueueWaitMs for its batch to leave), the scoring timeout (from the moment the batch is sent), a client that
-left, a worker that dies (its batch is answered 502). Each request gets its own reply.
+maxQueueWaitMs for its batch to leave), the scoring timeout (from the moment the batch is
+sent), a client that left, a worker that dies (its batch is answered 502). Each request gets
+its own reply.
 """
 
 from __future__ import annotations
