@@ -189,22 +189,17 @@ class Registry:
         remove_tags: Iterable[str] = (),
         add_properties: Mapping[str, str] | None = None,
         description: str | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> ModelVersion:
-        """Change tags and description; properties can only be added, as in Azure ML."""
-        remove_tags = tuple(remove_tags)
+        """Change tags and description; properties can only be added, as in Azure ML. Tags are
+        added, then removed (Azure's order); a tag to remove that is not there is only reported
+        to `on_warning`, as Azure's SDK prints it."""
         with db.immediate(self.conn):
             current = self.get(name, version)
-            tags = dict(current.tags)
-            missing = [k for k in remove_tags if k not in tags and k not in (add_tags or {})]
-            if missing:
-                raise NotFoundError(
-                    f"model {current.id} has no tag {missing[0]!r} to remove"
-                    + (f" (its tags: {', '.join(sorted(tags))})." if tags else " (no tags)."),
-                    where="--remove-tag",
-                )
+            tags = {**current.tags, **(add_tags or {})}
             for key in remove_tags:
-                tags.pop(key, None)
-            tags.update(add_tags or {})
+                if tags.pop(key, None) is None and on_warning is not None:
+                    on_warning(f"--remove-tag: model {current.id} has no tag {key!r}.")
             props = dict(current.properties)
             for key, value in (add_properties or {}).items():
                 if key in props and props[key] != value:

@@ -224,6 +224,14 @@ def test_update_changes_tags_properties_and_description(registered_model) -> Non
     )
 
 
+def test_removing_a_tag_that_is_not_there_warns_as_azure_does(registered_model) -> None:
+    result = invoke("model", "update", "-i", "sentiment:1", "--remove-tag", "nosuch")
+
+    assert result.exit_code == 0
+    assert "warning: --remove-tag: model sentiment:1 has no tag 'nosuch'." in result.stderr
+    assert json.loads(result.stdout)["tags"] == {}
+
+
 def test_changing_a_property_exits_4(registered_model) -> None:
     invoke("model", "update", "-i", "sentiment:1", "--add-property", "auc=0.9")
 

@@ -112,11 +112,14 @@ def test_changing_only_tags_properties_or_description_does_not_restart_the_serve
     register_factor(tmp_path, "scale", 2)
     deployed = deploy_echo(tmp_path, "labels", "--tag", "stage=dev", "--tag", "team=ml")
 
-    updated = ok(
+    result = invoke(
         "service", "update", "-n", "labels", "--add-tag", "stage=prod", "--remove-tag", "team",
-        "--add-property", "owner=alice", "--description", "the scaler",
+        "--remove-tag", "ghost", "--add-property", "owner=alice", "--description", "the scaler",
     )  # fmt: skip
 
+    assert result.exit_code == 0, result.stderr
+    assert "warning: --remove-tag: service 'labels' has no tag 'ghost'." in result.stderr
+    updated = json.loads(result.stdout)
     assert updated["tags"] == {"stage": "prod"}
     assert updated["properties"] == {"owner": "alice"}
     assert updated["description"] == "the scaler"

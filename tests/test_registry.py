@@ -212,15 +212,28 @@ def test_a_property_cannot_be_changed_once_set(
     assert registry.get("sentiment", 1).properties == {"auc": "0.9"}
 
 
-def test_removing_a_tag_that_is_not_there_changes_nothing(
+def test_a_tag_to_remove_that_is_not_there_is_reported_and_the_rest_applies(
     registry: Registry, registered_model: ModelVersion
 ) -> None:
     registry.update("sentiment", 1, add_tags={"a": "1"})
+    warnings: list[str] = []
 
-    with pytest.raises(NotFoundError):
-        registry.update("sentiment", 1, add_tags={"b": "2"}, remove_tags=["zzz"])
+    registry.update(
+        "sentiment", 1, add_tags={"b": "2"}, remove_tags=["zzz"], on_warning=warnings.append
+    )
 
-    assert registry.get("sentiment", 1).tags == {"a": "1"}
+    assert registry.get("sentiment", 1).tags == {"a": "1", "b": "2"}
+    assert warnings == ["--remove-tag: model sentiment:1 has no tag 'zzz'."]
+
+
+def test_tags_are_added_then_removed_as_azure_orders_them(
+    registry: Registry, registered_model: ModelVersion
+) -> None:
+    registry.update("sentiment", 1, add_tags={"k": "old", "keep": "1"})
+
+    registry.update("sentiment", 1, add_tags={"k": "new"}, remove_tags=["k"])
+
+    assert registry.get("sentiment", 1).tags == {"keep": "1"}
 
 
 def test_a_deleted_version_number_is_never_reused(registry: Registry, model_dir: Path) -> None:

@@ -9,7 +9,7 @@ import click
 
 from mlcli.cli import LazyGroup
 from mlcli.cli.options import common_options, parse_pairs, workspace_name
-from mlcli.cli.output import emit, progress
+from mlcli.cli.output import emit, progress, warn
 from mlcli.errors import ConfigError, ConflictError, MlcliError
 
 TABLE_COLUMNS = ("name", "version", "framework", "createdTime", "description")
@@ -279,6 +279,7 @@ def update(
         remove_tags=remove_tags,
         add_properties=parse_pairs(add_properties, "--add-property"),
         description=description,
+        on_warning=warn,
     )
     emit(changed.to_dict(), output, query, columns=TABLE_COLUMNS)
 

@@ -26,7 +26,7 @@ from mlcli.cli.options import (
     workspace_name,
     workspace_options,
 )
-from mlcli.cli.output import emit, progress
+from mlcli.cli.output import emit, progress, warn
 from mlcli.errors import ConfigError
 
 _NAME = click.option("-n", "--name", required=True, help="Service name.")
@@ -232,6 +232,7 @@ def update(
             wait=not no_wait,
             workspace=workspace_name(),
             on_progress=on_progress,
+            on_warning=warn,
         )
     emit(document, output, query, columns=TABLE_COLUMNS)
 

@@ -8,7 +8,7 @@ NotFoundError raised while the service is still untouched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,17 +119,14 @@ def updated_meta(
     remove_tags: Iterable[str],
     add_properties: Mapping[str, str] | None,
     description: str | None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    tags = dict(record.document.get("tags") or {})
+    """The record's tags, properties and description after an update: tags added, then
+    removed (Azure's order; a tag to remove that is not there is only reported)."""
+    tags = {**(record.document.get("tags") or {}), **(add_tags or {})}
     for key in remove_tags:
-        if key not in tags:
-            raise NotFoundError(
-                f"service {record.name!r} has no tag {key!r} to remove.",
-                where="--remove-tag",
-                fix=f"Its tags: {', '.join(sorted(tags)) or '(none)'}.",
-            )
-        del tags[key]
-    tags.update(add_tags or {})
+        if tags.pop(key, None) is None and on_warning is not None:
+            on_warning(f"--remove-tag: service {record.name!r} has no tag {key!r}.")
     properties = dict(record.document.get("properties") or {})
     for key, value in (add_properties or {}).items():
         if key in properties and properties[key] != value:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlcli import db
@@ -99,6 +99,7 @@ def update(
     wait: bool = True,
     workspace: str | Workspace | None = None,
     on_progress: Progress | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """`ml service update`: new models, configs or settings roll out a new revision (same URI);
     tags, properties and description alone change only the record."""
@@ -108,7 +109,7 @@ def update(
     services = Services(registry.workspace, registry.conn)
     record = services.get(check_service_name(name))
     models = tuple(models)
-    meta = updated_meta(record, add_tags, remove_tags, add_properties, description)
+    meta = updated_meta(record, add_tags, remove_tags, add_properties, description, on_warning)
     rollout = bool(models or inference or deployment or overrides)
     if not rollout:
         with db.immediate(services.conn):
