@@ -3,11 +3,12 @@
 Three servers, one worker each, same samples/sentiment/score.py and trained files, all up at
 once on 127.0.0.1: mlcli with deploymentConfig `"batching": {"maxBatchSize": 32,
 "maxLatencyMs": 10}` (the script's run_batch() gets up to 32 texts per Keras predict), mlcli
-without it (run() per request), and azmlinfsrv 1.5.1 (run() per request; it ignores
-run_batch). wrk sends POST /score at concurrency 32 and 128, alternating between the servers
-level by level; the script prints req/s, p50 and p99 per server and level (the median of 3
-rounds) and each against unbatched mlcli, as a Markdown table (for bench/RESULTS.md), then the
-batched server's own batch-size and queue-wait figures from its /metrics.
+with `"batching": {"enabled": false}` (run() per request), and azmlinfsrv 1.5.1 (run() per
+request; it ignores run_batch). wrk sends POST /score at concurrency 32 and 128, alternating
+between the servers level by level; the script prints req/s, p50 and p99 per server and level
+(the median of 3 rounds) and each against unbatched mlcli, as a Markdown table (for
+bench/RESULTS.md), then the batched server's own batch-size and queue-wait figures from its
+/metrics.
 
     .venv/bin/python bench/batching.py [--duration 8] [--concurrency 32 128] [--rounds 3]
 
@@ -54,13 +55,11 @@ ORDER = (BATCHED, UNBATCHED, AZURE)
 
 
 @contextmanager
-def mlcli_service(models: Path, name: str, batching: dict | None) -> Iterator[str]:
+def mlcli_service(models: Path, name: str, batching: dict) -> Iterator[str]:
     """Deploy the sample on PROCESS (one worker), with or without batching; delete it after."""
     model = ml("model", "register", "-p", str(models), "-n", "sentiment")
     port = free_port()
-    config = {"computeType": "PROCESS", "port": port, "workers": 1}
-    if batching is not None:
-        config["batching"] = batching
+    config = {"computeType": "PROCESS", "port": port, "workers": 1, "batching": batching}
     with tempfile.TemporaryDirectory(dir=OUT) as scratch:
         dc = Path(scratch) / "deploymentConfig.json"
         dc.write_text(json.dumps(config))
@@ -147,7 +146,9 @@ def main() -> None:
     with ExitStack() as running:
         uris = {
             BATCHED: running.enter_context(mlcli_service(models, "bench-batched", BATCHING)),
-            UNBATCHED: running.enter_context(mlcli_service(models, "bench-unbatched", None)),
+            UNBATCHED: running.enter_context(
+                mlcli_service(models, "bench-unbatched", {"enabled": False})
+            ),
             AZURE: running.enter_context(azmlinfsrv_service(azmlinfsrv, models)),
         }
         for uri in uris.values():

@@ -145,12 +145,14 @@ def wait_healthy(url: str, process: subprocess.Popen | None = None, timeout: flo
 
 @contextmanager
 def mlcli_service(models: Path) -> Iterator[str]:
-    """Register and deploy the sample on PROCESS (one worker); delete the service afterwards."""
+    """Register and deploy the sample on PROCESS (one worker, run() per request, as azmlinfsrv
+    serves it: bench/batching.py measures batching); delete the service afterwards."""
     model = ml("model", "register", "-p", str(models), "-n", "sentiment")
     port = free_port()
+    config = {"computeType": "PROCESS", "port": port, "workers": 1, "batching": {"enabled": False}}
     with tempfile.TemporaryDirectory(dir=OUT) as scratch:
         dc = Path(scratch) / "deploymentConfig.json"
-        dc.write_text(json.dumps({"computeType": "PROCESS", "port": port, "workers": 1}))
+        dc.write_text(json.dumps(config))
         say(f"mlcli: ml model deploy -n {SERVICE} -m {model['id']} (PROCESS, port {port})")
         service = ml(
             "model", "deploy", "-n", SERVICE, "-m", model["id"], "--overwrite",

@@ -46,6 +46,7 @@ class InferenceConfig:
 class Batching:
     max_batch_size: int = 32
     max_latency_ms: float = 10.0
+    enabled: bool = True  # false: scripts with run_batch() are served one request per run()
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +278,11 @@ def deployment_config_from_dict(data: dict[str, Any], path: Path | None) -> Depl
         max_request_body_mb=data.get("maxRequestBodyMB", 100.0),
         batching=None
         if batching is None
-        else Batching(batching.get("maxBatchSize", 32), batching.get("maxLatencyMs", 10.0)),
+        else Batching(
+            batching.get("maxBatchSize", 32),
+            batching.get("maxLatencyMs", 10.0),
+            batching.get("enabled", True),
+        ),
         num_replicas=num_replicas,
         autoscaler=autoscaler,
         app_insights_enabled=data.get("appInsightsEnabled", False),

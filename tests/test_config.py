@@ -310,6 +310,25 @@ def test_schemas_are_valid_json_schema_2020_12(kind: str) -> None:
     assert schema(kind)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
+@pytest.mark.parametrize(
+    ("batching", "expected"),
+    [
+        (None, {}),  # scripts with run_batch() get the defaults
+        ({"maxBatchSize": 8}, {"MLCLI_BATCH_MAX_SIZE": "8", "MLCLI_BATCH_MAX_LATENCY_MS": "10.0"}),
+        ({"enabled": False, "maxBatchSize": 8}, {"MLCLI_BATCH": "off"}),
+    ],
+)
+def test_batching_reaches_the_server_as_its_switch_and_sizes(
+    tmp_path: Path, batching: dict | None, expected: dict
+) -> None:
+    from mlcli.deploy.settings import server_settings
+
+    document = {"computeType": "PROCESS"} | ({"batching": batching} if batching else {})
+    env = server_settings(load_deployment_config(write(tmp_path / "dc.json", document)))
+
+    assert {k: v for k, v in env.items() if k.startswith("MLCLI_BATCH")} == expected
+
+
 def test_the_package_reads_the_repos_schemas_folder() -> None:
     assert SCHEMAS_DIR.resolve() == (REPO / "schemas").resolve()
 

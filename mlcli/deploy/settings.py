@@ -31,7 +31,9 @@ def server_settings(dc: DeploymentConfig) -> dict[str, str]:
     if dc.max_request_body_mb is not None:
         env["MLCLI_MAX_REQUEST_BYTES"] = str(dc.max_request_bytes)
     batching = getattr(dc, "batching", None)
-    if batching is not None:
+    if batching is not None and not batching.enabled:
+        env["MLCLI_BATCH"] = "off"
+    elif batching is not None:
         env["MLCLI_BATCH_MAX_SIZE"] = str(batching.max_batch_size)
         env["MLCLI_BATCH_MAX_LATENCY_MS"] = str(batching.max_latency_ms)
     return env

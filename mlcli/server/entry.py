@@ -42,7 +42,7 @@ class EntryScript:
 def load(path: str, *, batching: bool = False) -> EntryScript:
     """Import the script as module 'entry_module' (as Azure does) and inspect its run().
 
-    With batching asked for, also its run_batch(items), if it has one.
+    With batching on (the default where it runs), also its run_batch(items), if it has one.
     """
     try:
         spec = importlib.util.spec_from_file_location("entry_module", path)

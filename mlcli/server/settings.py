@@ -20,10 +20,11 @@ DEFAULT_WORKER_TIMEOUT_S = 300  # gunicorn's --timeout as azmlinfsrv sets it
 DEFAULT_MAX_QUEUE_WAIT_MS = 60_000  # no AKS config: a generous bound, never an endless queue
 DEFAULT_MAX_QUEUE_LENGTH = 4096  # requests waiting at once before new ones get 503
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
-# Dynamic batching (deploymentConfig `batching`), on when either variable is set and the
-# script defines run_batch(items). Defaults as documented in deploymentConfig.schema.json.
+# Dynamic batching (deploymentConfig `batching`): on for every script that defines
+# run_batch(items), unless MLCLI_BATCH=off. Defaults as in deploymentConfig.schema.json.
 DEFAULT_BATCH_MAX_SIZE = 32
 DEFAULT_BATCH_MAX_LATENCY_MS = 10.0
+BATCH_SWITCH = {"on": True, "1": True, "true": True, "off": False, "0": False, "false": False}
 
 
 class SettingsError(Exception):
@@ -68,7 +69,8 @@ class WorkerSettings:
     service_name: str
     service_version: str
     service_path_prefix: str
-    batching: bool = False  # asked for: then a run_batch() that cannot be used is an error
+    batching: bool = True  # run_batch() is used if defined (and must then be usable)
+    batching_configured: bool = False  # sizes given: a script without run_batch is worth a warning
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -81,7 +83,8 @@ class WorkerSettings:
             service_name=environ.get("SERVICE_NAME", "ML service"),
             service_version=environ.get("SERVICE_VERSION", "1.0"),
             service_path_prefix=environ.get("SERVICE_PATH_PREFIX", ""),
-            batching=batching_requested(environ),
+            batching=batching_enabled(environ),
+            batching_configured=batching_configured(environ),
         )
 
 
@@ -142,14 +145,27 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def batching_requested(environ: Mapping[str, str]) -> bool:
+def batching_configured(environ: Mapping[str, str]) -> bool:
     names = ("MLCLI_BATCH_MAX_SIZE", "MLCLI_BATCH_MAX_LATENCY_MS")
     return any(environ.get(name, "").strip() for name in names)
 
 
+def batching_enabled(environ: Mapping[str, str]) -> bool:
+    """MLCLI_BATCH: on (the default) or off (deploymentConfig `batching.enabled` false)."""
+    value = environ.get("MLCLI_BATCH", "").strip().lower()
+    if not value:
+        return True
+    if value not in BATCH_SWITCH:
+        raise SettingsError(
+            f"MLCLI_BATCH={value!r} is neither on nor off: set it to off to serve scripts that "
+            "define run_batch() one request per run(), or unset it."
+        )
+    return BATCH_SWITCH[value]
+
+
 def batching_from_environ(environ: Mapping[str, str]) -> Batching | None:
-    """deploymentConfig `batching` as deploy passes it; either variable turns batching on."""
-    if not batching_requested(environ):
+    """deploymentConfig `batching` as deploy passes it; None when switched off."""
+    if not batching_enabled(environ):
         return None
     return Batching(
         max_size=_int(environ, "MLCLI_BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE),

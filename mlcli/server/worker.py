@@ -330,17 +330,17 @@ def _log_batching(script: entry.EntryScript, settings: WorkerSettings) -> None:
     defined = hasattr(script.module, "run_batch")
     if script.run_batch is not None:
         log.info("Dynamic batching: requests are scored in batches by run_batch()")
-    elif settings.batching and script.mode == entry.RAW:
+    elif defined and script.mode == entry.RAW:
         log.warning("Dynamic batching does not apply to @rawhttp scripts: run() per request")
-    elif settings.batching:
-        log.warning(
-            "Dynamic batching is configured but %s defines no run_batch(items): run() per request",
-            script.path,
-        )
     elif defined:
         log.info(
-            "%s defines run_batch(); dynamic batching is off. Turn it on with deploymentConfig "
-            '"batching": {} (or MLCLI_BATCH_MAX_SIZE)',
+            "%s defines run_batch(), but dynamic batching is switched off (deploymentConfig "
+            '"batching": {"enabled": false}, or MLCLI_BATCH=off): run() per request',
+            script.path,
+        )
+    elif settings.batching_configured:
+        log.warning(
+            "Dynamic batching is configured but %s defines no run_batch(items): run() per request",
             script.path,
         )
 
