@@ -224,31 +224,6 @@ def container_name(workspace: str, service: str, revision: int) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]+", "-", raw)
 
 
-def service_containers(
-    workspace: str | None = None, service: str | None = None, *, all_states: bool = True
-) -> list[dict[str, Any]]:
-    """mlcli's service containers (by label), e.g. to see what runs after a CLI restart."""
-    client = docker_client()
-    wanted = ["org.mlcli.kind=service"]
-    if workspace:
-        wanted.append(f"{WORKSPACE}={workspace}")
-    if service:
-        wanted.append(f"{SERVICE}={service}")
-    found = client.containers.list(all=all_states, filters={"label": wanted})
-    return [
-        {
-            "id": c.id,
-            "name": c.name,
-            "status": c.status,
-            "workspace": c.labels.get(WORKSPACE),
-            "service": c.labels.get(SERVICE),
-            "revision": c.labels.get("org.mlcli.revision"),
-            "image": (c.image.tags or [c.image.id])[0] if c.image else None,
-        }
-        for c in found
-    ]
-
-
 def stop_by_token(token: str) -> None:
     """Remove the container of a deploy whose `ml` died before recording it (see services)."""
     client = docker_client()
