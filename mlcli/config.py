@@ -8,14 +8,13 @@ field path, what was wrong and what is allowed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mlcli.documents import read_document, validate
+from mlcli.documents import drop_unset, read_document, validate
 from mlcli.errors import ConfigError
 
 SCHEMAS_DIR = (
@@ -115,7 +114,7 @@ class DeploymentConfig:
 def load_inference_config(path: str | Path) -> InferenceConfig:
     """Read, validate and resolve an inferenceConfig file."""
     path = Path(path)
-    data = read_document(path)
+    data = drop_unset(read_document(path), schema("inferenceConfig"))
     if isinstance(data.get("runtime"), str):
         data["runtime"] = data["runtime"].lower()
     validate(data, schema("inferenceConfig"), path, fix=_SCHEMA_HINT.format("inference"))
@@ -180,7 +179,7 @@ def load_deployment_config(path: str | Path | None) -> DeploymentConfig:
     if path is None:
         return deployment_config_from_dict({"computeType": "PROCESS"}, None)
     path = Path(path)
-    data = read_document(path)
+    data = drop_unset(read_document(path), schema("deploymentConfig"))
     if "computeType" not in data:
         raise ConfigError(
             "Need to specify computeType.",
@@ -319,33 +318,96 @@ def config_kind(path: Path, data: dict[str, Any] | None = None) -> str:
     return "deploymentConfig" if "computeType" in data else "inferenceConfig"
 
 
-def as_dict(config: InferenceConfig | DeploymentConfig) -> dict[str, Any]:
-    """The parsed record as camelCase JSON (paths as strings), for `ml config validate`."""
+def as_document(config: InferenceConfig | DeploymentConfig) -> dict[str, Any]:
+    """The config as a file of its kind would spell it, every default filled in and paths
+    made absolute: what `ml config validate` prints, itself a valid config file."""
+    if isinstance(config, InferenceConfig):
+        document = {
+            "entryScript": config.entry_script,
+            "sourceDirectory": config.source_directory,
+            "runtime": config.runtime,
+            "condaFile": config.conda_file,
+            "environment": config.environment,
+            "extraDockerfileSteps": config.extra_dockerfile_steps,
+            "enableGpu": config.enable_gpu,
+            "baseImage": config.base_image,
+            "baseImageRegistry": config.base_image_registry,
+            "cudaVersion": config.cuda_version,
+            "description": config.description,
+        }
+        kept = ("schemaFile", "dependencies")
+    else:
+        scaler, probe, batching = config.autoscaler, config.liveness_probe, config.batching
+        document = {
+            "computeType": config.compute_type,
+            "port": config.port,
+            "containerResourceRequirements": {
+                "cpu": config.cpu,
+                "memoryInGB": config.memory_in_gb,
+                "cpuLimit": config.cpu_limit,
+                "memoryInGBLimit": config.memory_in_gb_limit,
+            },
+            "gpuCores": config.gpu_cores,
+            "numReplicas": config.num_replicas,
+            "autoScaler": {
+                "autoscaleEnabled": scaler.enabled,
+                "minReplicas": scaler.min_replicas,
+                "maxReplicas": scaler.max_replicas,
+                "refreshPeriodInSeconds": scaler.refresh_period_seconds,
+                "targetUtilization": scaler.target_utilization,
+            },
+            "authEnabled": config.auth_enabled,
+            "tokenAuthEnabled": config.token_auth_enabled,
+            "keys": {"primaryKey": config.primary_key, "secondaryKey": config.secondary_key},
+            "scoringTimeoutMs": config.scoring_timeout_ms,
+            "maxConcurrentRequestsPerContainer": config.max_concurrent_requests_per_container,
+            "maxQueueWaitMs": config.max_queue_wait_ms,
+            "workers": config.workers,
+            "maxRequestBodyMB": config.max_request_body_mb,
+            "batching": None
+            if batching is None
+            else {
+                "maxBatchSize": batching.max_batch_size,
+                "maxLatencyMs": batching.max_latency_ms,
+                "enabled": batching.enabled,
+            },
+            "appInsightsEnabled": config.app_insights_enabled,
+            "dataCollection": {"storageEnabled": config.data_collection_storage_enabled},
+            "livenessProbeRequirements": {
+                "periodSeconds": probe.period_seconds,
+                "initialDelaySeconds": probe.initial_delay_seconds,
+                "timeoutSeconds": probe.timeout_seconds,
+                "successThreshold": probe.success_threshold,
+                "failureThreshold": probe.failure_threshold,
+            },
+            "namespace": config.namespace,
+            "computeTargetName": config.compute_target_name,
+            "sslEnabled": config.ssl_enabled,
+            "sslCertificate": config.ssl_certificate,
+            "sslKey": config.ssl_key,
+            "description": config.description,
+            "tags": config.tags,
+            "properties": config.properties,
+        }
+        kept = ("location", "cname", "dnsNameLabel", "vnetName", "subnetName")
+    document.update((name, config.raw[name]) for name in kept if name in config.raw)
+    return _without_unset(document)
 
-    def convert(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {
-                _camel(f.name): convert(getattr(value, f.name))
-                for f in dataclasses.fields(value)
-                if f.name != "raw"
-            }
-        if isinstance(value, Path):
-            return str(value)
+
+def _without_unset(value: Any) -> Any:
+    """Paths as strings; unset (None) fields and objects left empty by them dropped."""
+    if isinstance(value, Path):
+        return str(value)
+    if not isinstance(value, dict):
         return value
-
-    return convert(config)
+    cleaned = {name: _without_unset(item) for name, item in value.items() if item is not None}
+    return {name: item for name, item in cleaned.items() if item != {}}
 
 
 def schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of 'inferenceConfig' or 'deploymentConfig'."""
     return json.loads(_schema_text(kind))
 
-
-_AZURE_SPELLING = {
-    "memory_in_gb": "memoryInGB",
-    "memory_in_gb_limit": "memoryInGBLimit",
-    "max_request_body_mb": "maxRequestBodyMB",
-}
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -372,10 +434,3 @@ def _resolve_file(
         where=where,
         fix=f"Give a file path relative to {relative_to}.",
     )
-
-
-def _camel(name: str) -> str:
-    if name in _AZURE_SPELLING:
-        return _AZURE_SPELLING[name]
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)

@@ -414,7 +414,7 @@ def test_validate_prints_the_config_with_defaults(tmp_path: Path) -> None:
     assert (data["kind"], data["valid"]) == ("deploymentConfig", True)
     assert data["config"]["computeType"] == "AKS"
     assert data["config"]["maxQueueWaitMs"] == 500
-    assert data["config"]["memoryInGB"] == 0.5
+    assert data["config"]["containerResourceRequirements"]["memoryInGB"] == 0.5
 
 
 def test_validate_tells_the_kind_from_the_fields(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def validate(file: Path, kind: str, output: str, query: str | None) -> None:
     else:
         parsed = configs.load_inference_config(file)
     emit(
-        {"file": str(file), "kind": resolved, "valid": True, "config": configs.as_dict(parsed)},
+        {"file": str(file), "kind": resolved, "valid": True, "config": configs.as_document(parsed)},
         output,
         query,
     )
