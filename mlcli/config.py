@@ -8,9 +8,9 @@ field path, what was wrong and what is allowed.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class InferenceConfig:
     cuda_version: str | None = None
     description: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # how paths were found, when not where the file is
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,36 +126,30 @@ def inference_config_from_dict(data: dict[str, Any], path: Path | None) -> Infer
     """Build from already-validated data; paths resolve against `path`'s folder (or the cwd)."""
     base = path.resolve().parent if path else Path.cwd()
     where = str(path) if path else "inference config"
+    notes: list[str] = []
     source_dir = None
     if data.get("sourceDirectory"):
-        source_dir = (base / data["sourceDirectory"]).resolve()
-        if not source_dir.is_dir():
-            raise ConfigError(
-                f"sourceDirectory: {data['sourceDirectory']!r} is not a folder ({source_dir}).",
-                where=where,
-                fix="Give a folder relative to the config file.",
-            )
-    entry = _resolve_file(data["entryScript"], "entryScript", base, source_dir, where)
+        source_dir = _resolve_path(
+            data["sourceDirectory"], "sourceDirectory", base, None, where, notes, folder=True
+        )
+    resolve = functools.partial(_resolve_path, base=base, source_dir=source_dir, where=where)
+    entry = resolve(data["entryScript"], "entryScript", notes=notes)
     uses_env = bool(data.get("environment"))
     conda = extra = None
     if data.get("condaFile") and not uses_env:
-        conda = _resolve_file(data["condaFile"], "condaFile", base, source_dir, where)
+        conda = resolve(data["condaFile"], "condaFile", notes=notes)
     if data.get("extraDockerfileSteps") and not uses_env:
-        extra = _resolve_file(
-            data["extraDockerfileSteps"], "extraDockerfileSteps", base, source_dir, where
-        )
+        extra = resolve(data["extraDockerfileSteps"], "extraDockerfileSteps", notes=notes)
     environment = data.get("environment")
     if environment:
         environment = json.loads(json.dumps(environment))  # a private copy
         python = environment.get("python") or {}
         if python.get("condaDependenciesFile"):
             python["condaDependenciesFile"] = str(
-                _resolve_file(
+                resolve(
                     python["condaDependenciesFile"],
                     "environment.python.condaDependenciesFile",
-                    base,
-                    source_dir,
-                    where,
+                    notes=notes,
                 )
             )
     return InferenceConfig(
@@ -171,6 +166,7 @@ def inference_config_from_dict(data: dict[str, Any], path: Path | None) -> Infer
         cuda_version=data.get("cudaVersion"),
         description=data.get("description"),
         raw=data,
+        notes=tuple(notes),
     )
 
 
@@ -412,25 +408,44 @@ def schema(kind: str) -> dict[str, Any]:
 # -- helpers ------------------------------------------------------------------------------
 
 
-@cache
+@functools.cache
 def _schema_text(kind: str) -> str:
     return (SCHEMAS_DIR / f"{kind}.schema.json").read_text(encoding="utf-8")
 
 
-def _resolve_file(
-    value: str, field_name: str, base: Path, source_dir: Path | None, where: str
+def _resolve_path(
+    value: str,
+    field_name: str,
+    base: Path,
+    source_dir: Path | None,
+    where: str,
+    notes: list[str],
+    *,
+    folder: bool = False,
 ) -> Path:
-    # Azure reads these relative to sourceDirectory; some v1 files spell them relative to the
-    # config file instead ("src/score.py" with sourceDirectory "src"), which Azure also found.
+    """A config's path, found as Azure found it: under sourceDirectory, then beside the config
+    file ("src/score.py" with sourceDirectory "src", which Azure also found), then, as v1's SDK
+    resolved paths, in the current folder; a note says so when that last one is used."""
+    exists = Path.is_dir if folder else Path.is_file
     candidates = [source_dir / value] if source_dir else []
     candidates.append(base / value)
+    cwd = Path.cwd().resolve()
+    from_cwd = cwd / value
+    if from_cwd not in candidates:
+        candidates.append(from_cwd)
     for candidate in candidates:
-        if candidate.is_file():
+        if exists(candidate):
+            if candidate is from_cwd and base != cwd:
+                notes.append(
+                    f"{field_name}: {value!r} is not beside the config file ({base}); using "
+                    f"{candidate.resolve()} from the current folder, as v1's SDK resolved it."
+                )
             return candidate.resolve()
     looked = " or ".join(str(c) for c in candidates)
+    kind = "folder" if folder else "file"
     relative_to = "sourceDirectory" if source_dir else "the config file's folder"
     raise ConfigError(
         f"{field_name}: {value!r} does not exist (looked for {looked}).",
         where=where,
-        fix=f"Give a file path relative to {relative_to}.",
+        fix=f"Give a {kind} path relative to {relative_to}.",
     )

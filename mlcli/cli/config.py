@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from mlcli.cli.options import common_options
-from mlcli.cli.output import emit
+from mlcli.cli.output import emit, warn
 
 KINDS = {"inference": "inferenceConfig", "deployment": "deploymentConfig"}
 
@@ -42,6 +42,8 @@ def validate(file: Path, kind: str, output: str, query: str | None) -> None:
         parsed = configs.load_deployment_config(file)
     else:
         parsed = configs.load_inference_config(file)
+        for note in parsed.notes:
+            warn(note)
     emit(
         {"file": str(file), "kind": resolved, "valid": True, "config": configs.as_document(parsed)},
         output,

@@ -180,9 +180,18 @@ def model_refs(models: tuple[str, ...], metadata_file: Path | None) -> tuple[Any
 
 
 def inference_config(flags: dict[str, Any]) -> Any:
-    """--ic, with --es/--rt/--cf/--sd/--ds/--bi on top. As in Azure, --es, --cf and --ds are
-    relative to the source folder (--sd, or the --ic's sourceDirectory) when there is one;
-    else, or when the file is not there, to the current folder."""
+    """--ic, with --es/--rt/--cf/--sd/--ds/--bi on top; its notes (paths found in the current
+    folder rather than beside the file) printed as warnings."""
+    ic = _inference_config(flags)
+    for note in ic.notes if ic is not None else ():
+        warn(note)
+    return ic
+
+
+def _inference_config(flags: dict[str, Any]) -> Any:
+    """As in Azure, --es, --cf and --ds are relative to the source folder (--sd, or the --ic's
+    sourceDirectory) when there is one; else, or when the file is not there, to the current
+    folder."""
     from mlcli import config
 
     path = flags.pop("ic")

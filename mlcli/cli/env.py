@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -13,6 +14,7 @@ import click
 
 from mlcli.cli.options import common_options
 from mlcli.cli.output import emit, progress, quiet, stderr_console
+from mlcli.progress import Notice
 
 TABLE_COLUMNS = ("key", "pythonVersion", "source", "lastUsedTime", "usedBy")
 
@@ -179,15 +181,16 @@ def _duration(text: str) -> timedelta:
 
 @contextmanager
 def _progress(title: str) -> Iterator[Callable[[str], None]]:
-    """uv's lines (resolved, installed, + package) pass through the live status line; mlcli's
-    notices (python substituted, azureml-* not installed) stay on stderr, unless
-    --only-show-errors."""
+    """Like every command's progress (notices stay, steps pass), with mlcli's own steps kept
+    as lines too: `ml env build` is about them. uv's lines (resolved, + package) pass."""
     with progress(title) as status:
 
         def on_progress(line: str) -> None:
             if line.startswith("uv: "):
                 status(line.removeprefix("uv: "))
-            elif not quiet():
+            elif isinstance(line, Notice) or quiet() or not sys.stderr.isatty():
+                status(line)  # a notice stays; elsewhere than a terminal every step does
+            else:
                 stderr_console().print(line, markup=False, highlight=False, soft_wrap=True)
 
         yield on_progress

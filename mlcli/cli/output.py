@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from mlcli.cli.options import ONLY_SHOW_ERRORS
+from mlcli.cli.options import ONLY_SHOW_ERRORS, VERBOSE
 from mlcli.errors import ConfigError
+from mlcli.progress import Notice
 
 _consoles: dict[str, Any] = {}
 
@@ -74,6 +75,11 @@ def quiet() -> bool:
     return bool(ctx and ctx.meta.get(ONLY_SHOW_ERRORS))
 
 
+def verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.meta.get(VERBOSE))
+
+
 def warn(message: str) -> None:
     """A warning on stderr, unless --only-show-errors."""
     if not quiet():
@@ -82,16 +88,51 @@ def warn(message: str) -> None:
 
 @contextlib.contextmanager
 def progress(title: str) -> Iterator[Callable[[str], None]]:
-    """An `on_progress(line)` callback: a live status line on a terminal, silent elsewhere."""
-    if quiet() or not sys.stderr.isatty():
+    """An `on_progress(message)` callback for the core (see mlcli/progress.py).
+
+    A Notice (a decision, a warning) is always a line that stays, on a terminal or in a CI log,
+    unless --only-show-errors. Steps: on a terminal a live status line (each one also kept as
+    a line with -v/--verbose); elsewhere (a CI log, a pipe) a plain line with a timestamp.
+    """
+    if quiet():
         yield _ignore
         return
-    with stderr_console().status(title) as status:
+    if not sys.stderr.isatty():
+        click.echo(_stamped(f"{title} ..."), err=True)
 
-        def on_progress(line: str) -> None:
-            status.update(f"{title}: {line}")
+        def on_plain(message: str) -> None:
+            if isinstance(message, Notice):
+                warn(message)
+            else:
+                click.echo(_stamped(message), err=True)
+
+        yield on_plain
+        return
+    every_step = verbose()
+    console = stderr_console()
+    with console.status(title) as status:
+
+        def on_progress(message: str) -> None:
+            if isinstance(message, Notice):
+                console.print(f"[yellow]warning:[/] {_escape(message)}", highlight=False)
+                return
+            if every_step:
+                console.print(_stamped(message), markup=False, highlight=False)
+            status.update(f"{title}: {_escape(message)}")
 
         yield on_progress
+
+
+def _stamped(message: str) -> str:
+    from datetime import datetime
+
+    return f"{datetime.now().strftime('%H:%M:%S')} {message}"
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _ignore(_line: str) -> None:

@@ -36,7 +36,7 @@ from mlcli.environments.interpreters import choose_interpreter
 from mlcli.environments.spec import EnvironmentSpec
 from mlcli.errors import EnvironmentBuildError
 from mlcli.paths import envs_dir
-from mlcli.progress import Progress, reporter
+from mlcli.progress import Notice, Progress, reporter
 
 RECORD = "mlcli-env.json"  # written last inside the build folder, before the rename
 LAST_USED = ".last-used"  # its mtime: when a deploy last asked for this environment
@@ -91,8 +91,18 @@ def ensure_environment(
     say = reporter(on_progress)
     if spec.skipped_azureml:
         say(
-            f"{', '.join(spec.skipped_azureml)}: not installed; mlcli's scoring server and "
-            "its azureml compatibility modules stand in for them."
+            Notice(
+                f"{', '.join(spec.skipped_azureml)}: not installed; mlcli's scoring server and "
+                "its azureml compatibility modules stand in for them."
+            )
+        )
+    dropped = [entry for entry in spec.skipped_conda if not _announced_silently(entry)]
+    if dropped:
+        say(
+            Notice(
+                f"{', '.join(dropped)}: conda-only packages (not Python packages), not "
+                "installed; PyPI wheels bundle the libraries they need."
+            )
         )
     existing = load_environment(spec.key, touch=True)
     if existing and existing.python.exists():
@@ -108,6 +118,12 @@ def ensure_environment(
             say(f"environment {spec.key} lost its interpreter {existing.base_python}; rebuilding")
             discard(existing.path)
         return _build(spec, lock_fd, say)
+
+
+def _announced_silently(conda_entry: str) -> bool:
+    """python and pip are conda plumbing every file lists: dropping them is no news."""
+    name = re.split(r"[\s=<>!~]", conda_entry.strip(), maxsplit=1)[0].lower()
+    return name in {"python", "pip", "setuptools", "wheel"}
 
 
 def load_environment(key: str, *, touch: bool = False) -> Environment | None:
@@ -181,7 +197,7 @@ def _build(spec: EnvironmentSpec, lock_fd: int, say: Progress) -> Environment:
     uv = find_uv()
     choice = choose_interpreter(spec.python, uv=uv)
     if choice.note:
-        say(choice.note)
+        say(Notice(choice.note))
     interpreter = choice.interpreter
     building = root / f".building-{spec.key}-{os.getpid()}"
     say(

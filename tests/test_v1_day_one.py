@@ -1,0 +1,196 @@
+"""What a v1 user meets on day one, from a shell and from a CI log (no terminal): what mlcli
+decided is on screen and stays there, paths resolve as v1's SDK resolved them."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deploy_support import ECHO_SCORE, PROGRESS_LINE, post, register_factor, write
+
+# The tutorial's conda file, as v1 repositories still hold it.
+TUTORIAL_CONDA = """\
+name: myenv
+channels:
+  - conda-forge
+dependencies:
+  - python=3.6.2
+  - cudatoolkit=10.1
+  - pip
+  - pip:
+      - azureml-defaults
+"""
+
+
+def ml(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`ml` as a CI step runs it: a real process, its streams pipes, not a terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlcli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def ml_on_a_terminal(*args: str, cwd: Path) -> tuple[int, str]:
+    """`ml` with its stderr on a pseudo-terminal, as at a shell: exit code and what it showed."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlcli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
+    )
+    os.close(terminal)
+    shown = bytearray()
+    while True:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif process.poll() is not None:
+            break
+    os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode(errors="replace"))
+    return process.wait(timeout=60), text.replace("\r", "\n")
+
+
+@pytest.fixture
+def tutorial_app(tmp_path: Path) -> Path:
+    """The tutorial's layout: score.py, myenv.yml and inferenceConfig.json in one folder."""
+    register_factor(tmp_path, "scale", 2)
+    write(tmp_path / "app" / "score.py", ECHO_SCORE)
+    write(tmp_path / "app" / "myenv.yml", TUTORIAL_CONDA)
+    config = {"entryScript": "score.py", "runtime": "python", "condaFile": "myenv.yml"}
+    write(tmp_path / "app" / "inferenceConfig.json", json.dumps(config))
+    return tmp_path / "app"
+
+
+# -- 3. a deploy in CI prints what it decided ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_deploy_in_a_ci_log_keeps_every_decision_and_timestamps_its_steps(
+    tutorial_app: Path,
+) -> None:
+    result = ml(
+        "model", "deploy", "-n", "ci-svc", "-m", "scale:1",
+        "--ic", str(tutorial_app / "inferenceConfig.json"),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert any("python=3.6.2" in line and "using Python 3." in line for line in warnings)
+    assert any("cudatoolkit=10.1" in line and "not installed" in line for line in warnings)
+    assert any(line.startswith("warning: azureml-defaults: not installed") for line in warnings)
+    steps = [line for line in result.stderr.splitlines() if PROGRESS_LINE.match(line)]
+    assert any("starting the scoring server" in line for line in steps)
+    assert any("is healthy at http://127.0.0.1:" in line for line in steps)
+    assert json.loads(result.stdout)["state"] == "Healthy"
+
+
+@pytest.mark.slow
+def test_only_show_errors_silences_the_warnings_and_the_steps(tutorial_app: Path) -> None:
+    result = ml(
+        "model", "deploy", "-n", "quiet-svc", "-m", "scale:1", "--only-show-errors",
+        "--ic", str(tutorial_app / "inferenceConfig.json"),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+@pytest.mark.slow
+def test_on_a_terminal_warnings_stay_and_verbose_keeps_every_step(tutorial_app: Path) -> None:
+    args = ("model", "deploy", "-n", "tty-svc", "-m", "scale:1", "--ic", "inferenceConfig.json")
+    code, shown = ml_on_a_terminal(*args, cwd=tutorial_app)
+    assert code == 0, shown
+    assert "warning: azureml-defaults: not installed" in shown
+    assert "python=3.6.2" in shown
+    assert not any(PROGRESS_LINE.match(line) for line in shown.splitlines())  # steps flash
+
+    code, shown = ml_on_a_terminal(*args, "--overwrite", "-v", cwd=tutorial_app)
+
+    assert code == 0, shown
+    kept = [line for line in shown.splitlines() if PROGRESS_LINE.match(line)]
+    assert any("is healthy at http://127.0.0.1:" in line for line in kept)
+
+
+# -- 4. paths: beside the config file, else the current folder as v1's SDK did -------------
+
+
+def test_an_entry_script_beside_the_config_file_is_used_without_a_note(tmp_path: Path) -> None:
+    write(tmp_path / "deploy" / "score.py", ECHO_SCORE)
+    write(tmp_path / "deploy" / "inferenceConfig.json", json.dumps({"entryScript": "score.py"}))
+
+    result = ml("config", "validate", "deploy/inferenceConfig.json", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["config"]["entryScript"] == str(tmp_path / "deploy/score.py")
+    assert result.stderr == ""
+
+
+def test_paths_relative_to_the_current_folder_work_and_say_so(tmp_path: Path) -> None:
+    """An SDK-era layout: the config in config/, paths written from the repository root."""
+    write(tmp_path / "src" / "score.py", ECHO_SCORE)
+    write(tmp_path / "environment" / "conda.yml", "dependencies:\n  - python=3.11\n")
+    config = {
+        "entryScript": "score.py",
+        "sourceDirectory": "src",
+        "condaFile": "environment/conda.yml",
+    }
+    write(tmp_path / "config" / "inferenceConfig.json", json.dumps(config))
+
+    result = ml("config", "validate", "config/inferenceConfig.json", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    parsed = json.loads(result.stdout)["config"]
+    assert parsed["sourceDirectory"] == str(tmp_path / "src")
+    assert parsed["entryScript"] == str(tmp_path / "src" / "score.py")
+    assert parsed["condaFile"] == str(tmp_path / "environment" / "conda.yml")
+    assert "warning: sourceDirectory: 'src' is not beside the config file" in result.stderr
+    assert "from the current folder, as v1's SDK resolved it" in result.stderr
+
+
+def test_a_path_found_nowhere_names_every_place_looked(tmp_path: Path) -> None:
+    write(tmp_path / "config" / "inferenceConfig.json", json.dumps({"entryScript": "score.py"}))
+
+    result = ml("config", "validate", "config/inferenceConfig.json", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert str(tmp_path / "config" / "score.py") in result.stderr
+    assert str(tmp_path / "score.py") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_deploy_from_the_repository_root_finds_the_sdk_era_paths(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 3)
+    write(tmp_path / "src" / "score.py", ECHO_SCORE)
+    config = {"entryScript": "score.py", "sourceDirectory": "src"}
+    write(tmp_path / "config" / "inferenceConfig.json", json.dumps(config))
+
+    result = ml(
+        "model", "deploy", "-n", "rootsvc", "-m", "scale:1",
+        "--ic", "config/inferenceConfig.json", cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "from the current folder" in result.stderr
+    uri = json.loads(result.stdout)["scoringUri"]
+    assert post(uri, {"data": [1]}).json() == {"result": [3.0]}
