@@ -126,6 +126,13 @@ def inference_config_from_dict(data: dict[str, Any], path: Path | None) -> Infer
     """Build from already-validated data; paths resolve against `path`'s folder (or the cwd)."""
     base = path.resolve().parent if path else Path.cwd()
     where = str(path) if path else "inference config"
+    if str(data.get("runtime", "python")).lower() == "spark-py":
+        raise ConfigError(
+            "runtime: 'spark-py' ran score.py with Spark in Azure's container; mlcli does "
+            "not provide Spark.",
+            where=where,
+            fix='Use "runtime": "python" and add pyspark to the conda file if score.py needs it.',
+        )
     notes: list[str] = []
     source_dir = None
     if data.get("sourceDirectory"):
@@ -301,6 +308,45 @@ def deployment_config_from_dict(data: dict[str, Any], path: Path | None) -> Depl
         properties=dict(data.get("properties") or {}),
         raw=data,
     )
+
+
+# deploymentConfig fields that only a Kubernetes cluster (computeType AKS) acts on.
+_AKS_ONLY = {
+    "numReplicas": "replicas are AKS-only; use workers for more server processes",
+    "autoScaler": "autoscaling is AKS-only",
+    "livenessProbeRequirements": "liveness probes are AKS-only; mlcli waits for GET / itself",
+    "namespace": "Kubernetes only",
+    "computeTargetName": "names an AKS cluster (a kubeconfig context)",
+}
+# ACI's Azure networking: nothing to do on 127.0.0.1.
+_AZURE_NETWORK = ("location", "cname", "dnsNameLabel", "vnetName", "subnetName")
+
+
+def ignored_fields(dc: DeploymentConfig) -> list[str]:
+    """One note per field the file sets that its computeType does nothing with, as the
+    equivalent deploy flags warn (a v1 file carries AKS fields into a LOCAL deploy)."""
+    raw, compute = dc.raw, dc.compute_type
+    notes = []
+    if compute != "AKS":
+        for name, why in _AKS_ONLY.items():
+            if name in raw:
+                notes.append(f"{name}: {why}; computeType {compute} ignores it.")
+        if dc.gpu_cores:
+            notes.append(f"gpuCores: no GPU scheduling here; computeType {compute} ignores it.")
+        if dc.ssl_enabled:
+            notes.append(
+                "sslEnabled: services here serve plain HTTP on 127.0.0.1; terminate TLS in a "
+                "proxy in front of them. Ignored."
+            )
+    if compute == "PROCESS" and "containerResourceRequirements" in raw:
+        notes.append(
+            "containerResourceRequirements: limits containers (LOCAL/ACI); a PROCESS service "
+            "ignores it."
+        )
+    present = [name for name in _AZURE_NETWORK if name in raw]
+    if present:
+        notes.append(f"{', '.join(present)}: Azure networking; no meaning here. Ignored.")
+    return notes
 
 
 def config_kind(path: Path, data: dict[str, Any] | None = None) -> str:

@@ -194,3 +194,74 @@ def test_a_deploy_from_the_repository_root_finds_the_sdk_era_paths(tmp_path: Pat
     assert "from the current folder" in result.stderr
     uri = json.loads(result.stdout)["scoringUri"]
     assert post(uri, {"data": [1]}).json() == {"result": [3.0]}
+
+
+# -- 8. no silent no-ops -----------------------------------------------------------------------
+
+
+def test_aks_fields_in_a_local_config_are_warned_about_like_their_flags(tmp_path: Path) -> None:
+    config = {
+        "computeType": "local",
+        "numReplicas": 3,
+        "namespace": "ml",
+        "autoScaler": {"autoscaleEnabled": False},
+        "location": "westeurope",
+    }
+    path = write(tmp_path / "deploymentConfig.json", json.dumps(config))
+
+    result = ml("config", "validate", str(path))
+
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert any(line.startswith("warning: numReplicas: replicas are AKS-only") for line in warnings)
+    assert any(line.startswith("warning: namespace:") for line in warnings)
+    assert any(line.startswith("warning: autoScaler:") for line in warnings)
+    assert any(line.startswith("warning: location: Azure networking") for line in warnings)
+
+
+def test_the_same_fields_on_aks_are_applied_and_not_warned_about(tmp_path: Path) -> None:
+    config = {"computeType": "aks", "numReplicas": 3, "namespace": "ml"}
+    path = write(tmp_path / "deploymentConfig.json", json.dumps(config))
+
+    result = ml("config", "validate", str(path))
+
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+
+
+def test_resource_limits_in_a_process_config_are_warned_about(tmp_path: Path) -> None:
+    config = {"computeType": "process", "containerResourceRequirements": {"cpu": 1}}
+    path = write(tmp_path / "deploymentConfig.json", json.dumps(config))
+
+    result = ml("config", "validate", str(path))
+
+    assert "warning: containerResourceRequirements: limits containers" in result.stderr
+
+
+def test_the_spark_runtime_is_a_clear_error(tmp_path: Path) -> None:
+    write(tmp_path / "score.py", ECHO_SCORE)
+    config = {"entryScript": "score.py", "runtime": "spark-py"}
+    path = write(tmp_path / "inferenceConfig.json", json.dumps(config))
+
+    result = ml("config", "validate", str(path))
+
+    assert result.returncode == 2
+    assert f"{path}: runtime: 'spark-py'" in result.stderr
+    assert '"runtime": "python"' in result.stderr
+
+
+def test_an_unknown_compute_type_filter_is_a_usage_error(tmp_path: Path) -> None:
+    result = ml("service", "list", "-c", "FOO")
+
+    assert result.returncode == 2
+    assert "'FOO' is not one of" in result.stderr
+
+
+def test_debug_shows_the_traceback_and_keeps_the_exit_code() -> None:
+    plain = ml("model", "show", "-n", "nosuchmodel")
+    debug = ml("model", "show", "-n", "nosuchmodel", "--debug")
+
+    assert plain.returncode == debug.returncode == 3
+    assert "Traceback" not in plain.stderr
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1] == plain.stderr.rstrip().splitlines()[-1]

@@ -40,14 +40,17 @@ class LazyGroup(click.Group):
 
 
 class RootGroup(LazyGroup):
-    """Prints an MlcliError as one paragraph on stderr and exits with its code."""
+    """Prints an MlcliError as one paragraph on stderr and exits with its code; with --debug
+    the traceback comes first, and the exit code is the same (scripts test it)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MlcliError as err:
             if ctx.meta.get("mlcli.debug") or "--debug" in sys.argv:
-                raise
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
             click.secho(f"error: {err}", fg="red", err=True)
             ctx.exit(err.exit_code)
 

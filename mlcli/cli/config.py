@@ -40,6 +40,8 @@ def validate(file: Path, kind: str, output: str, query: str | None) -> None:
     resolved = KINDS.get(kind.lower()) or configs.config_kind(file)
     if resolved == "deploymentConfig":
         parsed = configs.load_deployment_config(file)
+        for note in configs.ignored_fields(parsed):
+            warn(note)
     else:
         parsed = configs.load_inference_config(file)
         for note in parsed.notes:

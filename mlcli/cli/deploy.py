@@ -259,6 +259,8 @@ def deployment_config(flags: dict[str, Any], *, base: Any = None) -> Any:
         from mlcli import config
 
         base = config.load_deployment_config(flags.pop("dc"))
+        for note in config.ignored_fields(base):
+            warn(note)
     else:
         flags.pop("dc", None)
     dc = dataclasses.replace(base, **overrides) if overrides else base

@@ -38,7 +38,12 @@ def service() -> None:
 
 
 @service.command("list")
-@click.option("-c", "--compute-type", help="Only this computeType (PROCESS, LOCAL, ACI).")
+@click.option(
+    "-c",
+    "--compute-type",
+    type=click.Choice(["PROCESS", "LOCAL", "ACI", "AKS"], case_sensitive=False),
+    help="Only this computeType.",
+)
 @click.option("--model-name", help="Only services running a version of this model.")
 @click.option("--model-id", metavar="NAME:N", help="Only services running this model version.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY[=VALUE]", help="Having this tag.")
