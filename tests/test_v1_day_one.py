@@ -8,12 +8,23 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from deploy_support import ECHO_SCORE, PROGRESS_LINE, post, register_factor, write
+from deploy_support import (
+    ECHO_SCORE,
+    PROGRESS_LINE,
+    alive,
+    invoke,
+    ok,
+    post,
+    register_factor,
+    wait_for,
+    write,
+)
 
 # The tutorial's conda file, as v1 repositories still hold it.
 TUTORIAL_CONDA = """\
@@ -265,3 +276,58 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code() -> None:
     assert "Traceback" not in plain.stderr
     assert "Traceback (most recent call last)" in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1] == plain.stderr.rstrip().splitlines()[-1]
+
+
+# -- 6. a service whose server died can be started again ------------------------------------
+
+
+def kill_server(name: str) -> dict:
+    """SIGKILL a PROCESS service's server, as the OOM killer or a reboot would stop it."""
+    shown = ok("service", "show", "-n", name)
+    pid = shown["serverDetails"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not alive(pid), what="the kill")
+    return shown
+
+
+@pytest.mark.slow
+def test_restart_brings_a_killed_service_back_on_the_same_uri(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 2)
+    script = write(tmp_path / "score.py", ECHO_SCORE)
+    ok("model", "deploy", "-n", "phoenix", "-m", "scale:1", "--es", str(script), "--tag", "a=1")
+    before = kill_server("phoenix")
+    listed = invoke("service", "list")
+    assert "warning: phoenix is Unhealthy" in listed.stderr
+    assert "ml service restart -n phoenix" in listed.stderr
+
+    restarted = ok("service", "restart", "-n", "phoenix")
+
+    assert restarted["state"] == "Healthy"
+    assert restarted["scoringUri"] == before["scoringUri"]
+    assert restarted["tags"] == {"a": "1"}
+    assert restarted["serverDetails"]["pid"] != before["serverDetails"]["pid"]
+    assert post(restarted["scoringUri"], {"data": [1]}).json() == {"result": [2.0]}
+    assert ok("service", "show", "-n", "phoenix")["state"] == "Healthy"
+
+
+@pytest.mark.slow
+def test_an_update_with_no_change_restarts_an_unhealthy_service(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 4)
+    script = write(tmp_path / "score.py", ECHO_SCORE)
+    ok("model", "deploy", "-n", "lazarus", "-m", "scale:1", "--es", str(script))
+    before = kill_server("lazarus")
+
+    result = invoke("service", "update", "-n", "lazarus")
+
+    assert result.exit_code == 0, result.stderr
+    assert "is Unhealthy (its server is down): restarting it" in result.stderr
+    updated = json.loads(result.stdout)
+    assert updated["state"] == "Healthy"
+    assert post(before["scoringUri"], {"data": [1]}).json() == {"result": [4.0]}
+
+
+def test_restart_of_an_unknown_service_is_not_found() -> None:
+    result = ml("service", "restart", "-n", "nosuchsvc")
+
+    assert result.returncode == 3
+    assert "nosuchsvc" in result.stderr

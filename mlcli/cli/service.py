@@ -77,6 +77,10 @@ def list_(
         tags=parse_pairs(tags, "--tag", value_required=False),
         properties=parse_pairs(properties, "--property", value_required=False),
     )
+    for document in documents:
+        if document.get("state") == "Unhealthy":
+            name = document.get("name")
+            warn(f"{name} is Unhealthy (its server is down): `ml service restart -n {name}`")
     emit(documents, output, query, columns=TABLE_COLUMNS)
 
 
@@ -238,6 +242,31 @@ def update(
             workspace=workspace_name(),
             on_progress=on_progress,
             on_warning=warn,
+        )
+    emit(document, output, query, columns=TABLE_COLUMNS)
+
+
+@service.command("restart")
+@_NAME
+@click.option(
+    "--no-wait", is_flag=True, help="Return at once; the restart finishes in the background."
+)
+@common_options
+def restart(name: str, no_wait: bool, output: str, query: str | None) -> None:
+    """Start a service's current revision again: same models, configs and URI, a new server.
+
+    For a server that died (killed, out of memory, the machine rebooted): `ml service list`
+    shows it Unhealthy. No request is dropped if the old server still answers.
+
+    \b
+    Example:
+        ml service restart -n sentiment-svc
+    """
+    from mlcli.deploy import restart as restart_service
+
+    with progress(f"Restarting {name}") as on_progress, interrupted_by_sigterm():
+        document = restart_service(
+            name, wait=not no_wait, workspace=workspace_name(), on_progress=on_progress
         )
     emit(document, output, query, columns=TABLE_COLUMNS)
 

@@ -39,6 +39,7 @@ from mlcli.paths import Workspace
 from mlcli.progress import Progress
 from mlcli.services import (
     TRANSITIONING,
+    UNHEALTHY,
     Services,
     check_service_name,
     deployer_alive,
@@ -102,7 +103,8 @@ def update(
     on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """`ml service update`: new models, configs or settings roll out a new revision (same URI);
-    tags, properties and description alone change only the record."""
+    tags, properties and description alone change only the record, unless the service's
+    server is down (Unhealthy): then the update starts it again, as `restart` does."""
     from mlcli.registry import Registry
 
     registry = Registry.open(workspace)
@@ -111,6 +113,10 @@ def update(
     models = tuple(models)
     meta = updated_meta(record, add_tags, remove_tags, add_properties, description, on_warning)
     rollout = bool(models or inference or deployment or overrides)
+    if not rollout and services.state_of(record) == UNHEALTHY and record.spec:
+        if on_warning is not None:
+            on_warning(f"service {record.name!r} is Unhealthy (its server is down): restarting it")
+        rollout = True
     if not rollout:
         with db.immediate(services.conn):
             current = services.find(record.name) or record
@@ -153,6 +159,42 @@ def update(
         app=app,
         deployment=base,
         meta=meta,
+        overwrite=True,
+        wait=wait,
+        on_progress=on_progress,
+    )
+
+
+def restart(
+    name: str,
+    *,
+    wait: bool = True,
+    workspace: str | Workspace | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """`ml service restart`: the current revision again (same models, app, settings and URI),
+    a new server replacing the old one. For a server that died (killed, a reboot), or one
+    that answers but should start afresh (init() again)."""
+    from mlcli.registry import Registry
+
+    registry = Registry.open(workspace)
+    services = Services(registry.workspace, registry.conn)
+    record = services.get(check_service_name(name))
+    if not record.spec:
+        raise ConflictError(
+            f"service {record.name!r} never became healthy (state {record.state}); there is "
+            "no revision to restart.",
+            fix=f"Deploy it again: ml model deploy -n {record.name} ... --overwrite.",
+        )
+    spec = record.spec
+    return roll_out(
+        services,
+        registry,
+        record.name,
+        models=[model_from_id(registry, m) for m in spec["models"]],
+        app=app_from_record(services, record),
+        deployment=deployment_from_settings(spec["settings"]),
+        meta={},
         overwrite=True,
         wait=wait,
         on_progress=on_progress,
