@@ -105,10 +105,11 @@ class Services:
         self.conn = conn
 
     @classmethod
-    def open(cls, workspace: str | Workspace | None = None) -> Services:
+    def open(cls, workspace: str | Workspace | None = None, *, create: bool = True) -> Services:
+        """The workspace's services; `create=False` for commands that only read (db.connect)."""
         if not isinstance(workspace, Workspace):
             workspace = Workspace.named(workspace)
-        return cls(workspace, db.connect(workspace))
+        return cls(workspace, db.connect(workspace, create=create))
 
     def close(self) -> None:
         self.conn.close()
@@ -130,8 +131,11 @@ class Services:
         """The record, after finishing any deploy whose `ml` process died (see module doc)."""
         record = self.find(name)
         if record is None:
+            from mlcli.workspaces import elsewhere_hint
+
             raise NotFoundError(
-                f"service {name!r} does not exist in workspace {self.workspace.name!r}.",
+                f"service {name!r} does not exist in workspace {self.workspace.name!r}."
+                + elsewhere_hint("services", name, self.workspace.name),
                 where="-n/--name",
                 fix="See the services with `ml service list`.",
             )

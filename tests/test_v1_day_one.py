@@ -331,3 +331,118 @@ def test_restart_of_an_unknown_service_is_not_found() -> None:
 
     assert result.returncode == 3
     assert "nosuchsvc" in result.stderr
+
+
+# -- 5. workspaces: -w as v1 scripts pass it, read commands never create one ---------------
+
+
+def test_a_model_registered_with_w_and_g_is_found_there_and_named_elsewhere(
+    tmp_path: Path, mlcli_home: Path
+) -> None:
+    model = write(tmp_path / "model.pkl", "weights")
+    ok("model", "register", "-p", str(model), "-n", "churn", "-w", "myworkspace", "-g", "myrg")
+
+    found = invoke("model", "show", "-n", "churn", "-w", "myworkspace")
+    missing = invoke("model", "show", "-n", "churn")
+
+    assert found.exit_code == 0
+    assert missing.exit_code == 3
+    assert "workspace 'default'" in missing.stderr
+    assert "It exists in workspace 'myworkspace' (-w myworkspace)" in missing.stderr
+
+
+def test_a_mistyped_workspace_on_a_read_command_is_an_error_and_creates_nothing(
+    tmp_path: Path, mlcli_home: Path
+) -> None:
+    ok("model", "register", "-p", str(write(tmp_path / "m.pkl", "x")), "-n", "m", "-w", "prod")
+
+    for command in (("model", "list"), ("service", "list"), ("model", "show", "-n", "m")):
+        result = invoke(*command, "-w", "prdo")
+        assert result.exit_code == 3, command
+        assert "workspace 'prdo' does not exist" in result.stderr
+        assert "Did you mean -w prod?" in result.stderr
+    assert sorted(p.name for p in (mlcli_home / "workspaces").iterdir()) == ["prod"]
+
+
+def test_reading_the_default_workspace_on_a_new_machine_is_empty_and_creates_nothing(
+    mlcli_home: Path,
+) -> None:
+    assert ok("model", "list") == []
+    assert ok("service", "list") == []
+    assert not (mlcli_home / "workspaces").exists()
+
+
+def test_workspace_create_list_show_and_delete(tmp_path: Path) -> None:
+    created = ok("workspace", "create", "-w", "staging")
+    again = invoke("workspace", "create", "-w", "staging")
+    ok("model", "register", "-p", str(write(tmp_path / "m.pkl", "x")), "-n", "m", "-w", "staging")
+
+    assert created["name"] == "staging"
+    assert again.exit_code == 4
+    assert [w["name"] for w in ok("workspace", "list")] == ["staging"]
+    assert ok("workspace", "show", "-w", "staging")["modelVersions"] == 1
+
+    deleted = ok("workspace", "delete", "-w", "staging")
+
+    assert deleted["deleted"] is True
+    assert ok("workspace", "list") == []
+    assert invoke("workspace", "show", "-w", "staging").exit_code == 3
+
+
+@pytest.mark.slow
+def test_a_workspace_with_services_is_deleted_only_with_all_resources(tmp_path: Path) -> None:
+    ok(
+        "model",
+        "register",
+        "-p",
+        str(write(tmp_path / "f" / "factor.txt", "2")),
+        "-n",
+        "scale",
+        "-w",
+        "ws1",
+    )
+    script = write(tmp_path / "score.py", ECHO_SCORE)
+    deployed = ok(
+        "model", "deploy", "-n", "svc1", "-m", "scale:1", "--es", str(script), "-w", "ws1"
+    )
+
+    refused = invoke("workspace", "delete", "-w", "ws1")
+    deleted = ok("workspace", "delete", "-w", "ws1", "--all-resources")
+
+    assert refused.exit_code == 4
+    assert "svc1" in refused.stderr
+    assert deleted["deleted"] is True
+    wait_for(lambda: not alive(deployed["serverDetails"]["pid"]), what="the server to stop")
+
+
+def test_folder_attach_makes_a_project_use_its_workspace_without_w(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    monkeypatch.chdir(project)
+    attached = ok("folder", "attach", "-w", "team", "-g", "myrg")
+    config = json.loads((project / ".azureml" / "config.json").read_text())
+    monkeypatch.chdir(project / "src")  # below the project folder, as in v1
+
+    ok("model", "register", "-p", str(write(tmp_path / "m.pkl", "x")), "-n", "m")
+
+    assert config["workspace_name"] == "team"
+    assert config["resource_group"] == "myrg"
+    assert attached["path"] == str(project / ".azureml" / "config.json")
+    assert ok("folder", "show")["workspace_name"] == "team"
+    assert [m["id"] for m in ok("model", "list", "-w", "team")] == ["m:1"]
+    assert invoke("model", "list", "-w", "default").exit_code == 0
+    assert ok("workspace", "show")["name"] == "team"
+
+
+def test_a_projects_config_json_naming_a_missing_workspace_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path / "config.json", json.dumps({"workspace_name": "ghost"}))
+    monkeypatch.chdir(tmp_path)
+
+    result = invoke("model", "list")
+
+    assert result.exit_code == 3
+    assert f"{config} (ml folder attach), field workspace_name" in result.stderr

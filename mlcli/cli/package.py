@@ -92,7 +92,7 @@ def package(
             where="--image-name",
             fix="Leave one out (name the image later with `docker build -t NAME`).",
         )
-    registry = Registry.open(workspace_name())
+    registry = Registry.open(workspace_name(), create=False)
     resolved = list({m.id: m for m in (registry.resolve(ref) for ref in refs)}.values())
     manifests = prepare_manifests(
         deploy_config,

@@ -62,7 +62,8 @@ def deploy(
     from mlcli.registry import Registry
 
     name = check_service_name(request.name)
-    registry = Registry.open(workspace)
+    # With models named, they must be registered: the workspace exists already.
+    registry = Registry.open(workspace, create=not request.models)
     services = Services(registry.workspace, registry.conn)
     models = resolve_models(registry, request.models)
     app = app_from_inference(request.inference)
@@ -107,7 +108,7 @@ def update(
     server is down (Unhealthy): then the update starts it again, as `restart` does."""
     from mlcli.registry import Registry
 
-    registry = Registry.open(workspace)
+    registry = Registry.open(workspace, create=False)
     services = Services(registry.workspace, registry.conn)
     record = services.get(check_service_name(name))
     models = tuple(models)
@@ -177,7 +178,7 @@ def restart(
     that answers but should start afresh (init() again)."""
     from mlcli.registry import Registry
 
-    registry = Registry.open(workspace)
+    registry = Registry.open(workspace, create=False)
     services = Services(registry.workspace, registry.conn)
     record = services.get(check_service_name(name))
     if not record.spec:
