@@ -62,6 +62,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (service, model_name, model_version)
     );
     """,
+    # 2: when a model version last changed (tags, properties, description), v1's updatedTime.
+    """
+    ALTER TABLE model_versions ADD COLUMN updated_time TEXT;
+    """,
 )
 
 

@@ -213,12 +213,13 @@ class Registry:
                     )
                 props[key] = value
             self.conn.execute(
-                "UPDATE model_versions SET tags = ?, properties = ?, description = ?"
-                " WHERE name = ? AND version = ?",
+                "UPDATE model_versions SET tags = ?, properties = ?, description = ?,"
+                " updated_time = ? WHERE name = ? AND version = ?",
                 (
                     json.dumps(tags),
                     json.dumps(props),
                     current.description if description is None else description,
+                    _now(),
                     current.name,
                     current.version,
                 ),
@@ -322,6 +323,7 @@ class Registry:
                 root_name=r["root_name"],
                 is_dir=bool(r["is_dir"]),
                 files=tuple(files.get((r["name"], r["version"]), ())),
+                updated_time=r["updated_time"] or r["created_time"],
             )
             for r in rows
         ]

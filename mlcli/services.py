@@ -184,6 +184,8 @@ class Services:
         settings = spec.get("settings") or {}
         environment = spec.get("environment") or {}
         error = doc.get("error")
+        handle = endpoint.handle if endpoint else {}
+        raw_settings = settings.get("raw") or {}
         return {
             "name": record.name,
             "state": state or self.state_of(record),
@@ -198,6 +200,7 @@ class Services:
             "properties": dict(doc.get("properties") or {}),
             "createdTime": record.created_time,
             "updatedTime": record.updated_time,
+            "updatedAt": record.updated_time,  # v1's spelling in `az ml service show`
             "workspaceName": self.workspace.name,
             "revision": record.revision or (record.pending or {}).get("revision"),
             "scoringTimeoutMs": settings.get("scoringTimeoutMs"),
@@ -212,6 +215,18 @@ class Services:
             else None,
             "serverDetails": dict(endpoint.handle) if endpoint else None,
             "error": {"message": error} if error else None,
+            # v1 fields that scripts read; null where nothing here stands for them.
+            "imageId": handle.get("image"),  # LOCAL/ACI: the service's Docker image
+            "environmentDetails": {
+                "name": environment.get("key"),
+                "python": {"version": environment.get("pythonVersion")},
+                "source": environment.get("source"),
+            }
+            if environment
+            else None,
+            "cpu": settings.get("cpu"),
+            "memoryInGB": settings.get("memoryInGB"),
+            "gpu": raw_settings.get("gpuCores"),
         }
 
     # -- write ------------------------------------------------------------------------------

@@ -446,3 +446,103 @@ def test_a_projects_config_json_naming_a_missing_workspace_names_the_file(
 
     assert result.exit_code == 3
     assert f"{config} (ml folder attach), field workspace_name" in result.stderr
+
+
+# -- 10. the JSON v1 scripts read, tables for people, logs for people ------------------------
+
+V1_MODEL_FIELDS = (
+    "createdTime", "updatedTime", "updatedAt", "experimentName", "runId",
+    "sampleInputDatasetId", "sampleOutputDatasetId",
+)  # fmt: skip
+V1_SERVICE_FIELDS = (
+    "imageId", "updatedTime", "updatedAt", "environmentDetails", "cpu", "memoryInGB", "gpu",
+)  # fmt: skip
+
+
+def test_model_json_carries_v1s_fields_null_when_unknown(tmp_path: Path) -> None:
+    ok("model", "register", "-p", str(write(tmp_path / "m.pkl", "x")), "-n", "m")
+    ok("model", "update", "-i", "m:1", "--add-tag", "stage=prod")
+
+    shown = ok("model", "show", "-i", "m:1")
+    listed = ok("model", "list")[0]
+
+    for document in (shown, listed):
+        assert set(V1_MODEL_FIELDS) <= set(document)
+        assert document["runId"] is None
+        assert document["experimentName"] is None
+    assert shown["updatedTime"] == shown["updatedAt"]
+    assert shown["updatedTime"] >= shown["createdTime"]
+
+
+@pytest.mark.slow
+def test_service_json_carries_v1s_fields(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 2)
+    script = write(tmp_path / "score.py", ECHO_SCORE)
+    ok("model", "deploy", "-n", "fields", "-m", "scale:1", "--es", str(script))
+
+    shown = ok("service", "show", "-n", "fields")
+
+    assert set(V1_SERVICE_FIELDS) <= set(shown)
+    assert shown["imageId"] is None  # PROCESS: no image
+    assert shown["updatedAt"] == shown["updatedTime"]
+    assert shown["environmentDetails"]["python"]["version"].startswith("3.")
+
+
+def test_tables_join_lists_and_drop_fractions_of_seconds() -> None:
+    from mlcli.cli.output import _table
+
+    rows = [
+        {"name": "svc", "models": ["a:1", "b:2"], "createdTime": "2026-12-03T08:39:31.123456+00:00"}
+    ]
+
+    text = _table(rows, ("name", "models", "createdTime"))
+
+    assert "a:1, b:2" in text
+    assert "2026-12-03T08:39:31+00:00" in text
+    assert ".123456" not in text
+
+
+def test_a_table_on_a_narrow_terminal_fits_it() -> None:
+    from mlcli.cli.output import _clip, _fit
+
+    widths = _fit([10, 60, 30], 80)
+
+    assert sum(widths) + 2 * 2 <= 80
+    assert widths[0] == 10  # the narrow column keeps its width
+    assert _clip("a" * 30, 10) == "a" * 9 + "…"
+
+
+def test_a_log_line_reads_as_one_line_for_people() -> None:
+    from mlcli.cli.logs import readable
+
+    access = json.dumps({
+        "time": "2026-12-03T08:39:31.123Z", "level": "INFO", "logger": "mlcli.server.access",
+        "pid": 7, "requestId": "r-1", "method": "POST", "path": "/score", "status": 200,
+        "latencyMs": 1.5, "runMs": 0.7,
+    })  # fmt: skip
+    printed = json.dumps({
+        "time": "2026-12-03T08:39:32.000Z", "level": "INFO", "logger": "score", "pid": 7,
+        "stream": "stdout", "message": "loaded the model",
+    })  # fmt: skip
+
+    assert readable(access) == (
+        "2026-12-03 08:39:31.123 INFO  POST /score 200 in 1.5 ms, run() 0.7 ms [r-1]"
+    )
+    assert readable(printed) == "2026-12-03 08:39:32.000 INFO  score: loaded the model"
+    assert readable("not json") == "not json"
+
+
+@pytest.mark.slow
+def test_get_logs_is_json_lines_in_a_pipe_and_readable_when_asked(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 2)
+    script = write(tmp_path / "score.py", ECHO_SCORE)
+    deployed = ok("model", "deploy", "-n", "logsvc", "-m", "scale:1", "--es", str(script))
+    post(deployed["scoringUri"], {"data": [1]})
+
+    raw = ml("service", "get-logs", "-n", "logsvc")
+    readable = ml("service", "get-logs", "-n", "logsvc", "--readable")
+
+    assert raw.returncode == readable.returncode == 0
+    assert all(json.loads(line) for line in raw.stdout.splitlines())
+    assert any(" POST /score 200 in " in line for line in readable.stdout.splitlines())
+    assert not readable.stdout.lstrip().startswith("{")

@@ -6,6 +6,7 @@ and yaml are imported only by the format that needs them, so `-o json` stays che
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -177,10 +178,19 @@ def _tsv_row(row: Any) -> list[Any]:
     return [row]
 
 
+_FRACTION_OF_SECOND = re.compile(r"(T?\d{2}:\d{2}:\d{2})\.\d+")
+
+
 def _cell(value: Any) -> str:
+    """A table cell: lists comma-joined, timestamps to the second, one line."""
     if value is None:
         return ""
-    return str(value).replace("\t", " ").replace("\n", " ")
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    text = str(value).replace("\t", " ").replace("\n", " ")
+    return _FRACTION_OF_SECOND.sub(r"\1", text) if ":" in text else text
 
 
 def _table(data: Any, columns: Sequence[str]) -> str:
@@ -199,12 +209,41 @@ def _table(data: Any, columns: Sequence[str]) -> str:
         header = [k[:1].upper() + k[1:] for k in keys]
         body = [[_cell(r.get(k)) for k in keys] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body if i < len(b))) for i, h in enumerate(header)]
+    widths = _fit(widths, _terminal_width())
+    header = [_clip(h, w) for h, w in zip(header, widths, strict=True)]
+    body = [[_clip(c, w) for c, w in zip(b, widths, strict=False)] for b in body]
     lines = [
         "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
         "  ".join("-" * w for w in widths),
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=False)).rstrip() for b in body]
     return "\n".join(lines)
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width when stdout is one (a pipe or file gets whole cells)."""
+    if not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+def _fit(widths: list[int], total: int | None, floor: int = 8) -> list[int]:
+    """Narrow the widest columns, one character at a time, until the table fits `total`."""
+    if total is None:
+        return widths
+    widths = list(widths)
+    while sum(widths) + 2 * (len(widths) - 1) > total:
+        widest = max(range(len(widths)), key=widths.__getitem__)
+        if widths[widest] <= floor:
+            break
+        widths[widest] -= 1
+    return widths
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def _is_scalar_column(rows: list[dict], key: str) -> bool:

@@ -107,10 +107,16 @@ def show(name: str, output: str, query: str | None) -> None:
 @click.option("-i", "--init", is_flag=True, help="The deploy log (environment build, start-up).")
 @click.option("--follow", is_flag=True, help="Keep printing new lines while the server runs.")
 @click.option(
+    "--readable/--raw",
+    default=None,
+    help="One readable line per record (the default on a terminal), or the server's JSON "
+    "lines as they are (the default in a pipe).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Choice(OUTPUT_FORMATS, case_sensitive=False),
-    help="Plain text when omitted; json, yaml... give {name, logs: [lines]}.",
+    help="Lines when omitted; json, yaml... give {name, logs: [lines]}.",
 )
 @click.option("--query", metavar="JMESPATH", help="JMESPath query (with -o).")
 @workspace_options
@@ -120,6 +126,7 @@ def get_logs(
     num_lines: int | None,
     init: bool,
     follow: bool,
+    readable: bool | None,
     output: str | None,
     query: str | None,
 ) -> None:
@@ -129,11 +136,18 @@ def get_logs(
     Example:
         ml service get-logs -n sentiment-svc -l 50
         ml service get-logs -n sentiment-svc --follow
+        ml service get-logs -n sentiment-svc --raw | jq .message
     """
     from mlcli.deploy import logs
 
     lines = logs(name, tail=num_lines, follow=follow, init=init, workspace=workspace_name())
     if output is None and query is None:
+        if readable is None:
+            readable = sys.stdout.isatty()
+        if readable:
+            from mlcli.cli.logs import readable as as_readable
+
+            lines = (as_readable(line) for line in lines)
         for line in lines:
             click.echo(line)
         return
