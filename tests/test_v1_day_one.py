@@ -546,3 +546,68 @@ def test_get_logs_is_json_lines_in_a_pipe_and_readable_when_asked(tmp_path: Path
     assert all(json.loads(line) for line in raw.stdout.splitlines())
     assert any(" POST /score 200 in " in line for line in readable.stdout.splitlines())
     assert not readable.stdout.lstrip().startswith("{")
+
+
+# -- 7. no-code deployment: a framework model deploys without a score.py --------------------
+
+
+@pytest.mark.slow
+def test_a_scikit_learn_model_deploys_without_an_entry_script(tmp_path: Path) -> None:
+    import joblib
+    import numpy as np
+    import sklearn
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(50, 3))
+    model = LinearRegression().fit(features, features @ [1.0, 2.0, 3.0] + 0.5)
+    joblib.dump(model, tmp_path / "model.pkl")
+    ok(
+        "model", "register", "-p", str(tmp_path / "model.pkl"), "-n", "diabetes",
+        "--model-framework", "ScikitLearn", "--model-framework-version", sklearn.__version__,
+    )  # fmt: skip
+
+    deployed = ok("model", "deploy", "-n", "nocode", "-m", "diabetes:1")
+
+    rows = [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
+    answer = post(deployed["scoringUri"], {"data": rows})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == pytest.approx(model.predict(np.array(rows)).tolist())
+    assert deployed["environmentDetails"]["source"].startswith("no-code deployment of")
+
+
+@pytest.mark.slow
+def test_an_onnx_model_deploys_without_an_entry_script(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.array([[2.0], [-1.0]], dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "linear",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])],
+        initializer=[weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "linear.onnx")
+    ok("model", "register", "-p", str(tmp_path / "linear.onnx"), "-n", "lin",
+       "--model-framework", "Onnx")  # fmt: skip
+
+    deployed = ok("model", "deploy", "-n", "onnxsvc", "-m", "lin:1")
+
+    answer = post(deployed["scoringUri"], {"data": [[1.0, 1.0], [3.0, 2.0]]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == [[1.0], [4.0]]
+
+
+def test_a_model_of_another_framework_still_needs_a_score_py(tmp_path: Path) -> None:
+    ok("model", "register", "-p", str(write(tmp_path / "m.pt", "x")), "-n", "torchy",
+       "--model-framework", "PyTorch")  # fmt: skip
+
+    result = invoke("model", "deploy", "-n", "torchsvc", "-m", "torchy:1")
+
+    assert result.exit_code == 2
+    assert "--model-framework ScikitLearn, Onnx or TensorFlow deploys without one" in result.stderr

@@ -32,6 +32,7 @@ from mlcli.deploy.inputs import (
 )
 from mlcli.deploy.journal import deploy_log, journal
 from mlcli.deploy.launch import prepare
+from mlcli.deploy.no_code import framework_of, is_no_code
 from mlcli.deploy.settings import deployment_from_settings, spec_doc
 from mlcli.deploy.settle import abandon, finish
 from mlcli.errors import ConfigError, ConflictError
@@ -66,7 +67,7 @@ def deploy(
     registry = Registry.open(workspace, create=not request.models)
     services = Services(registry.workspace, registry.conn)
     models = resolve_models(registry, request.models)
-    app = app_from_inference(request.inference)
+    app = app_from_inference(request.inference, models)
     target_for(request.deployment.compute_type)  # unknown computeType: refuse before writing
     meta = {
         "description": request.description,
@@ -141,7 +142,12 @@ def update(
         if models
         else [model_from_id(registry, m) for m in spec["models"]]
     )
-    app = app_from_inference(inference) if inference else app_from_record(services, record)
+    if inference:
+        app = app_from_inference(inference)
+    elif models and is_no_code(spec) and framework_of(resolved):
+        app = app_from_inference(None, resolved)  # the new version's framework and its version
+    else:
+        app = app_from_record(services, record)
     base = deployment or deployment_from_settings(spec["settings"])
     if base.compute_type.upper() != record.compute_type:
         raise ConfigError(
