@@ -38,6 +38,7 @@ class InferenceConfig:
     base_image_registry: dict[str, Any] | None = None
     cuda_version: str | None = None
     description: str | None = None
+    packages_as_of: str | None = None  # YYYY-MM-DD: resolve packages as on that day
     raw: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # how paths were found, when not where the file is
 
@@ -172,6 +173,7 @@ def inference_config_from_dict(data: dict[str, Any], path: Path | None) -> Infer
         base_image_registry=None if uses_env else data.get("baseImageRegistry"),
         cuda_version=data.get("cudaVersion"),
         description=data.get("description"),
+        packages_as_of=data.get("packagesAsOf"),
         raw=data,
         notes=tuple(notes),
     )
@@ -376,6 +378,7 @@ def as_document(config: InferenceConfig | DeploymentConfig) -> dict[str, Any]:
             "baseImageRegistry": config.base_image_registry,
             "cudaVersion": config.cuda_version,
             "description": config.description,
+            "packagesAsOf": config.packages_as_of,
         }
         kept = ("schemaFile", "dependencies")
     else:

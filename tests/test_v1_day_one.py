@@ -611,3 +611,79 @@ def test_a_model_of_another_framework_still_needs_a_score_py(tmp_path: Path) -> 
 
     assert result.exit_code == 2
     assert "--model-framework ScikitLearn, Onnx or TensorFlow deploys without one" in result.stderr
+
+
+# -- 12. unpinned v1 conda files: resolved versions, as of a date, and what to pin ---------
+
+UNPINNED = "dependencies:\n  - python=3.11\n  - pip:\n      - requests\n"
+
+
+@pytest.mark.slow
+def test_an_unpinned_conda_file_resolves_as_of_a_date_and_records_the_versions(
+    tmp_path: Path,
+) -> None:
+    conda = write(tmp_path / "env.yml", UNPINNED)
+
+    built = ok("env", "build", "--cf", str(conda), "--as-of", "2021-06-01")
+    today = ok("env", "build", "--cf", str(conda))
+
+    assert "requests==2.25.1" in built["packages"]  # the release current on that day
+    assert built["spec"]["asOf"] == "2021-06-01"
+    assert built["key"] != today["key"]
+    assert "requests==2.25.1" not in today["packages"]
+    assert ok("env", "show", "-k", built["key"])["packages"] == built["packages"]
+
+
+def test_packages_as_of_in_an_inference_config_must_be_a_date(tmp_path: Path) -> None:
+    write(tmp_path / "score.py", ECHO_SCORE)
+    good = {"entryScript": "score.py", "packagesAsOf": "2021-06-01"}
+    bad = {"entryScript": "score.py", "packagesAsOf": "June 2021"}
+
+    assert validated_inference(write(tmp_path / "good.json", json.dumps(good)))["packagesAsOf"]
+    result = ml("config", "validate", str(write(tmp_path / "bad.json", json.dumps(bad))))
+    assert result.returncode == 2
+    assert "packagesAsOf" in result.stderr
+
+
+def validated_inference(path: Path) -> dict:
+    return ok("config", "validate", str(path), "--kind", "inference")["config"]
+
+
+@pytest.mark.slow
+def test_init_failing_inside_a_package_names_it_its_version_and_how_to_pin(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "brokenpkg"
+    write(package / "pyproject.toml", BROKEN_PACKAGE_PROJECT)
+    write(
+        package / "brokenpkg" / "__init__.py",
+        "raise TypeError('Descriptors cannot be created directly')\n",
+    )
+    conda = write(tmp_path / "app" / "env.yml", f"dependencies:\n  - pip:\n      - {package}\n")
+    write(
+        tmp_path / "app" / "score.py",
+        "def init():\n    import brokenpkg\n\n\ndef run(d):\n    return d\n",
+    )
+    register_factor(tmp_path, "scale", 2)
+
+    result = ml(
+        "model", "deploy", "-n", "broken", "-m", "scale:1",
+        "--es", str(tmp_path / "app" / "score.py"), "--cf", str(conda),
+    )  # fmt: skip
+
+    assert result.returncode != 0
+    assert "init() failed inside brokenpkg 0.1.0" in result.stderr
+    assert "--as-of YYYY-MM-DD" in result.stderr
+    assert "Traceback" in result.stderr  # the script's own traceback is shown, ml's is not
+    assert 'File "' in result.stderr
+
+
+BROKEN_PACKAGE_PROJECT = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "brokenpkg"
+version = "0.1.0"
+"""

@@ -39,6 +39,13 @@ def inference_options(f: F) -> F:
                 {"type": _PATH, "help": "Dockerfile steps (LOCAL/ACI)."},
             ),
             (("--bi", "--base-image"), {"help": "Base image (LOCAL/ACI)."}),
+            (
+                ("--as-of",),
+                {
+                    "type": click.DateTime(formats=["%Y-%m-%d"]),
+                    "help": "Resolve the conda file's packages as on this date (YYYY-MM-DD).",
+                },
+            ),
         ]
     ):
         f = click.option(*decls, **kwargs)(f)
@@ -211,6 +218,9 @@ def _inference_config(flags: dict[str, Any]) -> Any:
         value = flags.pop(flag)
         if value is not None:
             overrides[field] = value
+    as_of = flags.pop("as_of", None)
+    if as_of is not None:
+        overrides["packagesAsOf"] = as_of.strftime("%Y-%m-%d")
     if ic is None:
         if not overrides:
             return None

@@ -86,9 +86,19 @@ def show(key: str, output: str, query: str | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Conda environment file to build (overrides the inference config's).",
 )
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Resolve the packages as on this date (YYYY-MM-DD): an unpinned v1 file gets the "
+    "versions it got then.",
+)
 @common_options
 def build(
-    inference_config: Path | None, conda_file: Path | None, output: str, query: str | None
+    inference_config: Path | None,
+    conda_file: Path | None,
+    as_of: Any,
+    output: str,
+    query: str | None,
 ) -> None:
     """Build (or reuse) the environment a deploy would use, without deploying.
 
@@ -96,7 +106,10 @@ def build(
     Example:
         ml env build --cf myenv.yml
         ml env build --ic inferenceConfig.json
+        ml env build --cf tutorial-env.yml --as-of 2021-06-01
     """
+    import dataclasses
+
     from mlcli import environments
 
     if conda_file is not None:
@@ -107,6 +120,8 @@ def build(
         spec = environments.spec_for(load_inference_config(inference_config))
     else:
         spec = environments.minimal_spec()
+    if as_of is not None:
+        spec = dataclasses.replace(spec, as_of=as_of.strftime("%Y-%m-%d"))
     with _progress("building environment") as on_progress:
         built = environments.ensure_environment(spec, on_progress=on_progress)
     emit(built.to_dict(), output, query, columns=TABLE_COLUMNS)

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,25 @@ def ensure_environment(
         return _build(spec, lock_fd, say)
 
 
+# The scoring server's own packages (and what they need at their lower bounds) are never held
+# back to a date: they must be recent enough for the server, whatever the user's file says.
+_SERVER_PACKAGES_NOT_AS_OF = (
+    "httptools", "uvloop", "prometheus-client", "werkzeug", "markupsafe", "inference-schema",
+    "wrapt", "python-dateutil", "pytz", "six",
+)  # fmt: skip
+
+
+def _as_of_flags(spec: EnvironmentSpec) -> list[str]:
+    """uv's exclude-newer for a spec resolved as of a date (the end of that day, UTC)."""
+    if not spec.as_of:
+        return []
+    flags = ["--exclude-newer", f"{spec.as_of}T23:59:59Z"]
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
+    for package in _SERVER_PACKAGES_NOT_AS_OF:
+        flags += ["--exclude-newer-package", f"{package}={tomorrow}"]
+    return flags
+
+
 def _announced_silently(conda_entry: str) -> bool:
     """python and pip are conda plumbing every file lists: dropping them is no news."""
     name = re.split(r"[\s=<>!~]", conda_entry.strip(), maxsplit=1)[0].lower()
@@ -203,6 +222,7 @@ def _build(spec: EnvironmentSpec, lock_fd: int, say: Progress) -> Environment:
     say(
         f"building environment {spec.key}: Python {interpreter.version_text}, "
         f"{len(spec.requirements)} requirements from {spec.source}"
+        + (f", as of {spec.as_of}" if spec.as_of else "")
     )
     try:
         _run_uv(
@@ -215,7 +235,7 @@ def _build(spec: EnvironmentSpec, lock_fd: int, say: Progress) -> Environment:
         requirements.write_text("\n".join(spec.requirements) + "\n", encoding="utf-8")
         python = building / "bin" / "python"
         _run_uv(
-            [uv, "pip", "install", "--python", python, "-r", requirements],
+            [uv, "pip", "install", "--python", python, "-r", requirements, *_as_of_flags(spec)],
             spec=spec,
             lock_fd=lock_fd,
             say=say,

@@ -7,6 +7,7 @@ whose config asks for the same thing shares one environment.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -43,6 +44,9 @@ class EnvironmentSpec:
     # sha256 of each local file the requirements name (`-r extra.txt`, a wheel), read when the
     # spec is made: a changed file gives a new key, hence a new environment.
     files: tuple[tuple[str, str], ...] = ()
+    # Resolve as if on this date (YYYY-MM-DD): packages uploaded later are not candidates, so
+    # an unpinned v1 conda file gets the versions it got when it was written.
+    as_of: str | None = None
     # Not part of the key: what the messages need to name the user's own words.
     where: str = field(default="", compare=False)  # "/x/env.yml, field dependencies"
     skipped_azureml: tuple[str, ...] = field(default=(), compare=False)
@@ -59,6 +63,8 @@ class EnvironmentSpec:
         }
         if self.files:
             document["files"] = dict(self.files)
+        if self.as_of:
+            document["asOf"] = self.as_of
         canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -72,6 +78,7 @@ class EnvironmentSpec:
             "requirements": list(self.requirements),
             "source": self.source,
             "files": dict(self.files),
+            "asOf": self.as_of,
             "skippedAzureml": list(self.skipped_azureml),
             "skippedConda": list(self.skipped_conda),
         }
@@ -83,6 +90,7 @@ class EnvironmentSpec:
             requirements=tuple(data["requirements"]),
             source=data.get("source", ""),
             files=tuple(sorted((data.get("files") or {}).items())),
+            as_of=data.get("asOf"),
             skipped_azureml=tuple(data.get("skippedAzureml", ())),
             skipped_conda=tuple(data.get("skippedConda", ())),
         )
@@ -97,11 +105,13 @@ def spec_for(ic: InferenceConfig | None) -> EnvironmentSpec:
         return minimal_spec()
     environment = getattr(ic, "environment", None)
     if environment:
-        return _spec_from_environment(ic, environment)
-    conda_file = getattr(ic, "conda_file", None)
-    if conda_file:
-        return spec_for_conda_file(Path(conda_file))
-    return minimal_spec()
+        spec = _spec_from_environment(ic, environment)
+    elif getattr(ic, "conda_file", None):
+        spec = spec_for_conda_file(Path(ic.conda_file))
+    else:
+        spec = minimal_spec()
+    as_of = getattr(ic, "packages_as_of", None)
+    return dataclasses.replace(spec, as_of=as_of) if as_of else spec
 
 
 def spec_for_conda_file(path: Path) -> EnvironmentSpec:
