@@ -115,10 +115,20 @@ class DeploymentConfig:
 def load_inference_config(path: str | Path) -> InferenceConfig:
     """Read, validate and resolve an inferenceConfig file."""
     path = Path(path)
-    data = read_document(path)
+    return inference_config_from_document(read_document(path), path)
+
+
+def inference_config_from_document(
+    data: dict[str, Any], path: Path | None, *, where: str | None = None
+) -> InferenceConfig:
+    """Validate an inferenceConfig document (read from `path`, or built by the Python SDK:
+    `where` names it then) and resolve it; relative paths start at `path`'s folder, else the
+    current folder."""
+    data = dict(data)
     if isinstance(data.get("runtime"), str):
         data["runtime"] = data["runtime"].lower()
-    validate(data, schema("inferenceConfig"), path, fix=_SCHEMA_HINT.format("inference"))
+    shown = where or str(path or "inference config")
+    validate(data, schema("inferenceConfig"), shown, fix=_SCHEMA_HINT.format("inference"))
     return inference_config_from_dict(data, path)
 
 
@@ -180,22 +190,31 @@ def load_deployment_config(path: str | Path | None) -> DeploymentConfig:
     if path is None:
         return deployment_config_from_dict({"computeType": "PROCESS"}, None)
     path = Path(path)
-    data = read_document(path)
+    return deployment_config_from_document(read_document(path), path)
+
+
+def deployment_config_from_document(
+    data: dict[str, Any], path: Path | None, *, where: str | None = None
+) -> DeploymentConfig:
+    """Validate a deploymentConfig document (read from `path`, or built by the Python SDK:
+    `where` names it then) and apply its defaults."""
+    data = dict(data)
+    shown = where or str(path or "deployment config")
     if "computeType" not in data:
         raise ConfigError(
             "Need to specify computeType.",
-            where=str(path),
+            where=shown,
             fix=f'Add "computeType": one of {", ".join(COMPUTE_TYPES)}.',
         )
     compute = data["computeType"]
     if not isinstance(compute, str) or compute.upper() not in COMPUTE_TYPES:
         raise ConfigError(
             f"computeType: {compute!r} is not one of {', '.join(COMPUTE_TYPES)}.",
-            where=str(path),
+            where=shown,
             fix='Use one of them; case does not matter ("local" works too).',
         )
     data["computeType"] = compute.upper()
-    validate(data, schema("deploymentConfig"), path, fix=_SCHEMA_HINT.format("deployment"))
+    validate(data, schema("deploymentConfig"), shown, fix=_SCHEMA_HINT.format("deployment"))
     return deployment_config_from_dict(data, path)
 
 

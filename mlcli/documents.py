@@ -63,7 +63,9 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{at}{problem}.", where=where, fix="Fix the YAML syntax.") from exc
 
 
-def validate(data: dict[str, Any], schema: dict[str, Any], path: Path, *, fix: str = "") -> None:
+def validate(
+    data: dict[str, Any], schema: dict[str, Any], path: Path | str, *, fix: str = ""
+) -> None:
     """Check `data` against a JSON Schema; every violation in one ConfigError paragraph."""
     import jsonschema
 
