@@ -1,0 +1,165 @@
+"""The Python SDK face keeps v1's signatures: for every mirrored callable, the real
+azureml-core's parameters (names, positional order, defaults) come first, in order, in
+mlcli's; anything mlcli adds comes after them, with a default."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+V1_VERSION = "1.61.0"
+SCRIPT = Path(__file__).parent / "sdk" / "signatures.py"
+CACHE = Path(os.environ.get("MLCLI_TEST_CACHE", Path.home() / ".cache" / "mlcli-tests"))
+
+MIRRORED = [
+    "core:Workspace.__init__",
+    "core:Workspace.from_config",
+    "core:Workspace.get",
+    "core:Workspace.list",
+    "core:Workspace.write_config",
+    "core:Workspace.get_details",
+    "core.model:Model.__init__",
+    "core.model:Model.register",
+    "core.model:Model.list",
+    "core.model:Model.download",
+    "core.model:Model.deploy",
+    "core.model:Model.package",
+    "core.model:Model.get_model_path",
+    "core.model:Model.add_tags",
+    "core.model:Model.remove_tags",
+    "core.model:Model.add_properties",
+    "core.model:Model.update",
+    "core.model:Model.update_tags_properties",
+    "core.model:Model.delete",
+    "core.model:Model.serialize",
+    "core.model:Model.deserialize",
+    "core.model:Model.print_configuration",
+    "core.model:InferenceConfig.__init__",
+    "core.model:InferenceConfig.validate_configuration",
+    "core.environment:Environment.__init__",
+    "core.environment:Environment.from_conda_specification",
+    "core.environment:Environment.from_pip_requirements",
+    "core.environment:Environment.from_docker_image",
+    "core.environment:Environment.from_dockerfile",
+    "core.environment:Environment.get",
+    "core.environment:Environment.list",
+    "core.environment:Environment.register",
+    "core.environment:Environment.save_to_directory",
+    "core.environment:Environment.load_from_directory",
+    "core.environment:Environment.clone",
+    "core.environment:Environment.add_private_pip_wheel",
+    "core.conda_dependencies:CondaDependencies.__init__",
+    "core.conda_dependencies:CondaDependencies.create",
+    "core.conda_dependencies:CondaDependencies.add_conda_package",
+    "core.conda_dependencies:CondaDependencies.remove_conda_package",
+    "core.conda_dependencies:CondaDependencies.add_pip_package",
+    "core.conda_dependencies:CondaDependencies.remove_pip_package",
+    "core.conda_dependencies:CondaDependencies.add_channel",
+    "core.conda_dependencies:CondaDependencies.remove_channel",
+    "core.conda_dependencies:CondaDependencies.set_pip_option",
+    "core.conda_dependencies:CondaDependencies.remove_pip_option",
+    "core.conda_dependencies:CondaDependencies.set_pip_index_url",
+    "core.conda_dependencies:CondaDependencies.set_pip_requirements",
+    "core.conda_dependencies:CondaDependencies.set_python_version",
+    "core.conda_dependencies:CondaDependencies.get_python_version",
+    "core.conda_dependencies:CondaDependencies.add_tensorflow_pip_package",
+    "core.conda_dependencies:CondaDependencies.add_tensorflow_conda_package",
+    "core.conda_dependencies:CondaDependencies.serialize_to_string",
+    "core.conda_dependencies:CondaDependencies.save",
+    "core.conda_dependencies:CondaDependencies.save_to_file",
+    "core.conda_dependencies:CondaDependencies.merge_requirements",
+    "core.webservice:Webservice.__init__",
+    "core.webservice:Webservice.list",
+    "core.webservice:Webservice.wait_for_deployment",
+    "core.webservice:Webservice.get_logs",
+    "core.webservice:Webservice.get_keys",
+    "core.webservice:Webservice.regen_key",
+    "core.webservice:Webservice.delete",
+    "core.webservice:Webservice.serialize",
+    "core.webservice:Webservice.deserialize",
+    "core.webservice:Webservice.update_deployment_state",
+    "core.webservice:Webservice.check_for_existing_webservice",
+    "core.webservice:LocalWebservice.deploy_configuration",
+    "core.webservice:LocalWebservice.wait_for_deployment",
+    "core.webservice:LocalWebservice.update",
+    "core.webservice:LocalWebservice.run",
+    "core.webservice:LocalWebservice.get_logs",
+    "core.webservice:LocalWebservice.regen_key",
+    "core.webservice:LocalWebservice.delete",
+    "core.webservice:LocalWebservice.list",
+    "core.webservice:LocalWebservice.reload",
+    "core.webservice:AciWebservice.deploy_configuration",
+    "core.webservice:AciWebservice.update",
+    "core.webservice:AciWebservice.run",
+    "core.webservice:AciWebservice.add_tags",
+    "core.webservice:AciWebservice.remove_tags",
+    "core.webservice:AciWebservice.add_properties",
+    "core.webservice:AciWebservice.wait_for_deployment",
+    "core.webservice:AksWebservice.deploy_configuration",
+    "core.webservice:AksWebservice.update",
+    "core.webservice:AksWebservice.run",
+    "core.webservice:AksWebservice.get_logs",
+]
+
+
+def signatures(python: Path | str, package: str) -> dict:
+    done = subprocess.run(
+        [str(python), str(SCRIPT), package, *MIRRORED],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="session")
+def v1_sdk_python() -> Path:
+    """The python of a venv with the real azureml-core (its pkg_resources imports need
+    setuptools), built once and cached across runs."""
+    from mlcli.environments.build import find_uv
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    target = CACHE / f"azureml-core-{V1_VERSION}-py{version.replace('.', '')}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock-azureml-core").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "READY").exists():
+            staging = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+            shutil.rmtree(staging, ignore_errors=True)
+            uv = str(find_uv())
+            subprocess.run([uv, "venv", "-q", "--python", version, str(staging)], check=True)
+            subprocess.run(
+                [uv, "pip", "install", "-q", "--python", str(staging / "bin" / "python"),
+                 f"azureml-core=={V1_VERSION}", "setuptools<70"],
+                check=True,
+            )  # fmt: skip
+            (staging / "READY").write_text(V1_VERSION)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+    return target / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def both(v1_sdk_python: Path) -> tuple[dict, dict]:
+    return signatures(v1_sdk_python, "azureml"), signatures(sys.executable, "mlcli.azureml")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", MIRRORED)
+def test_v1_parameters_come_first_in_order_with_the_same_defaults(
+    both: tuple[dict, dict], entry: str
+) -> None:
+    v1, ours = both[0][entry], both[1][entry]
+    assert isinstance(v1, list), f"the real SDK lacks {entry}: {v1}"
+    assert isinstance(ours, list), f"mlcli.azureml lacks {entry}: {ours}"
+
+    assert ours[: len(v1)] == v1
+    extra = ours[len(v1) :]
+    assert all(kind == "VAR_KEYWORD" or default is not None for _, kind, default in extra), extra
