@@ -50,11 +50,14 @@ class Workspace:
 
         with raising_as(UserErrorException):
             self._folder: WorkspaceFolder = WorkspaceFolder.named(workspace_name)
-        warn_ignored(
-            "Workspace",
-            auth=(auth, "is not used: mlcli has no Azure sign-in; files on this machine are "
-                  "the workspace."),
-        )  # fmt: skip
+        from mlcli.azureml.core.authentication import AbstractAuthentication
+
+        if not isinstance(auth, AbstractAuthentication):  # those said so when made
+            warn_ignored(
+                "Workspace",
+                auth=(auth, "is not used: mlcli has no Azure sign-in; files on this machine "
+                      "are the workspace."),
+            )  # fmt: skip
         self._subscription_id = subscription_id or LOCAL_SUBSCRIPTION
         self._resource_group = resource_group or LOCAL_SUBSCRIPTION
         self._location = _location or "local"
