@@ -253,3 +253,20 @@ def test_azure_only_apis_raise_one_error_naming_what_to_use(call) -> None:
 
     assert "needs Azure Machine Learning itself" in raised.value.message
     assert len(str(raised.value).splitlines()) == 1
+
+
+# -- one core, two faces ------------------------------------------------------------------
+
+
+def test_the_sdk_imports_nothing_from_the_cli_side_or_the_server() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlcli.azureml.core, mlcli.azureml.core.model, "
+        "mlcli.azureml.core.webservice, mlcli.azureml.exceptions; print(' '.join(sys.modules))"
+    )
+    loaded = set(subprocess.check_output([sys.executable, "-c", code], text=True).split())
+
+    assert loaded.isdisjoint({"click", "rich", "docker", "jsonschema", "kubernetes"})
+    assert not {m for m in loaded if m.startswith(("mlcli.cli", "mlcli.server"))}

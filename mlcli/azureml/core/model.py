@@ -3,8 +3,7 @@ InferenceConfig, over mlcli's registry and deploy core (the same calls `ml model
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,19 +15,15 @@ from mlcli.azureml._support import (
     warn,
     warn_ignored,
 )
-from mlcli.azureml.exceptions import (
-    ModelNotFoundException,
-    UserErrorException,
-    WebserviceException,
-)
+from mlcli.azureml.core._lookup import find_version, opened_registry, v1_filters
+from mlcli.azureml.core.inference import InferenceConfig  # v1 users import it from here
+from mlcli.azureml.exceptions import ModelNotFoundException, WebserviceException
 
 if TYPE_CHECKING:
-    from mlcli.azureml.core.environment import Environment
     from mlcli.azureml.core.package import ModelPackage
     from mlcli.azureml.core.webservice import Webservice
     from mlcli.azureml.core.workspace import Workspace
     from mlcli.models import ModelVersion
-    from mlcli.registry import Registry
 
 MODELS_DIR = "azureml-models"
 _NO_DATASETS = "is not used: there are no Azure ML Datasets here; ignored."
@@ -74,7 +69,7 @@ class Model:
             if not name or not number.isdigit():
                 raise WebserviceException(f"Model id {id!r} is not NAME:VERSION.")
             version = int(number)
-        found = _find(workspace, name, version, tags, properties, model_framework)
+        found = find_version(workspace, name, version, tags, properties, model_framework)
         self._set(workspace, found)
 
     @classmethod
@@ -143,7 +138,7 @@ class Model:
                                     "mlcli does not do; ignored."),
         )  # fmt: skip
         say(f"Registering model {model_name}")
-        with raising_as(WebserviceException), _registry(workspace) as registry:
+        with raising_as(WebserviceException), opened_registry(workspace) as registry:
             record = registry.register(
                 model_path,
                 model_name,
@@ -176,11 +171,11 @@ class Model:
             run_id=(run_id, "is not used: mlcli has no runs; ignored."),
             dataset_id=(dataset_id, _NO_DATASETS),
         )
-        with raising_as(WebserviceException), _registry(workspace) as registry:
+        with raising_as(WebserviceException), opened_registry(workspace) as registry:
             records = registry.list(
                 name,
-                tags=_filters(tags, "tags"),
-                properties=_filters(properties, "properties"),
+                tags=v1_filters(tags, "tags"),
+                properties=v1_filters(properties, "properties"),
                 latest=latest,
             )
         return [
@@ -234,7 +229,7 @@ class Model:
             raise WebserviceException(
                 f"File already exists. To overwrite, set exist_ok to True. {target}"
             )
-        with raising_as(WebserviceException), _registry(self.workspace) as registry:
+        with raising_as(WebserviceException), opened_registry(self.workspace) as registry:
             try:
                 path = registry.materialize(
                     self._record, Path(target_dir), link=False, read_only=False
@@ -292,7 +287,7 @@ class Model:
         """Add then remove tags (Azure's order), add properties (never changed once set)."""
         if isinstance(remove_tags, str):
             remove_tags = [remove_tags]
-        with raising_as(WebserviceException), _registry(self.workspace) as registry:
+        with raising_as(WebserviceException), opened_registry(self.workspace) as registry:
             record = registry.update(
                 self.name,
                 self.version,
@@ -331,7 +326,7 @@ class Model:
             resource_configuration=(resource_configuration, "is not used; ignored."),
         )
         remove = [k for k in self.tags if tags is not None and k not in tags]
-        with raising_as(WebserviceException), _registry(self.workspace) as registry:
+        with raising_as(WebserviceException), opened_registry(self.workspace) as registry:
             record = registry.update(
                 self.name,
                 self.version,
@@ -343,7 +338,7 @@ class Model:
 
     def delete(self) -> None:
         """Delete this version; refused while a service uses it (as `ml model delete`)."""
-        with raising_as(WebserviceException), _registry(self.workspace) as registry:
+        with raising_as(WebserviceException), opened_registry(self.workspace) as registry:
             registry.delete(self.name, self.version)
 
     # -- deploying and packaging ----------------------------------------------------------
@@ -361,7 +356,7 @@ class Model:
     ) -> Webservice:
         """Start deploying `models` as service `name`; the service, Transitioning until
         `wait_for_deployment()` sees it Healthy (or raises with its log)."""
-        from mlcli.azureml.core.webservice.webservice import deploy_service
+        from mlcli.azureml.core.webservice.deployment import deploy_service
 
         return deploy_service(
             workspace,
@@ -437,156 +432,4 @@ class Model:
         return hash((self.workspace.name, self.id))
 
 
-class InferenceConfig:
-    """How a service runs its models: entry script, source folder and environment. Checked
-    when made, as in v1 (a missing entry script raises WebserviceException here)."""
-
-    def __init__(
-        self,
-        entry_script: str,
-        runtime: str | None = None,
-        conda_file: str | None = None,
-        extra_docker_file_steps: str | None = None,
-        source_directory: str | None = None,
-        enable_gpu: bool | None = None,
-        description: str | None = None,
-        base_image: str | None = None,
-        base_image_registry: Any = None,
-        cuda_version: str | None = None,
-        environment: Environment | None = None,
-    ) -> None:
-        self.entry_script = entry_script
-        self.runtime = runtime
-        self.conda_file = conda_file
-        self.extra_docker_file_steps = extra_docker_file_steps
-        self.source_directory = source_directory
-        self.enable_gpu = enable_gpu
-        self.description = description
-        self.base_image = base_image
-        self.base_image_registry = base_image_registry
-        self.cuda_version = cuda_version
-        self.environment = environment
-        warn_ignored(
-            "InferenceConfig",
-            enable_gpu=(enable_gpu, "is not honoured: services run on CPU here."),
-            cuda_version=(cuda_version, "is not used: services run on CPU here."),
-        )
-        self.validate_configuration()
-
-    def validate_configuration(self) -> None:
-        """Check the entry script, folders and environment now (WebserviceException)."""
-        self._core_config()
-
-    def _document(self) -> dict[str, Any]:
-        """The inferenceConfig document (camelCase, as the JSON file would hold it)."""
-        document: dict[str, Any] = {"entryScript": self.entry_script}
-        for key, value in (
-            ("runtime", self.runtime),
-            ("condaFile", self.conda_file),
-            ("extraDockerfileSteps", self.extra_docker_file_steps),
-            ("sourceDirectory", self.source_directory),
-            ("enableGpu", self.enable_gpu),
-            ("description", self.description),
-            ("baseImage", self.base_image),
-            ("cudaVersion", self.cuda_version),
-        ):
-            if value is not None:
-                document[key] = value
-        registry = self.base_image_registry
-        if registry is not None and getattr(registry, "address", None):
-            document["baseImageRegistry"] = {"address": registry.address}
-        if self.environment is not None:
-            document["environment"] = _environment_document(self.environment)
-        return document
-
-    def _core_config(self) -> Any:  # -> mlcli.config.InferenceConfig
-        from mlcli import config
-
-        with raising_as(WebserviceException):
-            return config.inference_config_from_document(
-                self._document(), None, where="InferenceConfig"
-            )
-
-    def __repr__(self) -> str:
-        return f"InferenceConfig(entry_script={self.entry_script!r}, ...)"
-
-
-def _environment_document(environment: Environment) -> dict[str, Any]:
-    """The environment as an inferenceConfig holds it; Azure's own base images (its
-    default included) stand for "the usual base", which is mlcli's Debian base here."""
-    document = environment._serialize()
-    docker = document.get("docker") or {}
-    image = docker.get("baseImage") or ""
-    if image.startswith("mcr.microsoft.com/azureml/"):
-        from mlcli.azureml.core.environment import DEFAULT_CPU_IMAGE
-
-        if image != DEFAULT_CPU_IMAGE:
-            warn(
-                f"Environment {environment.name!r}: docker.base_image {image} is one of Azure's "
-                "images, which mlcli never pulls; LOCAL/ACI images start from mlcli's Debian "
-                "base instead."
-            )
-        docker["baseImage"] = None
-    return document
-
-
-def _find(
-    workspace: Workspace,
-    name: str | None,
-    version: int | None,
-    tags: list[Any] | None,
-    properties: list[Any] | None,
-    framework: str | None,
-) -> ModelVersion:
-    assert name is not None
-    with _registry(workspace) as registry:
-        if version is not None:
-            with raising_as(ModelNotFoundException):
-                return registry.get(name, version)
-        with raising_as(WebserviceException):
-            matches = registry.list(
-                name, tags=_filters(tags, "tags"), properties=_filters(properties, "properties")
-            )
-    matches = [m for m in matches if framework is None or m.framework == framework]
-    if not matches:
-        raise ModelNotFoundException(
-            f"ModelNotFound: Model with name {name} not found in provided workspace"
-            + (" with these tags/properties" if tags or properties or framework else "")
-            + ". See the registered names with Model.list(ws) or `ml model list`."
-        )
-    return matches[0]
-
-
-def _filters(values: Iterable[Any] | Mapping[str, Any] | None, what: str) -> dict:
-    """v1's tag/property filters (["key", ["key2", "value"]]) as {key: value or None}."""
-    if values is None:
-        return {}
-    if isinstance(values, Mapping):
-        return {str(k): None if v is None else str(v) for k, v in values.items()}
-    if isinstance(values, str):
-        values = [values]
-    wanted: dict[str, str | None] = {}
-    for item in values:
-        if isinstance(item, str):
-            wanted[item] = None
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            wanted[str(item[0])] = str(item[1])
-        else:
-            raise UserErrorException(
-                f"{what}: {item!r} is neither 'key' nor ['key', 'value'] "
-                "(v1's form: ['key', ['key2', 'value']])."
-            )
-    return wanted
-
-
-@contextlib.contextmanager
-def _registry(workspace: Workspace) -> Iterator[Registry]:
-    """The workspace's registry, opened for one call and closed after it."""
-    from mlcli.registry import Registry
-
-    with raising_as(UserErrorException):
-        registry = Registry.open(workspace._folder)
-    try:
-        yield registry
-    finally:
-        registry.close()
+__all__ = ["InferenceConfig", "Model"]

@@ -7,10 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlcli.azureml._support import warn_ignored
-from mlcli.azureml.core.webservice.webservice import (
-    Webservice,
-    WebserviceDeploymentConfiguration,
-)
+from mlcli.azureml.core.webservice.deployment import WebserviceDeploymentConfiguration
+from mlcli.azureml.core.webservice.webservice import Webservice
 
 if TYPE_CHECKING:
     from mlcli.azureml.core.model import InferenceConfig, Model

@@ -8,11 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlcli.azureml._support import say, warn_ignored
-from mlcli.azureml.core.webservice.webservice import (
-    HEALTHY,
-    Webservice,
-    WebserviceDeploymentConfiguration,
-)
+from mlcli.azureml.core.webservice.deployment import WebserviceDeploymentConfiguration
+from mlcli.azureml.core.webservice.webservice import HEALTHY, Webservice
 from mlcli.azureml.exceptions import WebserviceException
 
 if TYPE_CHECKING:
