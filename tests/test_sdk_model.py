@@ -270,3 +270,32 @@ def test_the_sdk_imports_nothing_from_the_cli_side_or_the_server() -> None:
 
     assert loaded.isdisjoint({"click", "rich", "docker", "jsonschema", "kubernetes"})
     assert not {m for m in loaded if m.startswith(("mlcli.cli", "mlcli.server"))}
+
+
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        ("core", "Workspace Model Environment Webservice Experiment Dataset ComputeTarget"),
+        ("core.model", "Model InferenceConfig"),
+        ("core.environment", "Environment CondaDependencies"),
+        ("core.conda_dependencies", "CondaDependencies"),
+        ("core.webservice", "Webservice LocalWebservice AciWebservice AksWebservice"),
+        ("core.webservice.aci", "AciServiceDeploymentConfiguration"),
+        ("core.webservice.aks", "AksServiceDeploymentConfiguration"),
+        ("core.webservice.local", "LocalWebserviceDeploymentConfiguration"),
+        ("core.authentication", "InteractiveLoginAuthentication ServicePrincipalAuthentication"),
+        ("core.compute", "AksCompute AmlCompute ComputeTarget"),
+        ("core.runconfig", "RunConfiguration"),
+        ("core.experiment", "Experiment"),
+        ("core.run", "Run"),
+        ("core.dataset", "Dataset"),
+        ("core.datastore", "Datastore"),
+        ("exceptions", "WebserviceException ModelNotFoundException UserErrorException"),
+    ],
+)
+def test_v1_module_paths_import_with_their_names(module: str, names: str) -> None:
+    import importlib
+
+    imported = importlib.import_module(f"mlcli.azureml.{module}")
+
+    assert all(hasattr(imported, name) for name in names.split())
