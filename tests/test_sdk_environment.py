@@ -253,3 +253,11 @@ def test_the_deployment_document_is_what_the_json_file_would_hold() -> None:
         "authEnabled": False,
         "numReplicas": 2,
     }
+
+
+def test_token_auth_is_accepted_with_a_warning_and_keys_stay_on() -> None:
+    with pytest.warns(MlcliSdkWarning, match="token_auth_enabled is not honoured"):
+        config = AksWebservice.deploy_configuration(token_auth_enabled=True)
+
+    dc = config._core()
+    assert (dc.token_auth_enabled, dc.auth_enabled) == (False, True)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from mlcli.azureml.core.model import InferenceConfig, Model
 
 _BLOBFUSE = "is not used: models are mounted from the image, not Azure blob storage. Ignored."
+_TOKEN = "is not honoured: there are no Azure AD tokens here; use auth_enabled (keys)."
 _SCALER = (
     ("autoscale_enabled", "autoscaleEnabled", "enabled"),
     ("autoscale_min_replicas", "minReplicas", "min_replicas"),
@@ -31,7 +32,6 @@ _PROBE = (
 # v1 parameter -> deploymentConfig key, for the settings that are one plain value.
 _PLAIN = (
     ("auth_enabled", "authEnabled", "auth_enabled"),
-    ("token_auth_enabled", "tokenAuthEnabled", "token_auth_enabled"),
     ("enable_app_insights", "appInsightsEnabled", "app_insights_enabled"),
     ("scoring_timeout_ms", "scoringTimeoutMs", "scoring_timeout_ms"),
     ("replica_max_concurrent_requests", "maxConcurrentRequestsPerContainer",
@@ -136,7 +136,9 @@ class AksWebservice(Webservice):
         blobfuse_enabled: bool | None = None,
     ) -> AksServiceDeploymentConfiguration:
         warn_ignored(
-            "AksWebservice.deploy_configuration", blobfuse_enabled=(blobfuse_enabled, _BLOBFUSE)
+            "AksWebservice.deploy_configuration",
+            blobfuse_enabled=(blobfuse_enabled, _BLOBFUSE),
+            token_auth_enabled=(token_auth_enabled, _TOKEN),
         )
         settings = dict(locals())
         config = AksServiceDeploymentConfiguration(**settings)
@@ -185,6 +187,7 @@ class AksWebservice(Webservice):
         warn_ignored(
             "AksWebservice.update",
             image=(image, "is not used: pass models and inference_config; ignored."),
+            token_auth_enabled=(token_auth_enabled, _TOKEN),
         )
         overrides = {
             field: given[name]
