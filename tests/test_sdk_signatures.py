@@ -131,3 +131,19 @@ def test_v1_parameters_come_first_in_order_with_the_same_defaults(
     assert ours[: len(v1)] == v1
     extra = ours[len(v1) :]
     assert all(kind == "VAR_KEYWORD" or default is not None for _, kind, default in extra), extra
+
+
+@pytest.mark.slow
+def test_every_public_name_of_v1s_classes_exists_in_mlcli(v1_sdk_python: Path) -> None:
+    script = str(Path(__file__).parent / "sdk" / "names.py")
+
+    def names(python: Path | str, package: str) -> dict[str, list[str]]:
+        done = subprocess.run(
+            [str(python), script, package], capture_output=True, text=True, check=True
+        )
+        return json.loads(done.stdout)
+
+    v1, ours = names(v1_sdk_python, "azureml"), names(sys.executable, "mlcli.azureml")
+
+    missing = {c: sorted(set(v1[c]) - set(ours[c])) for c in v1}
+    assert {c: absent for c, absent in missing.items() if absent} == {}

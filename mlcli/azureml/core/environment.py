@@ -33,6 +33,14 @@ class ContainerRegistry:
         self.registry_identity: Any = None
 
 
+class DockerImagePlatform:
+    """The image's platform; mlcli builds linux/amd64 images."""
+
+    def __init__(self, os: str = "Linux", architecture: str = "amd64") -> None:
+        self.os = os
+        self.architecture = architecture
+
+
 class PythonSection:
     """Environment.python: the conda dependencies (or a conda file) of the environment."""
 
@@ -68,6 +76,7 @@ class DockerSection:
         self.arguments: list[str] = []
         self.base_image_registry = ContainerRegistry()
         self.gpu_support: bool = False
+        self.platform = DockerImagePlatform()
         for key, value in kwargs.items():
             setattr(self, key, value)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlcli.azureml._support import raising_as, warn, warn_ignored
+from mlcli.azureml._support import azure_only_method, raising_as, warn, warn_ignored
 from mlcli.azureml.exceptions import WebserviceException
 
 if TYPE_CHECKING:
@@ -52,6 +52,16 @@ class InferenceConfig:
     def validate_configuration(self) -> None:
         """Check the entry script, folders and environment now (WebserviceException)."""
         self._core_config()
+
+    build_create_payload = azure_only_method(
+        "InferenceConfig.build_create_payload", "Model.deploy builds what the service needs."
+    )
+    build_profile_payload = azure_only_method(
+        "InferenceConfig.build_profile_payload", "There is no model profiling here."
+    )
+    validation_script_content = azure_only_method(
+        "InferenceConfig.validation_script_content", "validate_configuration() checks it."
+    )
 
     def _document(self) -> dict[str, Any]:
         """The inferenceConfig document (camelCase, as the JSON file would hold it)."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 CONFIG_FILE = "config.json"
 CONFIG_FOLDERS = (".azureml", "aml_config")  # v1 looks in these and in the folder itself
 LOCAL_SUBSCRIPTION = "local"
+_NO_CONNECTIONS = "Keep credentials in environment variables or a local secrets file."
 _USE_LOCAL = "Use Workspace.get(name) or Workspace.from_config(): workspaces are folders of "
 _USE_LOCAL += "$MLCLI_HOME (`ml -w NAME`), created on first use."
 
@@ -274,6 +275,20 @@ class Workspace:
         "Workspace.add_private_endpoint", "Services listen on 127.0.0.1 only."
     )
     diagnose_workspace = azure_only_method("Workspace.diagnose_workspace", "Nothing to diagnose.")
+    update_dependencies = azure_only_method(
+        "Workspace.update_dependencies", "A workspace here depends on nothing in Azure."
+    )
+    get_connection = azure_only_method("Workspace.get_connection", _NO_CONNECTIONS)
+    list_connections = azure_only_method("Workspace.list_connections", _NO_CONNECTIONS)
+    set_connection = azure_only_method("Workspace.set_connection", _NO_CONNECTIONS)
+    delete_connection = azure_only_method("Workspace.delete_connection", _NO_CONNECTIONS)
+    delete_private_endpoint_connection = azure_only_method(
+        "Workspace.delete_private_endpoint_connection", "Services listen on 127.0.0.1 only."
+    )
+    DEFAULT_CPU_CLUSTER_NAME = "cpu-cluster"
+    DEFAULT_GPU_CLUSTER_NAME = "gpu-cluster"
+    DEFAULT_CPU_CLUSTER_CONFIGURATION = None  # compute targets are Azure resources
+    DEFAULT_GPU_CLUSTER_CONFIGURATION = None
     setup = staticmethod(azure_only_method("Workspace.setup", _USE_LOCAL))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mlcli.azureml._support import say, warn_ignored
+from mlcli.azureml._support import azure_only_method, say, warn_ignored
 from mlcli.azureml.core.webservice.deployment import WebserviceDeploymentConfiguration
 from mlcli.azureml.core.webservice.webservice import HEALTHY, Webservice
 from mlcli.azureml.exceptions import WebserviceException
@@ -42,6 +42,13 @@ class LocalWebservice(Webservice):
     STATE_FAILED = "failed"
     STATE_RUNNING = "running"
     STATE_UNKNOWN = "unknown"
+    NETWORK_NAME = "host"  # containers use host networking on 127.0.0.1
+
+    deploy_to_cloud = azure_only_method(
+        "LocalWebservice.deploy_to_cloud",
+        "Deploy again with AciWebservice or AksWebservice.deploy_configuration() (ACI runs as "
+        "a local container here; AKS on your kubeconfig's cluster).",
+    )
 
     @staticmethod
     def deploy_configuration(port: int | None = None) -> LocalWebserviceDeploymentConfiguration:
