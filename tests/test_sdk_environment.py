@@ -28,17 +28,24 @@ def test_a_new_conda_dependencies_is_v1s_default_document() -> None:
     assert list(conda.conda_channels) == ["anaconda", "conda-forge"]
 
 
-def test_adding_a_package_again_replaces_its_version() -> None:
+def test_a_pip_package_added_again_replaces_its_version_as_in_v1() -> None:
     conda = CondaDependencies()
-    conda.add_conda_package("numpy=1.25")
-    conda.add_conda_package("numpy=1.26")
     conda.add_pip_package("keras==2.14.0")
     conda.add_pip_package("keras==2.15.0")
-    conda.set_python_version("3.11")
+    conda.add_conda_package("python=3.11")
 
-    assert list(conda.conda_packages) == ["numpy=1.26"]
     assert list(conda.pip_packages) == ["azureml-defaults", "keras==2.15.0"]
+    assert list(conda.conda_packages) == ["python=3.11"]
     assert conda.get_python_version() == "3.11"
+
+
+def test_python_cannot_be_removed_nor_an_option_added_as_a_package() -> None:
+    conda = CondaDependencies()
+
+    with pytest.raises(UserErrorException, match="python must not be removed"):
+        conda.remove_conda_package("python=3.8.13")
+    with pytest.raises(UserErrorException, match="Invalid package name"):
+        conda.add_pip_package("--pre")
 
 
 def test_create_and_save_write_a_conda_file_mlcli_reads(tmp_path: Path) -> None:

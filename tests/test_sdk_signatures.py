@@ -1,6 +1,7 @@
-"""The Python SDK face keeps v1's signatures: for every mirrored callable, the real
-azureml-core's parameters (names, positional order, defaults) come first, in order, in
-mlcli's; anything mlcli adds comes after them, with a default."""
+"""The Python SDK face side by side with the real azureml-core 1.61.0: for every mirrored
+callable v1's parameters (names, positional order, defaults) come first, in order, in
+mlcli's (anything mlcli adds comes after them, with a default); every public name of v1's
+classes exists; CondaDependencies operations leave what v1's leave."""
 
 from __future__ import annotations
 
@@ -147,3 +148,20 @@ def test_every_public_name_of_v1s_classes_exists_in_mlcli(v1_sdk_python: Path) -
 
     missing = {c: sorted(set(v1[c]) - set(ours[c])) for c in v1}
     assert {c: absent for c, absent in missing.items() if absent} == {}
+
+
+@pytest.mark.slow
+def test_conda_dependencies_operations_leave_what_v1_leaves(v1_sdk_python: Path) -> None:
+    script = str(Path(__file__).parent / "sdk" / "conda_ops.py")
+
+    def after(python: Path | str, package: str) -> dict:
+        done = subprocess.run(
+            [str(python), script, package], capture_output=True, text=True, check=True
+        )
+        return json.loads(done.stdout)
+
+    v1, ours = after(v1_sdk_python, "azureml"), after(sys.executable, "mlcli.azureml")
+
+    # v1 1.61's create() adds pip options naming PyPI itself (the index anyway); mlcli does not.
+    v1["create"]["options"] = []
+    assert ours == v1

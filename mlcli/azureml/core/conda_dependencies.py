@@ -98,11 +98,8 @@ class CondaDependencies:
 
     @property
     def conda_packages(self) -> Any:
-        return iter(
-            d
-            for d in self._conda_dependencies["dependencies"]
-            if isinstance(d, str) and _package_name(d) != "python"
-        )
+        """The conda entries, python's included (as v1 lists them)."""
+        return iter(d for d in self._conda_dependencies["dependencies"] if isinstance(d, str))
 
     @property
     def pip_packages(self) -> Any:
@@ -146,8 +143,11 @@ class CondaDependencies:
 
     def set_python_version(self, version: str) -> None:
         deps = self._conda_dependencies["dependencies"]
-        deps[:] = [d for d in deps if not (isinstance(d, str) and _package_name(d) == "python")]
-        deps.insert(0, f"python={version}")
+        for index, item in enumerate(deps):
+            if isinstance(item, str) and _package_name(item) == "python":
+                deps[index] = f"python={version}"
+                return
+        deps.append(f"python={version}")
 
     def add_channel(self, channel: str) -> None:
         if channel not in self._conda_dependencies["channels"]:
@@ -159,23 +159,31 @@ class CondaDependencies:
             channels.remove(channel)
 
     def add_conda_package(self, conda_package: str) -> None:
-        """Add a conda package, replacing another version of it."""
-        self.remove_conda_package(conda_package)
+        """Add a conda package (v1 keeps other versions of it; python=X sets the version)."""
+        if _package_name(conda_package) == "python" and "=" in conda_package:
+            self.set_python_version(conda_package.split("=", 1)[1].lstrip("="))
+            return
         deps = self._conda_dependencies["dependencies"]
-        at = next((i for i, d in enumerate(deps) if isinstance(d, dict)), len(deps))
-        deps.insert(at, conda_package)
+        if conda_package not in deps:
+            at = next((i for i, d in enumerate(deps) if isinstance(d, dict)), len(deps))
+            deps.insert(at, conda_package)
 
     def remove_conda_package(self, conda_package: str) -> None:
-        name = _package_name(conda_package)
+        """Remove this exact conda entry (python cannot be removed, as in v1)."""
         deps = self._conda_dependencies["dependencies"]
-        deps[:] = [d for d in deps if not (isinstance(d, str) and _package_name(d) == name)]
+        if conda_package in deps:
+            if _package_name(conda_package) == "python":
+                raise UserErrorException("python must not be removed from conda dependencies")
+            deps.remove(conda_package)
 
     def add_pip_package(self, pip_package: str) -> None:
         """Add a pip package, replacing another version of it."""
+        _check_not_option(pip_package)
         self.remove_pip_package(pip_package)
         self._pip_list(create=True).append(pip_package)
 
     def remove_pip_package(self, pip_package: str) -> None:
+        _check_not_option(pip_package)
         name = _package_name(pip_package)
         pip = self._pip_list()
         pip[:] = [p for p in pip if p.lstrip().startswith("-") or _package_name(p) != name]
@@ -231,6 +239,13 @@ class CondaDependencies:
 
     def __repr__(self) -> str:
         return self.serialize_to_string()
+
+
+def _check_not_option(pip_package: str) -> None:
+    if pip_package.lstrip().startswith("-"):
+        raise UserErrorException(
+            f"Invalid package name {pip_package} (pip options go to set_pip_option)."
+        )
 
 
 def _read(path: Path) -> dict[str, Any]:
