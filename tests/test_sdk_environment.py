@@ -91,7 +91,8 @@ def test_from_conda_specification_and_from_pip_requirements(tmp_path: Path) -> N
     pip_env = Environment.from_pip_requirements("b", str(tmp_path / "requirements.txt"))
 
     assert list(conda_env.python.conda_dependencies.pip_packages) == ["requests==2.32.3"]
-    assert list(pip_env.python.conda_dependencies.pip_packages) == ["requests==2.32.3"]
+    # v1 keeps the file's lines as they are; mlcli's environment builder skips the comment
+    assert list(pip_env.python.conda_dependencies.pip_packages) == ["# pinned", "requests==2.32.3"]
 
 
 def test_register_numbers_versions_and_reuses_an_unchanged_one() -> None:

@@ -1,7 +1,8 @@
 """The Python SDK face side by side with the real azureml-core 1.61.0: for every mirrored
 callable v1's parameters (names, positional order, defaults) come first, in order, in
 mlcli's (anything mlcli adds comes after them, with a default); every public name of v1's
-classes exists; CondaDependencies operations leave what v1's leave."""
+classes exists; CondaDependencies operations leave what v1's leave; Environments made the v1
+ways hold the same documents."""
 
 from __future__ import annotations
 
@@ -165,3 +166,20 @@ def test_conda_dependencies_operations_leave_what_v1_leaves(v1_sdk_python: Path)
     # v1 1.61's create() adds pip options naming PyPI itself (the index anyway); mlcli does not.
     v1["create"]["options"] = []
     assert ours == v1
+
+
+@pytest.mark.slow
+def test_environments_made_the_v1_ways_hold_what_v1s_hold(
+    v1_sdk_python: Path, tmp_path: Path
+) -> None:
+    script = str(Path(__file__).parent / "sdk" / "environment_docs.py")
+
+    def made(python: Path | str, package: str) -> dict:
+        folder = tmp_path / package
+        folder.mkdir()
+        done = subprocess.run(
+            [str(python), script, package, str(folder)], capture_output=True, text=True, check=True
+        )
+        return json.loads(done.stdout)
+
+    assert made(sys.executable, "mlcli.azureml") == made(v1_sdk_python, "azureml")

@@ -165,8 +165,7 @@ class CondaDependencies:
             return
         deps = self._conda_dependencies["dependencies"]
         if conda_package not in deps:
-            at = next((i for i, d in enumerate(deps) if isinstance(d, dict)), len(deps))
-            deps.insert(at, conda_package)
+            deps.append(conda_package)
 
     def remove_conda_package(self, conda_package: str) -> None:
         """Remove this exact conda entry (python cannot be removed, as in v1)."""

@@ -108,21 +108,35 @@ class Environment:
 
     @staticmethod
     def from_pip_requirements(name: str, file_path: str, pip_version: str | None = None):
-        """An environment whose pip list is the requirements file's lines."""
+        """An environment whose pip list is the requirements file's lines (v1's python and
+        channels; mlcli's environment builder skips comments)."""
         path = Path(file_path)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise UserErrorException(f"cannot read {path}: {exc.strerror}.") from exc
-        requirements = [
-            line.split(" #", 1)[0].strip()
-            for line in lines
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
         env = Environment(name)
-        conda = CondaDependencies.create(pip_packages=requirements)
+        conda = env.python.conda_dependencies
+        assert conda is not None
+        conda.set_pip_requirements(lines)
         conda.add_conda_package(f"pip={pip_version}" if pip_version else "pip")
-        env.python.conda_dependencies = conda
+        return env
+
+    @staticmethod
+    def _from_dependencies(
+        name: str, conda_specification: str | None, pip_requirements: str | None
+    ) -> Environment:
+        if conda_specification and pip_requirements:
+            raise UserErrorException(
+                "Only one of conda_specification or pip_requirements can be specified as "
+                "python dependencies"
+            )
+        if conda_specification:
+            return Environment.from_conda_specification(name, conda_specification)
+        if pip_requirements:
+            return Environment.from_pip_requirements(name, pip_requirements)
+        env = Environment(name)
+        env.python.user_managed_dependencies = True  # the image holds the packages (v1)
         return env
 
     @staticmethod
@@ -133,12 +147,7 @@ class Environment:
         conda_specification: str | None = None,
         pip_requirements: str | None = None,
     ) -> Environment:
-        if conda_specification:
-            env = Environment.from_conda_specification(name, conda_specification)
-        elif pip_requirements:
-            env = Environment.from_pip_requirements(name, pip_requirements)
-        else:
-            env = Environment(name)
+        env = Environment._from_dependencies(name, conda_specification, pip_requirements)
         env.docker.base_image = image
         if container_registry is not None:
             env.docker.base_image_registry = container_registry
@@ -151,14 +160,11 @@ class Environment:
         conda_specification: str | None = None,
         pip_requirements: str | None = None,
     ) -> Environment:
-        env = Environment.from_docker_image(
-            name, "", conda_specification=conda_specification, pip_requirements=pip_requirements
-        )
+        env = Environment._from_dependencies(name, conda_specification, pip_requirements)
         path = Path(dockerfile)
         env.docker.base_image = None
-        env.docker.base_dockerfile = (
-            path.read_text(encoding="utf-8") if path.is_file() else dockerfile
-        )
+        is_file = path.is_file()
+        env.docker.base_dockerfile = path.read_text(encoding="utf-8") if is_file else dockerfile
         return env
 
     @staticmethod

@@ -104,9 +104,7 @@ def _environment_document(environment: Environment) -> dict[str, Any]:
     docker = document.get("docker") or {}
     image = docker.get("baseImage") or ""
     if image.startswith("mcr.microsoft.com/azureml/"):
-        from mlcli.azureml.core.environment import DEFAULT_CPU_IMAGE
-
-        if image != DEFAULT_CPU_IMAGE:
+        if not image.startswith("mcr.microsoft.com/azureml/openmpi"):  # not a default base
             warn(
                 f"Environment {environment.name!r}: docker.base_image {image} is one of Azure's "
                 "images, which mlcli never pulls; LOCAL/ACI images start from mlcli's Debian "
