@@ -205,6 +205,21 @@ def test_a_failing_init_raises_at_wait_for_deployment_and_get_logs_says_why(
     assert "weights are corrupt" in service.get_logs()
 
 
+def test_show_output_prints_each_deploy_line_once_then_the_outcome(
+    notebook: Notebook, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = Model.deploy(
+        notebook.ws, "shown-svc", [notebook.model], notebook.inference_config, show_output=True
+    )
+    service.wait_for_deployment(show_output=True)
+    service.delete()
+
+    lines = capsys.readouterr().out.splitlines()
+    assert sum("deploying revision 1 of 'shown-svc'" in line for line in lines) == 1
+    assert sum("is healthy at" in line for line in lines) == 1
+    assert lines[-1].startswith("Local webservice is running at http://127.0.0.1:")
+
+
 def test_delete_removes_the_service_for_the_cli_too(notebook: Notebook) -> None:
     Webservice(notebook.ws, "broken-svc").delete()
     notebook.service.delete()

@@ -153,4 +153,7 @@ def deploy_service(
     on_progress = say if show_output else None
     with raising_as(WebserviceException):
         document = deploy(request, workspace=workspace._folder, on_progress=on_progress)
-    return Webservice._from_document(workspace, document)
+    service = Webservice._from_document(workspace, document)
+    if show_output:  # those lines are on screen: wait_for_deployment(True) goes on from there
+        service._log_shown = len(service._log_lines(init=True))
+    return service

@@ -31,6 +31,7 @@ class Webservice:
     """A deployed web service of a workspace."""
 
     _webservice_type: ClassVar[str | None] = None
+    _log_shown = 0  # deploy log lines already printed (Model.deploy with show_output)
     _compute_types: ClassVar[tuple[str, ...]] = ()
 
     def __new__(cls, workspace: Workspace | None = None, name: str | None = None, **_: Any):
@@ -143,14 +144,13 @@ class Webservice:
         """Wait until the service leaves Transitioning; WebserviceException unless Healthy.
         With show_output, the deploy log's lines are printed as they come."""
         deadline = time.monotonic() + float(timeout_sec) if timeout_sec else None
-        printed = 0
         while True:
             self.update_deployment_state()
             if show_output:
                 lines = self._log_lines(init=True)
-                for line in lines[printed:]:
+                for line in lines[self._log_shown :]:
                     say(line)
-                printed = len(lines)
+                self._log_shown = len(lines)
             if self.state != TRANSITIONING:
                 break
             if deadline is not None and time.monotonic() > deadline:
