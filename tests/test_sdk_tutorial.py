@@ -1,6 +1,8 @@
 """The tutorial's Python path (samples/sentiment/sdk_tutorial.py: its steps in order, only the
 import prefix changed) deploys the trained sentiment model, on PROCESS and on LOCAL, and the
-service answers POSITIVE for "Today is a great day!"."""
+service answers POSITIVE for "Today is a great day!"; so does the notebook
+(sdk_tutorial.ipynb: unchanged `azureml` imports after `%load_ext mlcli.azureml.alias`),
+executed in a real Jupyter kernel."""
 
 from __future__ import annotations
 
@@ -104,3 +106,35 @@ def test_the_tutorials_python_steps_deploy_on_local_docker_and_say_positive(
 
     assert_tutorial_output(done, "LOCAL")
     ok("service", "delete", "-n", "myservice")
+
+
+def test_the_tutorial_notebook_runs_in_a_kernel_with_unchanged_azureml_imports(
+    tutorial_folder: Path,
+    shared_environments: Path,
+    services_cleanup: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("MLCLI_COMPUTE_TYPE", "PROCESS")  # the kernel inherits it
+    notebook = nbformat.read(SAMPLE / "sdk_tutorial.ipynb", as_version=4)
+
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": tutorial_folder}},
+    ).execute()
+
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert all(
+        "azureml" not in line or "mlcli" not in line
+        for c in code[1:]
+        for line in c.source.splitlines()
+    )
+    printed = "".join(o.get("text", "") for o in code[-2].outputs)
+    assert "Healthy\nscoring URI: http://127.0.0.1:" in printed
+    answer = code[-1].outputs[0]["data"]["text/plain"]
+    assert "'label': 'POSITIVE'" in answer
+    assert ok("service", "show", "-n", "myservice")["state"] == "Healthy"
