@@ -38,7 +38,9 @@ class ModelPackage:
         image_name: str | None,
         image_label: str | None,
     ) -> ModelPackage:
+        from mlcli.deploy.inputs import resolve_models
         from mlcli.images.package import package
+        from mlcli.models import ModelRef
         from mlcli.registry import Registry
 
         if inference_config is None:
@@ -58,7 +60,7 @@ class ModelPackage:
         with raising_as(WebserviceException):
             registry = Registry.open(workspace._folder)
             try:
-                resolved = [registry.get(m.name, m.version) for m in models]
+                resolved = resolve_models(registry, [ModelRef(m.name, m.version) for m in models])
                 result = package(
                     registry,
                     resolved,
