@@ -269,3 +269,10 @@ def test_token_auth_is_accepted_with_a_warning_and_keys_stay_on() -> None:
 
     dc = config._core()
     assert (dc.token_auth_enabled, dc.auth_enabled) == (False, True)
+
+
+def test_a_bad_mlcli_compute_type_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLCLI_COMPUTE_TYPE", "laptop")
+
+    with pytest.raises(WebserviceException, match="MLCLI_COMPUTE_TYPE='laptop'"):
+        LocalWebservice.deploy_configuration(port=8890)._core()

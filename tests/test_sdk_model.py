@@ -78,6 +78,12 @@ def test_workspace_names_follow_mlcli_rules(tmp_path: Path) -> None:
         Workspace("sub", "rg", "../escape")
 
 
+def test_list_names_the_workspaces_that_hold_a_registry(registered: Model) -> None:
+    Workspace.get("empty")  # a name alone makes no folder
+
+    assert list(Workspace.list("any-subscription")) == ["default"]
+
+
 def test_auth_is_accepted_with_a_warning() -> None:
     with pytest.warns(MlcliSdkWarning, match="auth is not used"):
         Workspace.get("default", auth=object())

@@ -95,6 +95,11 @@ class WebserviceDeploymentConfiguration:
         document = self._document()
         forced = os.environ.get(COMPUTE_TYPE_VARIABLE)
         if forced:
+            if forced.upper() not in config.COMPUTE_TYPES:
+                raise WebserviceException(
+                    f"{COMPUTE_TYPE_VARIABLE}={forced!r} is not a computeType. Set it to one of "
+                    f"{', '.join(config.COMPUTE_TYPES)} (PROCESS: no Docker), or unset it."
+                )
             document["computeType"] = forced
         with raising_as(WebserviceException):
             dc = config.deployment_config_from_document(
