@@ -154,7 +154,10 @@ def test_update_to_a_new_model_version_serves_it_on_the_same_uri(notebook: Noteb
     model_2 = Model.register(notebook.ws, str(factor_model(notebook.folder, 5)), "scale")
 
     notebook.service.update(models=[model_2])
+    during = notebook.service.run({"data": [1]})  # the serving revision answers meanwhile
     notebook.service.wait_for_deployment()
+
+    assert during in ({"result": [3.0]}, {"result": [5.0]})
 
     assert notebook.service.run({"data": [1]}) == {"result": [5.0]}
     assert notebook.service.scoring_uri == uri
