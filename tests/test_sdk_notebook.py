@@ -223,6 +223,19 @@ def test_show_output_prints_each_deploy_line_once_then_the_outcome(
     assert lines[-1].startswith("Local webservice is running at http://127.0.0.1:")
 
 
+def test_without_a_docker_engine_a_local_deploy_says_how_to_run_as_a_process(
+    notebook: Notebook, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MLCLI_COMPUTE_TYPE")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    config = LocalWebservice.deploy_configuration()
+
+    with pytest.raises(WebserviceException, match="MLCLI_COMPUTE_TYPE=PROCESS"):
+        Model.deploy(notebook.ws, "local-svc", [notebook.model], notebook.inference_config, config)
+
+    assert "local-svc" not in [s["name"] for s in ok("service", "list")]
+
+
 def test_delete_removes_the_service_for_the_cli_too(notebook: Notebook) -> None:
     Webservice(notebook.ws, "broken-svc").delete()
     notebook.service.delete()

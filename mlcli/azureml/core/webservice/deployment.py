@@ -125,6 +125,7 @@ def deploy_service(
     without waiting for it (Webservice.wait_for_deployment waits)."""
     from mlcli.azureml.core.webservice.webservice import Webservice
     from mlcli.deploy import DeployRequest, deploy
+    from mlcli.errors import DockerUnavailableError, MlcliError
     from mlcli.models import ModelRef
     from mlcli.services import check_service_name
 
@@ -156,8 +157,16 @@ def deploy_service(
         wait=False,
     )
     on_progress = say if show_output else None
-    with raising_as(WebserviceException):
+    try:
         document = deploy(request, workspace=workspace._folder, on_progress=on_progress)
+    except DockerUnavailableError as err:
+        raise WebserviceException(
+            f"{err} From Python, set the environment variable {COMPUTE_TYPE_VARIABLE}=PROCESS "
+            "to run LocalWebservice/AciWebservice configurations as processes.",
+            inner_exception=err,
+        ) from err
+    except MlcliError as err:
+        raise WebserviceException(str(err), inner_exception=err) from err
     service = Webservice._from_document(workspace, document)
     if show_output:  # those lines are on screen: wait_for_deployment(True) goes on from there
         service._log_shown = len(service._log_lines(init=True))
