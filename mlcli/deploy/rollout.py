@@ -252,7 +252,7 @@ def roll_out(
         record_pending(services, name, endpoint, compute_type, spec_doc(launch, app, endpoint))
         if not wait:
             hand_over(services, name, revision)
-            report("not waiting (--no-wait): a background ml process finishes the deploy")
+            report("not waiting for it here: a background ml process finishes the deploy")
             return services.to_document(services.find(name) or previous, state=TRANSITIONING)
         return finish(services, name, revision, on_progress=report)
     except BaseException as exc:
