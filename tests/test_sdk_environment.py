@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlcli.azureml._support import MlcliSdkWarning
-from mlcli.azureml.core import Environment, Workspace
+from mlcli.azureml.core import Environment, Model, Workspace
 from mlcli.azureml.core.conda_dependencies import CondaDependencies
 from mlcli.azureml.core.model import InferenceConfig
 from mlcli.azureml.core.webservice import AciWebservice, AksWebservice, LocalWebservice
@@ -276,3 +276,25 @@ def test_a_bad_mlcli_compute_type_names_the_variable(monkeypatch: pytest.MonkeyP
 
     with pytest.raises(WebserviceException, match="MLCLI_COMPUTE_TYPE='laptop'"):
         LocalWebservice.deploy_configuration(port=8890)._core()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ws, model, ic: Model.deploy(ws, "svc", model, ic),
+        lambda ws, model, ic: Model.deploy(ws, "svc", ["sentiment:1"], ic),
+        lambda ws, model, ic: Model.deploy(ws, "svc", [model], {"entryScript": "score.py"}),
+        lambda ws, model, ic: Model.deploy(ws, "svc", [model], ic, {"computeType": "LOCAL"}),
+        lambda ws, model, ic: InferenceConfig("score.py", environment={"name": "env"}),
+    ],
+    ids=["model-not-in-a-list", "id-string", "dict-inference", "dict-deployment", "dict-env"],
+)
+def test_objects_of_the_wrong_kind_raise_webservice_exception(
+    call, src: Path, model_dir: Path
+) -> None:
+    ws = Workspace.get("default")
+    model = Model.register(ws, str(model_dir), "sentiment")
+    ic = InferenceConfig("score.py", source_directory="src")
+
+    with pytest.raises(WebserviceException, match=r"must (be|come from)"):
+        call(ws, model, ic)

@@ -4,13 +4,11 @@ checked by the same core (mlcli/config.py) when it is made, as v1 checks it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlcli.azureml._support import azure_only_method, raising_as, warn, warn_ignored
+from mlcli.azureml.core.environment import Environment
 from mlcli.azureml.exceptions import WebserviceException
-
-if TYPE_CHECKING:
-    from mlcli.azureml.core.environment import Environment
 
 
 class InferenceConfig:
@@ -42,6 +40,10 @@ class InferenceConfig:
         self.base_image_registry = base_image_registry
         self.cuda_version = cuda_version
         self.environment = environment
+        if environment is not None and not isinstance(environment, Environment):
+            raise WebserviceException(
+                f"InferenceConfig: environment must be an Environment; got {environment!r}."
+            )
         warn_ignored(
             "InferenceConfig",
             enable_gpu=(enable_gpu, "is not honoured: services run on CPU here."),

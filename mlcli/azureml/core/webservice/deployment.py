@@ -138,6 +138,7 @@ def deploy_service(
         check_service_name(name, where="Model.deploy(name=...)")
     if deployment_config is None:
         deployment_config = WebserviceDeploymentConfiguration()
+    check_arguments(models, inference_config, deployment_config, where="Model.deploy")
     dc = deployment_config._core()
     ic = inference_config._core_config() if inference_config is not None else None
     if ic is None:
@@ -171,3 +172,34 @@ def deploy_service(
     if show_output:  # those lines are on screen: wait_for_deployment(True) goes on from there
         service._log_shown = len(service._log_lines(init=True))
     return service
+
+
+def check_arguments(
+    models: Any,
+    inference_config: Any,
+    deployment_config: Any,
+    *,
+    where: str,
+) -> None:
+    """Objects of the wrong kind get v1's WebserviceException, never an AttributeError."""
+    from mlcli.azureml.core.inference import InferenceConfig
+    from mlcli.azureml.core.model import Model
+
+    if models is not None and (
+        isinstance(models, str | Model) or not all(isinstance(m, Model) for m in models)
+    ):
+        raise WebserviceException(
+            f"{where}: models must be a list of Model objects (Model(ws, name=...)); got "
+            f"{models!r}."
+        )
+    if inference_config is not None and not isinstance(inference_config, InferenceConfig):
+        raise WebserviceException(
+            f"{where}: inference_config must be an InferenceConfig; got {inference_config!r}."
+        )
+    if deployment_config is not None and not isinstance(
+        deployment_config, WebserviceDeploymentConfiguration
+    ):
+        raise WebserviceException(
+            f"{where}: deployment_config must come from LocalWebservice, AciWebservice or "
+            f"AksWebservice.deploy_configuration(); got {deployment_config!r}."
+        )

@@ -243,9 +243,11 @@ class Webservice:
     ) -> None:
         """mlcli.deploy.update with v1's arguments: new models or configs roll out a new
         revision on the same URI; `tags` replaces all tags."""
+        from mlcli.azureml.core.webservice.deployment import check_arguments
         from mlcli.deploy import update
         from mlcli.models import ModelRef
 
+        check_arguments(models, inference_config, deployment_config, where="update")
         removed = list(remove_tags)
         if tags is not None:
             removed += [k for k in self.tags if k not in tags]
