@@ -5,5 +5,10 @@ said `azureml.`: the same classes, parameter names, positional order, defaults a
 types, calling the same core functions as the `ml` command (registry, config, deploy), so the
 two faces see one registry and one set of services. What needs Azure itself (workspace
 creation, compute targets, datasets, experiments) raises one error naming what to use here;
-an argument mlcli accepts but cannot honour is reported with a warning (MlcliSdkWarning).
+an argument mlcli accepts but cannot honour is reported with a warning
+(`mlcli.azureml.MlcliSdkWarning`, a UserWarning: `warnings.filterwarnings` silences it).
 """
+
+from mlcli.azureml._support import MlcliSdkWarning
+
+__all__ = ["MlcliSdkWarning"]
