@@ -116,10 +116,20 @@ class DeploymentConfig:
 def load_inference_config(path: str | Path) -> InferenceConfig:
     """Read, validate and resolve an inferenceConfig file."""
     path = Path(path)
-    data = drop_unset(read_document(path), schema("inferenceConfig"))
+    return inference_config_from_document(read_document(path), path)
+
+
+def inference_config_from_document(
+    data: dict[str, Any], path: Path | None, *, where: str | None = None
+) -> InferenceConfig:
+    """Validate an inferenceConfig document (read from `path`, or built by the Python SDK:
+    `where` names it then) and resolve it; relative paths start at `path`'s folder, else the
+    current folder."""
+    data = drop_unset(dict(data), schema("inferenceConfig"))
     if isinstance(data.get("runtime"), str):
         data["runtime"] = data["runtime"].lower()
-    validate(data, schema("inferenceConfig"), path, fix=_SCHEMA_HINT.format("inference"))
+    shown = where or str(path or "inference config")
+    validate(data, schema("inferenceConfig"), shown, fix=_SCHEMA_HINT.format("inference"))
     return inference_config_from_dict(data, path)
 
 
@@ -184,22 +194,31 @@ def load_deployment_config(path: str | Path | None) -> DeploymentConfig:
     if path is None:
         return deployment_config_from_dict({"computeType": "PROCESS"}, None)
     path = Path(path)
-    data = drop_unset(read_document(path), schema("deploymentConfig"))
+    return deployment_config_from_document(read_document(path), path)
+
+
+def deployment_config_from_document(
+    data: dict[str, Any], path: Path | None, *, where: str | None = None
+) -> DeploymentConfig:
+    """Validate a deploymentConfig document (read from `path`, or built by the Python SDK:
+    `where` names it then) and apply its defaults."""
+    data = drop_unset(dict(data), schema("deploymentConfig"))
+    shown = where or str(path or "deployment config")
     if "computeType" not in data:
         raise ConfigError(
             "Need to specify computeType.",
-            where=str(path),
+            where=shown,
             fix=f'Add "computeType": one of {", ".join(COMPUTE_TYPES)}.',
         )
     compute = data["computeType"]
     if not isinstance(compute, str) or compute.upper() not in COMPUTE_TYPES:
         raise ConfigError(
             f"computeType: {compute!r} is not one of {', '.join(COMPUTE_TYPES)}.",
-            where=str(path),
+            where=shown,
             fix='Use one of them; case does not matter ("local" works too).',
         )
     data["computeType"] = compute.upper()
-    validate(data, schema("deploymentConfig"), path, fix=_SCHEMA_HINT.format("deployment"))
+    validate(data, schema("deploymentConfig"), shown, fix=_SCHEMA_HINT.format("deployment"))
     return deployment_config_from_dict(data, path)
 
 
@@ -310,45 +329,6 @@ def deployment_config_from_dict(data: dict[str, Any], path: Path | None) -> Depl
         properties=dict(data.get("properties") or {}),
         raw=data,
     )
-
-
-# deploymentConfig fields that only a Kubernetes cluster (computeType AKS) acts on.
-_AKS_ONLY = {
-    "numReplicas": "replicas are AKS-only; use workers for more server processes",
-    "autoScaler": "autoscaling is AKS-only",
-    "livenessProbeRequirements": "liveness probes are AKS-only; mlcli waits for GET / itself",
-    "namespace": "Kubernetes only",
-    "computeTargetName": "names an AKS cluster (a kubeconfig context)",
-}
-# ACI's Azure networking: nothing to do on 127.0.0.1.
-_AZURE_NETWORK = ("location", "cname", "dnsNameLabel", "vnetName", "subnetName")
-
-
-def ignored_fields(dc: DeploymentConfig) -> list[str]:
-    """One note per field the file sets that its computeType does nothing with, as the
-    equivalent deploy flags warn (a v1 file carries AKS fields into a LOCAL deploy)."""
-    raw, compute = dc.raw, dc.compute_type
-    notes = []
-    if compute != "AKS":
-        for name, why in _AKS_ONLY.items():
-            if name in raw:
-                notes.append(f"{name}: {why}; computeType {compute} ignores it.")
-        if dc.gpu_cores:
-            notes.append(f"gpuCores: no GPU scheduling here; computeType {compute} ignores it.")
-        if dc.ssl_enabled:
-            notes.append(
-                "sslEnabled: services here serve plain HTTP on 127.0.0.1; terminate TLS in a "
-                "proxy in front of them. Ignored."
-            )
-    if compute == "PROCESS" and "containerResourceRequirements" in raw:
-        notes.append(
-            "containerResourceRequirements: limits containers (LOCAL/ACI); a PROCESS service "
-            "ignores it."
-        )
-    present = [name for name in _AZURE_NETWORK if name in raw]
-    if present:
-        notes.append(f"{', '.join(present)}: Azure networking; no meaning here. Ignored.")
-    return notes
 
 
 def config_kind(path: Path, data: dict[str, Any] | None = None) -> str:

@@ -90,7 +90,9 @@ def _is_string(spec: dict[str, Any]) -> bool:
     return kind == "string" or (isinstance(kind, list) and "string" in kind)
 
 
-def validate(data: dict[str, Any], schema: dict[str, Any], path: Path, *, fix: str = "") -> None:
+def validate(
+    data: dict[str, Any], schema: dict[str, Any], path: Path | str, *, fix: str = ""
+) -> None:
     """Check `data` against a JSON Schema; every violation in one ConfigError paragraph."""
     import jsonschema
 

@@ -246,7 +246,7 @@ def test_resource_limits_in_a_process_config_are_warned_about(tmp_path: Path) ->
 
     result = ml("config", "validate", str(path))
 
-    assert "warning: containerResourceRequirements: limits containers" in result.stderr
+    assert "warning: containerResourceRequirements limits containers" in result.stderr
 
 
 def test_the_spark_runtime_is_a_clear_error(tmp_path: Path) -> None:

@@ -40,7 +40,9 @@ def validate(file: Path, kind: str, output: str, query: str | None) -> None:
     resolved = KINDS.get(kind.lower()) or configs.config_kind(file)
     if resolved == "deploymentConfig":
         parsed = configs.load_deployment_config(file)
-        for note in configs.ignored_fields(parsed):
+        from mlcli.deploy.overrides import config_file_notes
+
+        for note in config_file_notes(parsed):
             warn(note)
     else:
         parsed = configs.load_inference_config(file)

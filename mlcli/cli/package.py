@@ -67,6 +67,7 @@ def package(
             --image-name registry.example.com/sentiment:1 --output-path ./pkg
         kubectl apply -f ./pkg/kubernetes
     """
+    from mlcli.deploy.inputs import resolve_models
     from mlcli.images.package import package as package_models
     from mlcli.registry import Registry
 
@@ -93,7 +94,7 @@ def package(
             fix="Leave one out (name the image later with `docker build -t NAME`).",
         )
     registry = Registry.open(workspace_name(), create=False)
-    resolved = list({m.id: m for m in (registry.resolve(ref) for ref in refs)}.values())
+    resolved = resolve_models(registry, refs)
     manifests = prepare_manifests(
         deploy_config,
         service_name,

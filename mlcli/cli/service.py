@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mlcli.cli.deploy import (
+    FLAG_NAMES_BY_FIELD,
     TABLE_COLUMNS,
     deployment_config,
     deployment_options,
@@ -248,6 +249,7 @@ def update(
             inference=ic,
             deployment=dc,
             overrides=overrides,
+            override_names=FLAG_NAMES_BY_FIELD,
             add_tags=parse_pairs(add_tags, "--add-tag"),
             remove_tags=remove_tags,
             add_properties=parse_pairs(add_properties, "--add-property"),

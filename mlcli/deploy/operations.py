@@ -16,7 +16,6 @@ from mlcli.keys import read_keys, regenerate
 from mlcli.paths import Workspace
 from mlcli.services import (
     FAILED,
-    TRANSITIONING,
     ServiceRecord,
     Services,
     deployer_alive,
@@ -110,8 +109,8 @@ def run(name: str, data: bytes, *, workspace: str | Workspace | None = None) -> 
 
     services = Services.open(workspace, create=False)
     record = services.get(name)
-    endpoint = record.endpoint
-    if endpoint is None or record.state in (FAILED, TRANSITIONING):
+    endpoint = record.endpoint  # while an update rolls out, the serving revision answers
+    if endpoint is None or record.state == FAILED:
         raise ConflictError(
             f"service {name!r} is {record.state} and has no scoring URI to call.",
             fix=f"See why with `ml service get-logs -n {name}`.",

@@ -14,7 +14,6 @@ services.Services.recover); Ctrl-C stops the half-started server here.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ from mlcli.deploy.inputs import (
 from mlcli.deploy.journal import deploy_log, journal
 from mlcli.deploy.launch import prepare
 from mlcli.deploy.no_code import framework_of, is_no_code
+from mlcli.deploy.overrides import with_overrides
 from mlcli.deploy.settings import deployment_from_settings, spec_doc
 from mlcli.deploy.settle import abandon, finish
 from mlcli.errors import ConfigError, ConflictError
@@ -95,6 +95,7 @@ def update(
     inference: InferenceConfig | None = None,
     deployment: DeploymentConfig | None = None,
     overrides: Mapping[str, Any] | None = None,
+    override_names: Mapping[str, str] | None = None,
     add_tags: Mapping[str, str] | None = None,
     remove_tags: Iterable[str] = (),
     add_properties: Mapping[str, str] | None = None,
@@ -106,7 +107,10 @@ def update(
 ) -> dict[str, Any]:
     """`ml service update`: new models, configs or settings roll out a new revision (same URI);
     tags, properties and description alone change only the record, unless the service's
-    server is down (Unhealthy): then the update starts it again, as `restart` does."""
+    server is down (Unhealthy): then the update starts it again, as `restart` does.
+    `overrides` (fields of DeploymentConfig) go on top of the serving settings; the ones this
+    computeType ignores are reported to `on_warning`, named as in `override_names` (the face's
+    words)."""
     from mlcli.registry import Registry
 
     registry = Registry.open(workspace, create=False)
@@ -157,7 +161,10 @@ def update(
             fix="Deploy it again with `ml model deploy ... --overwrite` to change computeType.",
         )
     if overrides:
-        base = dataclasses.replace(base, **overrides)
+        base, notes = with_overrides(base, overrides, override_names or {})
+        for note in notes:
+            if on_warning is not None:
+                on_warning(note)
     return roll_out(
         services,
         registry,
@@ -295,7 +302,7 @@ def roll_out(
         record_pending(services, name, endpoint, compute_type, spec_doc(launch, app, endpoint))
         if not wait:
             hand_over(services, name, revision)
-            report("not waiting (--no-wait): a background ml process finishes the deploy")
+            report("not waiting for it here: a background ml process finishes the deploy")
             return services.to_document(services.find(name) or previous, state=TRANSITIONING)
         return finish(services, name, revision, on_progress=report)
     except BaseException as exc:
