@@ -110,9 +110,12 @@ def test_register_numbers_versions_and_reuses_an_unchanged_one() -> None:
     assert list(Environment.list(ws)) == ["myenv"]
 
 
-def test_curated_azure_environments_are_refused_with_what_to_use() -> None:
-    with pytest.raises(UserErrorException, match="from_conda_specification"):
-        Environment.get(Workspace.get("default"), "AzureML-Minimal")
+def test_curated_azure_environments_are_their_pypi_equivalents() -> None:
+    curated = Environment.get(Workspace.get("default"), "AzureML-sklearn-1.0-ubuntu20.04-py38-cpu")
+
+    assert "scikit-learn==1.0.*" in curated.python.conda_dependencies.serialize_to_string()
+    with pytest.raises(UserErrorException, match="not a curated environment mlcli knows"):
+        Environment.get(Workspace.get("default"), "AzureML-Triton-22")
 
 
 def test_save_to_directory_and_load_from_directory_round_trip(tmp_path: Path) -> None:

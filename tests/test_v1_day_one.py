@@ -687,3 +687,86 @@ build-backend = "setuptools.build_meta"
 name = "brokenpkg"
 version = "0.1.0"
 """
+
+
+# -- 2. registered and curated environments ----------------------------------------------------
+
+
+def test_an_environment_is_scaffolded_registered_listed_shown_and_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ok("environment", "scaffold", "-n", "myenv", "-d", "myenv")
+    conda = tmp_path / "myenv" / "conda_dependencies.yml"
+    conda.write_text(conda.read_text().replace("azureml-defaults", "requests"))
+
+    first = ok("environment", "register", "-d", "myenv")
+    same = ok("environment", "register", "-d", "myenv")
+    conda.write_text(conda.read_text().replace("requests", "requests==2.31.0"))
+    second = ok("environment", "register", "-d", "myenv")
+
+    assert (first["version"], same["version"], second["version"]) == ("1", "1", "2")
+    assert [(e["name"], e["version"]) for e in ok("environment", "list")] == [("myenv", "2")]
+    assert ok("environment", "show", "-n", "myenv", "--version", "1")["version"] == "1"
+    ok("environment", "download", "-n", "myenv", "--version", "1", "-d", "restored")
+    assert "requests==2.31.0" not in (tmp_path / "restored" / "conda_dependencies.yml").read_text()
+    assert invoke("environment", "download", "-n", "myenv", "-d", "restored").exit_code == 2
+
+
+@pytest.mark.slow
+def test_deploy_with_e_and_ev_builds_the_registered_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ok("environment", "scaffold", "-n", "scoring", "-d", "scoring")
+    conda = tmp_path / "scoring" / "conda_dependencies.yml"
+    conda.write_text(conda.read_text().replace("azureml-defaults", "six==1.16.0"))
+    ok("environment", "register", "-d", "scoring")
+    register_factor(tmp_path, "scale", 2)
+    script = write(tmp_path / "score.py", ECHO_SCORE)
+
+    deployed = ok(
+        "model", "deploy", "-n", "envsvc", "-m", "scale:1", "--es", str(script),
+        "-e", "scoring", "--ev", "1",
+    )  # fmt: skip
+
+    assert post(deployed["scoringUri"], {"data": [2]}).json() == {"result": [4.0]}
+    built = ok("env", "show", "-k", deployed["environment"]["key"])
+    assert "six==1.16.0" in built["packages"]
+
+
+@pytest.mark.slow
+def test_a_curated_name_in_an_inference_config_deploys(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 5)
+    write(tmp_path / "score.py", ECHO_SCORE)
+    config = {"entryScript": "score.py", "environment": {"name": "AzureML-Minimal"}}
+    ic = write(tmp_path / "inferenceConfig.json", json.dumps(config))
+
+    deployed = ok("model", "deploy", "-n", "curated", "-m", "scale:1", "--ic", str(ic))
+
+    assert post(deployed["scoringUri"], {"data": [1]}).json() == {"result": [5.0]}
+
+
+def test_curated_names_are_shown_as_pypi_specs_and_unknown_ones_listed() -> None:
+    shown = ok("environment", "show", "-n", "AzureML-pytorch-1.10-ubuntu18.04-py38-cpu")
+    unknown = invoke("environment", "show", "-n", "AzureML-Triton-22")
+
+    conda = shown["python"]["condaDependencies"]["dependencies"]
+    assert "python=3.8" in conda
+    assert "torch==1.10.*" in conda[-1]["pip"]
+    assert unknown.exit_code == 3
+    assert "AzureML-sklearn|tensorflow|pytorch" in unknown.stderr
+    assert "AzureML-Minimal" in [e["name"] for e in ok("environment", "list", "--curated")]
+
+
+def test_an_unregistered_environment_name_is_not_found(tmp_path: Path) -> None:
+    write(tmp_path / "score.py", ECHO_SCORE)
+    register_factor(tmp_path, "scale", 5)
+
+    result = invoke(
+        "model", "deploy", "-n", "noenv", "-m", "scale:1", "--es", str(tmp_path / "score.py"),
+        "-e", "nosuchenv",
+    )  # fmt: skip
+
+    assert result.exit_code == 3
+    assert "no environment named 'nosuchenv'" in result.stderr

@@ -16,7 +16,7 @@ SUBGROUPS: dict[str, str] = {
     "model": "mlcli.cli.model:model",
     "config": "mlcli.cli.config:config",
     "env": "mlcli.cli.env:env",
-    "environment": "mlcli.cli.env:environment",  # Azure v1's spelling; hidden alias
+    "environment": "mlcli.cli.environment:environment",  # v1's registered environments
     "service": "mlcli.cli.service:service",
     "image": "mlcli.cli.image:image",
     "workspace": "mlcli.cli.workspace:workspace",

@@ -39,6 +39,11 @@ def inference_options(f: F) -> F:
             ),
             (("--bi", "--base-image"), {"help": "Base image (LOCAL/ACI)."}),
             (
+                ("-e", "--environment-name"),
+                {"help": "A registered environment (ml environment list) or a curated name."},
+            ),
+            (("--ev", "--environment-version"), {"help": "Its version (default: the latest)."}),
+            (
                 ("--as-of",),
                 {
                     "type": click.DateTime(formats=["%Y-%m-%d"]),
@@ -217,6 +222,16 @@ def _inference_config(flags: dict[str, Any]) -> Any:
         value = flags.pop(flag)
         if value is not None:
             overrides[field] = value
+    environment_name = flags.pop("environment_name", None)
+    environment_version = flags.pop("environment_version", None)
+    if environment_name is not None:
+        overrides["environment"] = {"name": environment_name, "version": environment_version}
+    elif environment_version is not None:
+        raise ConfigError(
+            "--ev names a version of an environment, but no environment was named.",
+            where="--ev/--environment-version",
+            fix="Add -e NAME.",
+        )
     as_of = flags.pop("as_of", None)
     if as_of is not None:
         overrides["packagesAsOf"] = as_of.strftime("%Y-%m-%d")

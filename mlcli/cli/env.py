@@ -27,12 +27,6 @@ def env() -> None:
     """Build, list, show and prune model environments (one per conda spec, shared)."""
 
 
-# Azure v1's `az ml environment` spelling: the same commands, left out of `ml --help`.
-environment = click.Group(
-    "environment", commands=env.commands, hidden=True, help=env.help, short_help="Alias of env."
-)
-
-
 @env.command("list")
 @common_options
 def list_(output: str, query: str | None) -> None:

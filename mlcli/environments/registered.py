@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,89 @@ def _check_name(name: Any) -> str:
             fix="Use letters, digits, '-', '_' and '.', starting with a letter or digit.",
         )
     return name
+
+
+# -- a v1 environment folder: azureml_environment.json + conda_dependencies.yml ------------
+
+ENVIRONMENT_FILE = "azureml_environment.json"
+CONDA_FILE = "conda_dependencies.yml"
+
+
+def scaffold_document(name: str) -> dict[str, Any]:
+    """A new environment's document, as `az ml environment scaffold` wrote it: Python, pip
+    and azureml-defaults (which mlcli's server stands in for), to be edited."""
+    return {
+        "name": _check_name(name),
+        "version": None,
+        "environmentVariables": {"EXAMPLE_ENV_VAR": "EXAMPLE_VALUE"},
+        "python": {
+            "userManagedDependencies": False,
+            "interpreterPath": "python",
+            "condaDependenciesFile": None,
+            "baseCondaEnvironment": None,
+            "condaDependencies": {
+                "name": "project_environment",
+                "dependencies": [
+                    f"python={sys.version_info.major}.{sys.version_info.minor}",
+                    "pip",
+                    {"pip": ["azureml-defaults"]},
+                ],
+                "channels": ["conda-forge"],
+            },
+        },
+        "docker": {"enabled": False, "baseImage": None, "baseDockerfile": None},
+    }
+
+
+def write_directory(document: dict[str, Any], folder: Path, *, overwrite: bool = False) -> Path:
+    """Write a document as a v1 environment folder (the conda part in its own YAML file)."""
+    import yaml
+
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"{folder} is not empty.",
+            where="-d/--directory",
+            fix="Pick a new folder, or pass --overwrite to replace its files.",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    body = json.loads(json.dumps(document))  # a private copy
+    conda = (body.get("python") or {}).pop("condaDependencies", None)
+    _write_atomically(folder / ENVIRONMENT_FILE, json.dumps(body, indent=4) + "\n")
+    if conda is not None:
+        _write_atomically(folder / CONDA_FILE, yaml.safe_dump(conda, sort_keys=False))
+    return folder
+
+
+def read_directory(folder: Path) -> dict[str, Any]:
+    """The document a v1 environment folder holds (its conda file folded back in)."""
+    import yaml
+
+    path = folder / ENVIRONMENT_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{folder} has no {ENVIRONMENT_FILE}.",
+            where="-d/--directory",
+            fix="Create the folder with `ml environment scaffold -n NAME -d DIR` first.",
+        ) from exc
+    except ValueError as exc:
+        raise ConfigError(f"{exc}.", where=str(path), fix="Fix the JSON syntax.") from exc
+    if not isinstance(document, dict):
+        raise ConfigError("holds no JSON object.", where=str(path), fix="Write the document.")
+    conda_path = folder / CONDA_FILE
+    if conda_path.is_file():
+        try:
+            conda = yaml.safe_load(conda_path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{exc}.", where=str(conda_path), fix="Fix the YAML.") from exc
+        document.setdefault("python", {})["condaDependencies"] = conda
+    _check_name(document.get("name"))
+    return document
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    Path(staging).replace(path)

@@ -206,6 +206,27 @@ def _local_file_digests(requirements: tuple[str, ...]) -> tuple[tuple[str, str],
     return tuple(sorted(digests.items()))
 
 
+def named_environment(name: Any, version: Any = None, workspace: Any = None) -> dict[str, Any]:
+    """The v1 Environment document `name` (and `version`) stands for: a curated Azure name
+    mapped to PyPI packages (curated.py), else a version registered in the workspace (the
+    command's own, unless given)."""
+    from mlcli.environments.curated import curated_document, is_curated
+    from mlcli.environments.registered import get_environment
+    from mlcli.paths import Workspace
+
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            "an environment reference needs a name.",
+            where="environment.name (or -e/--environment-name)",
+            fix="Name a registered environment (ml environment list) or a curated one.",
+        )
+    if is_curated(name):
+        return curated_document(name)
+    if not isinstance(workspace, Workspace):
+        workspace = Workspace.named(workspace)
+    return get_environment(workspace, name, version)
+
+
 def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentSpec:
     config_path = Path(getattr(ic, "path", None) or "inferenceConfig.json")
     where = f"{config_path}, field environment"
@@ -213,14 +234,9 @@ def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentS
         raise ConfigError("'environment' must be an object.", where=where)
     python = environment.get("python") or {}
     if set(environment) <= {"name", "version"}:
-        raise ConfigError(
-            f"environment {environment.get('name')!r} (version {environment.get('version')!r}) "
-            "refers to an environment registered in an Azure ML workspace, which mlcli cannot "
-            "fetch.",
-            where=where,
-            fix="Give its conda file instead: condaFile, or environment.python."
-            "condaDependenciesFile, or an inline environment.python.condaDependencies.",
-        )
+        # A reference: a curated name, or an environment registered in the workspace.
+        document = named_environment(environment.get("name"), environment.get("version"))
+        return _spec_from_environment(ic, document)
     if python.get("userManagedDependencies"):
         raise ConfigError(
             "environment.python.userManagedDependencies is true: the packages are meant to be "

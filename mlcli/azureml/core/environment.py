@@ -20,7 +20,6 @@ DEFAULT_CPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20251130
 DEFAULT_GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04"
 ENVIRONMENT_FILE = "azureml_environment.json"
 CONDA_FILE = "conda_dependencies.yml"
-_CURATED = "curated Azure ML environments are images in Microsoft's registry"
 
 
 class ContainerRegistry:
@@ -211,17 +210,14 @@ class Environment:
     def get(
         workspace: Workspace, name: str, version: str | None = None, label: str | None = None
     ) -> Environment:
+        from mlcli.environments.curated import curated_document, is_curated
         from mlcli.environments.registered import get_environment
 
         if label is not None:
             warn("Environment.get: label is not used; mlcli environments have versions only.")
-        if name.startswith("AzureML-"):
-            raise UserErrorException(
-                f"environment {name!r}: {_CURATED}, which mlcli does not fetch. Build the same "
-                "packages from a conda file: Environment.from_conda_specification(name, "
-                "'env.yml'), or CondaDependencies.create(pip_packages=[...])."
-            )
         with raising_as(UserErrorException):
+            if is_curated(name):  # its Python and framework release, from PyPI
+                return Environment._deserialize(curated_document(name))
             return Environment._deserialize(get_environment(workspace._folder, name, version))
 
     @staticmethod
