@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from deploy_support import ECHO_SCORE, invoke, ok, post, register_factor, write
 
+# Deploys share the session's model environments, and every server a test starts is stopped.
+pytestmark = pytest.mark.usefixtures("shared_environments", "services_cleanup")
+
 # Azure's own inferenceconfig.json example: unset fields are spelled null.
 PUBLISHED_INFERENCE_CONFIG = {
     "entryScript": "score.py",

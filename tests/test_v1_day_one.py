@@ -26,6 +26,9 @@ from deploy_support import (
     write,
 )
 
+# Deploys share the session's model environments, and every server a test starts is stopped.
+pytestmark = pytest.mark.usefixtures("shared_environments", "services_cleanup")
+
 # The tutorial's conda file, as v1 repositories still hold it.
 TUTORIAL_CONDA = """\
 name: myenv
