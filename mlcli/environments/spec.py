@@ -7,6 +7,7 @@ whose config asks for the same thing shares one environment.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -129,12 +130,7 @@ def server_requirements() -> tuple[str, ...]:
     """The scoring server's own requirements: mlcli/server/requirements.txt, else the
     `server` extra of mlcli's package metadata (the same list, kept in step)."""
     if SERVER_REQUIREMENTS_FILE.is_file():
-        lines = SERVER_REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines()
-        return tuple(
-            line.split(" #", 1)[0].strip()
-            for line in lines
-            if line.strip() and not line.lstrip().startswith("#")
-        )
+        return _requirement_lines(SERVER_REQUIREMENTS_FILE)
     from importlib import metadata
 
     extra = re.compile(r"""extra\s*==\s*["']server["']""")
@@ -144,6 +140,30 @@ def server_requirements() -> tuple[str, ...]:
         if extra.search(marker):
             found.append(text.strip())
     return tuple(found)
+
+
+def with_server_extras(spec: EnvironmentSpec, extras: tuple[str, ...]) -> EnvironmentSpec:
+    """The spec plus the server's optional requirements (mlcli/server/requirements-<extra>.txt:
+    "collect", "telemetry", "azure-monitor"), added only to services that use them."""
+    added: set[str] = set()
+    for extra in extras:
+        added.update(
+            _requirement_lines(SERVER_REQUIREMENTS_FILE.with_name(f"requirements-{extra}.txt"))
+        )
+    packages = {r for r in spec.requirements if not r.startswith("-")}
+    if added <= packages:
+        return spec
+    options = [r for r in spec.requirements if r.startswith("-")]
+    return dataclasses.replace(spec, requirements=(*options, *sorted(packages | added)))
+
+
+def _requirement_lines(path: Path) -> tuple[str, ...]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return tuple(
+        line.split(" #", 1)[0].strip()
+        for line in lines
+        if line.strip() and not line.lstrip().startswith("#")
+    )
 
 
 def is_azureml_runtime(requirement: str) -> bool:

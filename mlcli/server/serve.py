@@ -19,7 +19,7 @@ import socket
 import sys
 from pathlib import Path
 
-from mlcli.server import logs
+from mlcli.server import collect, logs
 from mlcli.server.settings import ServerSettings, SettingsError, export, resolve
 
 log = logging.getLogger("mlcli.server")
@@ -118,6 +118,7 @@ class Service:
             settings.port,
         )
         self.metrics = Metrics()
+        collect.attach(self.metrics.registry, os.environ)
         self.pool = Pool(settings, self.metrics, on_fatal=self._fatal)
         starting = loop.create_task(self.pool.start())
         for signum in (signal.SIGTERM, signal.SIGINT):

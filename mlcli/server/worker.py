@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from mlcli.server import entry, inputs, logs, outputs, swagger, v1compat, wire
+from mlcli.server import collect, entry, inputs, logs, outputs, swagger, v1compat, wire
 from mlcli.server.settings import WorkerSettings
 
 BOOT_ERROR = 3
@@ -124,7 +124,7 @@ class Worker:
         """run() on one request. `since`: when the scoring timeout's clock started, if earlier
         (a batch scored item by item)."""
         script = self.script
-        request_id = request[1]
+        request_id = collect.current_request_id = request[1]
         kwargs = self._arguments(request)
         if type(kwargs) is tuple:
             return kwargs
@@ -193,6 +193,7 @@ class Worker:
     def _run_batch(self, requests: list, places: list, items: list, headers: list, replies):
         script = self.script
         ids = [requests[place][1] for place in places]
+        collect.current_request_id = ids[0] if len(ids) == 1 else ""
         kwargs = {"request_headers": headers} if script.batch_wants_headers else {}
         _Alarm.started = started = time.perf_counter()
         _Alarm.armed = True
