@@ -92,6 +92,15 @@ def test_a_process_service_collects_inputs_and_predictions_the_cli_reads_back(
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert [row["a"] for row in rows] == ["1", "3"]
     assert collected("collector", "--since", "1h") == inputs
+    counters = wait_for(
+        lambda: (
+            (ok("service", "metrics", "-n", "collector")["collection"] or {}).get("rowsWritten")
+            == 4
+            and ok("service", "metrics", "-n", "collector")["collection"]
+        ),
+        what="the collection counters in /metrics",
+    )
+    assert counters["rowsDropped"] == 0
     future = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 2 * 86400))
     assert collected("collector", "--since", future) == []
 

@@ -352,6 +352,35 @@ def collected_data(
         emit(data.rows, output, query)
 
 
+@service.command("metrics")
+@_NAME
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="Read /metrics twice, this far apart, and report the requests in between "
+    "(default: everything since the server started).",
+)
+@common_options
+def metrics(name: str, interval: float | None, output: str, query: str | None) -> None:
+    """Requests, errors, latency percentiles, throughput, batch sizes, collection drops.
+
+    Read from the service's own Prometheus /metrics.
+
+    \b
+    Example:
+        ml service metrics -n sentiment-svc -o table
+        ml service metrics -n sentiment-svc --interval 10 --query latencyMs.p99
+    """
+    from mlcli.service_metrics import as_rows, service_metrics
+
+    document = service_metrics(name, interval_s=interval, workspace=workspace_name())
+    if output.lower() == "table" and not query:
+        emit(as_rows(document), output)
+    else:
+        emit(document, output, query)
+
+
 def _emit_csv(columns: tuple[str, ...], rows: list[dict[str, Any]], query: str | None) -> None:
     import csv
 
