@@ -317,8 +317,6 @@ def deployment_overrides(flags: dict[str, Any]) -> dict[str, Any]:
 
 _NOT_HERE = {
     "gpu_cores": "--gc/--gpu-cores: no GPU scheduling on this machine; ignored.",
-    "app_insights_enabled": "--ai: there is no Application Insights here; the server's "
-    "/metrics endpoint and JSON request log stand in for it. Ignored.",
     "autoscaler": "--as/--mi/--ma/--ar/--at: autoscaling is AKS-only; ignored.",
     "num_replicas": "--nr/--num-replicas: replicas are AKS-only; use --workers for more "
     "server processes. Ignored.",

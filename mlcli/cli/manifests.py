@@ -61,15 +61,13 @@ def prepare_manifests(
             "use `ml model deploy -n NAME -m NAME:N --ic ... --dc ...`.",
         )
     from mlcli import config
-    from mlcli.deploy import server_settings
     from mlcli.environments import spec_for
     from mlcli.environments.spec import with_server_extras
     from mlcli.targets.manifests import build_manifests, config_notes, export_request
 
     dc = config.load_deployment_config(deploy_config)
     first = models[0]
-    variables = (inference.environment or {}).get("environmentVariables") or {}
-    server_env = {**{str(k): str(v) for k, v in variables.items()}, **server_settings(dc)}
+    server_env = export_server_env(dc, inference)
     request = export_request(
         dc,
         service=service_name or first.name,
@@ -120,9 +118,22 @@ def manifest_server_extras(deploy_config: Path | None, inference: Any) -> tuple[
     if deploy_config is None:
         return ()
     from mlcli import config
-    from mlcli.deploy.settings import server_extras, server_settings
+    from mlcli.deploy.settings import server_extras
 
     dc = config.load_deployment_config(deploy_config)
+    return server_extras(dc, export_server_env(dc, inference))
+
+
+def export_server_env(dc: Any, inference: Any) -> dict[str, str]:
+    """The server's settings in exported manifests: the deploying shell's telemetry
+    variables, the inference config's environment variables, the deployment config's."""
+    import os
+
+    from mlcli.deploy.settings import server_settings, telemetry_settings
+
     variables = (inference.environment or {}).get("environmentVariables") or {}
-    server_env = {**{str(k): str(v) for k, v in variables.items()}, **server_settings(dc)}
-    return server_extras(dc, server_env)
+    return {
+        **telemetry_settings(dc, os.environ),
+        **{str(k): str(v) for k, v in variables.items()},
+        **server_settings(dc),
+    }

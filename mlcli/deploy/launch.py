@@ -7,11 +7,17 @@ r<revision>/app, and described to the target by a `LaunchSpec`.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from mlcli.app_root import lay_out
 from mlcli.deploy.inputs import App
-from mlcli.deploy.settings import collection_settings, server_extras, server_settings
+from mlcli.deploy.settings import (
+    collection_settings,
+    server_extras,
+    server_settings,
+    telemetry_settings,
+)
 from mlcli.keys import ensure_keys
 from mlcli.progress import Progress
 from mlcli.services import ServiceRecord, Services, remove_tree
@@ -41,6 +47,7 @@ def prepare(
     from mlcli.environments.spec import with_server_extras
 
     server_env = {
+        **telemetry_settings(deployment, os.environ),
         **app.variables,
         **server_settings(deployment),
         **collection_settings(deployment, services.workspace, name),

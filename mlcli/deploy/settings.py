@@ -15,6 +15,12 @@ from typing import TYPE_CHECKING, Any
 from mlcli.targets import COLLECT_DIR_VARIABLE
 
 COLLECT_VARIABLE = "AML_MODEL_DC_STORAGE_ENABLED"  # Azure's switch (mlcli/server/collect.py)
+CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+OTLP_ENDPOINTS = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+)
 
 if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig
@@ -43,12 +49,37 @@ def server_settings(dc: DeploymentConfig) -> dict[str, str]:
         env["MLCLI_BATCH_MAX_LATENCY_MS"] = str(batching.max_latency_ms)
     if dc.data_collection_storage_enabled:
         env[COLLECT_VARIABLE] = "true"  # Azure's switch, read by ModelDataCollector
+    if dc.app_insights_enabled:
+        env["AML_APP_INSIGHTS_ENABLED"] = "true"  # azmlinfsrv's name (mlcli/server/telemetry.py)
     return env
 
 
+def telemetry_settings(dc: DeploymentConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """Where telemetry goes, as the deploying shell says: the OpenTelemetry variables
+    (OTEL_*), and Application Insights' connection string when appInsightsEnabled. Passed
+    to the server on every target (a container does not inherit the shell's variables)."""
+    passed = {k: v for k, v in environ.items() if k.startswith("OTEL_")}
+    connection = environ.get(CONNECTION_STRING, "").strip()
+    if dc.app_insights_enabled and connection:
+        passed[CONNECTION_STRING] = connection
+    return passed
+
+
 def server_extras(dc: DeploymentConfig, server_env: Mapping[str, str]) -> tuple[str, ...]:
-    """The optional server requirements this service needs in its environment."""
-    return ("collect",) if dc.data_collection_storage_enabled else ()
+    """The optional server requirements this service needs in its environment
+    (mlcli/server/requirements-<extra>.txt), as the server decides what to load."""
+    extras = []
+    if dc.data_collection_storage_enabled:
+        extras.append("collect")
+    app_insights = dc.app_insights_enabled and bool(
+        server_env.get(CONNECTION_STRING, "").strip()
+        or server_env.get("AML_APP_INSIGHTS_KEY", "").strip()
+    )
+    if app_insights or any(server_env.get(name, "").strip() for name in OTLP_ENDPOINTS):
+        extras.append("telemetry")
+    if app_insights:
+        extras.append("azure-monitor")
+    return tuple(extras)
 
 
 def collection_settings(dc: DeploymentConfig, workspace: Workspace, service: str) -> dict[str, str]:

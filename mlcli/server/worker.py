@@ -18,7 +18,17 @@ import time
 import traceback
 from pathlib import Path
 
-from mlcli.server import collect, entry, inputs, logs, outputs, swagger, v1compat, wire
+from mlcli.server import (
+    collect,
+    entry,
+    inputs,
+    logs,
+    outputs,
+    swagger,
+    telemetry,
+    v1compat,
+    wire,
+)
 from mlcli.server.settings import WorkerSettings
 
 BOOT_ERROR = 3
@@ -384,6 +394,7 @@ def main(argv: list[str]) -> None:
     logs.configure(("mlcli.server",), level=level if isinstance(level, int) else logging.INFO)
     sys.stdout = logs.LineStream("stdout")
     sys.stderr = logs.LineStream("stderr")
+    telemetry.start_worker(os.environ)
     worker = boot(settings, sock)
     serve(sock, worker)
 

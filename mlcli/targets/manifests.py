@@ -198,8 +198,9 @@ def config_notes(dc: DeploymentConfig) -> list[str]:
         )
     if dc.app_insights_enabled:
         notes.append(
-            "appInsightsEnabled: there is no Application Insights; the server's JSON request "
-            "log (kubectl logs) and /metrics stand in for it."
+            "appInsightsEnabled: telemetry goes to Application Insights only with a connection "
+            "string: set APPLICATIONINSIGHTS_CONNECTION_STRING where `ml` runs (it is written "
+            "into the Deployment's environment), or OTEL_EXPORTER_OTLP_ENDPOINT for OTLP."
         )
     if dc.autoscaler.enabled and dc.autoscaler.refresh_period_seconds != 1:
         notes.append(
