@@ -12,11 +12,8 @@ as in Azure: the constructor prints Azure's notice and collect() returns None at
 
 from __future__ import annotations
 
-import datetime
 import os
 import sys
-import time
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -100,6 +97,9 @@ class ModelDataCollector:
         self._file_stem = collection_name if designation in ("signals", "general") else designation
         if designation == "inputs":
             self._correlation_headers = self.CORRELATION_HEADERS
+        self._folders = (_safe(model_name), _safe(self.model_version), designation,
+                         _safe(self._file_stem))  # fmt: skip
+        self._names: dict[tuple, tuple[str, ...]] = {}
         self._writer = collect.writer()
 
     def collect(self, input_data: Any, user_correlation_id: str = "") -> dict | None:
@@ -117,15 +117,9 @@ class ModelDataCollector:
             return None
         columns, rows = table
         if rows:
-            day = time.strftime("%Y/%m/%d", time.gmtime()).split("/")
-            partition = (
-                _safe(self.model_name),
-                _safe(self.model_version),
-                self._designation,
-                *day,
-                _safe(self._file_stem),
-            )
-            self._writer.put(partition, columns, rows)
+            model, version, designation, stem = self._folders
+            year, month, day = collect.clock.day()
+            self._writer.put((model, version, designation, year, month, day, stem), columns, rows)
         return correlations
 
     def add_correlations(self, input_data: Any, correlations: dict | None) -> Any:
@@ -152,9 +146,9 @@ class ModelDataCollector:
         return input_data
 
     def _correlations(self, user_correlation_id: str) -> dict:
-        generated = str(uuid.uuid4())
+        generated = collect.new_id()
         return {
-            self.AML_DC_SCORING_TIMESTAMP_HEADER: _utc_now_iso(),
+            self.AML_DC_SCORING_TIMESTAMP_HEADER: collect.clock.timestamp(),
             self.AML_REQUEST_ID_HEADER: collect.current_request_id or NO_REQUEST_ID,
             self.AML_DC_CORRELATION_HEADER: f"{user_correlation_id}-{generated}"
             if user_correlation_id
@@ -188,16 +182,18 @@ class ModelDataCollector:
     def _column_names(self, width: int) -> tuple[str, ...]:
         """feature_names, then the correlation columns when the data carries them; columns
         nobody named get the names Azure's readers give a header-less CSV (Column1, ...)."""
+        key = (width, self._correlation_headers)
+        names = self._names.get(key)
+        if names is None:
+            names = self._names[key] = self._name_columns(width)
+        return names
+
+    def _name_columns(self, width: int) -> tuple[str, ...]:
         metadata = self._correlation_headers if width >= len(self._correlation_headers) else ()
         features = width - len(metadata)
         names = list((self._feature_names or [])[:features])
         names += [f"Column{index + 1}" for index in range(len(names), features)]
         return (*(str(name) for name in names), *metadata)
-
-
-def _utc_now_iso() -> str:
-    # Azure's own format: datetime.utcnow().isoformat(), UTC without an offset
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat()
 
 
 def _latest_version(model_name: str) -> str:
