@@ -59,8 +59,12 @@ def parse(text: str, taken: float) -> Scrape:
     return scrape
 
 
-def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """The q-quantile from cumulative (upper bound, count) buckets; None without data."""
+def quantile(
+    q: float, buckets: list[tuple[float, float]], *, interpolate: bool = True
+) -> float | None:
+    """The q-quantile from cumulative (upper bound, count) buckets; None without data.
+    Without interpolation, the upper bound of the bucket it falls in (for counts, such as
+    batch sizes, where "at most 8" says more than 4.5)."""
     buckets = sorted(buckets)
     if not buckets or buckets[-1][1] <= 0:
         return None
@@ -70,7 +74,7 @@ def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
         if count >= rank:
             if bound == float("inf"):
                 return lower  # above the highest finite bound: that bound is all we know
-            if count == below:
+            if count == below or not interpolate:
                 return bound
             return lower + (bound - lower) * (rank - below) / (count - below)
         lower, below = bound, count
@@ -87,12 +91,12 @@ def _buckets(scrape: Scrape, name: str, **labels: str) -> list[tuple[float, floa
 
 
 def _percentiles(
-    scrape: Scrape, name: str, scale: float = 1000.0, **labels: str
+    scrape: Scrape, name: str, scale: float = 1000.0, *, interpolate: bool = True, **labels: str
 ) -> dict[str, float | None]:
     buckets = _buckets(scrape, name, **labels)
     result: dict[str, float | None] = {}
     for q in QUANTILES:
-        value = quantile(q, buckets)
+        value = quantile(q, buckets, interpolate=interpolate)
         result[f"p{round(q * 100)}"] = None if value is None else round(value * scale, 3)
     return result
 
@@ -130,9 +134,10 @@ def report(scrape: Scrape, *, seconds: float, service: str, window: str) -> dict
         "batches": {
             "count": int(batches),
             "meanSize": round(batched / batches, 2) if batches else None,
-            **_percentiles(scrape, "mlcli_batch_size", scale=1.0),
+            **_percentiles(scrape, "mlcli_batch_size", scale=1.0, interpolate=False),
         },
-        "inFlight": int(scrape.value("mlcli_http_requests_in_flight")),
+        # not counting the /metrics request that read it
+        "inFlight": max(int(scrape.value("mlcli_http_requests_in_flight")) - 1, 0),
         "scoringTimeouts": int(scrape.value("mlcli_scoring_timeouts_total")),
         "workerRestarts": int(scrape.value("mlcli_worker_restarts_total")),
         "collection": collection,

@@ -22,6 +22,13 @@ def test_quantiles_interpolate_within_a_bucket_as_prometheus_does() -> None:
     assert quantile(0.5, [(0.01, 0), (float("inf"), 0)]) is None
 
 
+def test_batch_size_quantiles_are_bucket_bounds_not_fractions() -> None:
+    buckets = [(1.0, 10), (2.0, 10), (4.0, 30), (float("inf"), 30)]
+
+    assert quantile(0.5, buckets, interpolate=False) == 4.0
+    assert quantile(0.2, buckets, interpolate=False) == 1.0
+
+
 def test_a_quantile_beyond_the_last_finite_bucket_is_that_bound() -> None:
     assert quantile(0.99, [(1.0, 10), (float("inf"), 20)]) == 1.0
 

@@ -3,6 +3,7 @@ packages its environment gets only then, and a PROCESS service sending real tele
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -51,6 +52,21 @@ def test_either_spelling_of_data_collection_turns_it_on_with_pyarrow(fields: dic
     where = collection_settings(config, Workspace.named("ws2"), "svc")
     assert where["MLCLI_COLLECT_DIR"] == str(Workspace.named("ws2").collected_dir / "svc")
     assert where["MLCLI_COLLECT_WORKSPACE"] == "ws2"
+
+
+@pytest.mark.parametrize(
+    ("numpy", "older_pyarrow"),
+    [("numpy==1.26.4", True), ("numpy<2", True), ("numpy==1.26.*", True),
+     ("numpy>=1.20", False), ("numpy==2.1.0", False)],
+)  # fmt: skip
+def test_an_environment_pinning_numpy_1_gets_a_pyarrow_that_imports_with_it(
+    numpy: str, older_pyarrow: bool
+) -> None:
+    spec = dataclasses.replace(minimal_spec(), requirements=(*minimal_spec().requirements, numpy))
+
+    requirements = with_server_extras(spec, ("collect",)).requirements
+
+    assert ("pyarrow<26" in requirements) is older_pyarrow
 
 
 def test_app_insights_needs_a_connection_string_for_its_exporter() -> None:

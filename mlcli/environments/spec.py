@@ -32,6 +32,7 @@ SPEC_FORMAT = 1
 DEFAULT_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 SERVER_REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "server" / "requirements.txt"
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_NUMPY_1 = re.compile(r"^\s*numpy\s*(==\s*1\.|~=\s*1\.|<=?\s*(1\.|2(\.0)*\s*($|[,;])))", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +152,10 @@ def with_server_extras(spec: EnvironmentSpec, extras: tuple[str, ...]) -> Enviro
             _requirement_lines(SERVER_REQUIREMENTS_FILE.with_name(f"requirements-{extra}.txt"))
         )
     packages = {r for r in spec.requirements if not r.startswith("-")}
+    if "collect" in extras and any(_NUMPY_1.match(r) for r in packages):
+        # pyarrow declares no numpy requirement, yet 26 and later import only with NumPy 2:
+        # an environment that pins NumPy 1 (TensorFlow 2.15's) needs an older one.
+        added.add("pyarrow<26")
     if added <= packages:
         return spec
     options = [r for r in spec.requirements if r.startswith("-")]

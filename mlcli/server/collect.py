@@ -156,13 +156,18 @@ class Writer:
         folder.mkdir(parents=True, exist_ok=True)
         self._sequence += 1
         name = f"{stem}_{time.strftime('%H%M%S', time.gmtime())}_{os.getpid()}_{self._sequence}"
-        table = None if self.csv_only else _arrow_table(columns, rows)
-        if table is None and not self.csv_only:
-            self.csv_only = True
-            log.warning(
-                "pyarrow is not installed in the model's environment: collected data is "
-                "written as CSV only (deploy with collection on to have it installed)."
-            )
+        table = None
+        if not self.csv_only:
+            try:
+                table = _arrow_table(columns, rows)
+            except ImportError as exc:
+                self.csv_only = True
+                log.warning(
+                    "pyarrow cannot be imported in the model's environment (%s): collected "
+                    "data is written as CSV only. `ml model deploy` with collectModelData "
+                    "installs a pyarrow that fits the environment.",
+                    exc,
+                )
         if table is None:
             _write_atomically(folder / f"{name}.csv", lambda f: f.write(_csv_bytes(columns, rows)))
             self.counts["files"] += 1
@@ -236,12 +241,10 @@ def _csv_bytes(columns: tuple[str, ...], rows: list) -> bytes:
 
 
 def _arrow_table(columns: tuple[str, ...], rows: list):
-    """A pyarrow Table, each column's type inferred (text when values disagree); None
-    without pyarrow. Rows all have len(columns) values (the collector checks)."""
-    try:
-        import pyarrow as pa
-    except ImportError:
-        return None
+    """A pyarrow Table, each column's type inferred (text when values disagree); ImportError
+    without a usable pyarrow. Rows all have len(columns) values (the collector checks)."""
+    import pyarrow as pa
+
     arrays = []
     for values in zip(*rows):
         try:

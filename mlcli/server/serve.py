@@ -151,7 +151,7 @@ class Service:
 
             keys = KeyFile(self.settings.keys_file)
         app = ScoringApp(self.settings, self.pool, self.metrics, access_log, keys)
-        app.telemetry = telemetry.start_front(os.environ, loop)
+        app.telemetry = telemetry.start_front(os.environ, loop, self.metrics.registry)
         self.server = HttpServer(app)
         self.stopped = loop.create_future()
         if self.stopping:

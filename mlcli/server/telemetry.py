@@ -8,22 +8,23 @@ Off unless configured, and then nothing of OpenTelemetry is imported. On when
     AML_APP_INSIGHTS_KEY): Azure Monitor's exporter, so Application Insights dashboards keep
     working.
 
-The front process sends one SERVER span per request (not for GET /, as azmlinfsrv) with
-azmlinfsrv's custom dimensions ("Container Id", "Request Id", "Client Request Id", "Workspace
-Name", "Service Name", "Response Value"...) plus "Models"; each worker sends the entry
-script's prints and the server's own log records as log records, tagged with the request
-they belong to. Spans are made from plain tuples every FLUSH_S on the event loop, so a request
-pays for appending one tuple.
+The front process queues one tuple per request (not for GET /, as azmlinfsrv) and a child
+process (span_export.py) turns them into SERVER spans with azmlinfsrv's custom dimensions
+("Container Id", "Request Id", "Client Request Id", "Workspace Name", "Service Name",
+"Response Value"...) plus "Models", so the SDK's costs stay off the request path. Each worker
+sends the entry script's prints and the server's own log records as log records, tagged with
+the request they belong to.
 """
 
 from __future__ import annotations
 
 import logging
+import marshal
 import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 log = logging.getLogger("mlcli.server.telemetry")
 
@@ -71,22 +72,22 @@ def model_ids(model_dir: str | None) -> list[str]:
     return found
 
 
-def _resource(environ: Mapping[str, str]):
+def resource(environ: Mapping[str, str]):
     from opentelemetry.sdk.resources import Resource
 
     return Resource.create(
         {
             "service.name": environ.get("SERVICE_NAME") or "mlcli-scoring-server",
-            "service.instance.id": _container_id(environ),
+            "service.instance.id": container_id(environ),
         }
     )
 
 
-def _container_id(environ: Mapping[str, str]) -> str:
+def container_id(environ: Mapping[str, str]) -> str:
     return environ.get("HOSTNAME") or socket.gethostname()
 
 
-def _exporters(environ: Mapping[str, str], signal: str) -> list:
+def exporters(environ: Mapping[str, str], signal: str) -> list:
     """The span ("traces") or log ("logs") exporters the environment asks for."""
     exporters = []
     if otlp_configured(environ):
@@ -119,38 +120,56 @@ def _exporters(environ: Mapping[str, str], signal: str) -> list:
 
 
 class RequestTelemetry:
-    """The front's request spans: finished requests queue as tuples, spans are made in
-    batches on the loop and exported by the SDK's background thread."""
+    """The front's side of request spans: a tuple per request, sent in batches through a pipe
+    to a child process (span_export.py) that makes the spans and exports them. The front,
+    which every request goes through, pays for a tuple and its share of a marshal.dumps; the
+    SDK's span objects and the exporters' encoding run in the child. The pipe is
+    non-blocking: when the child falls behind, batches beyond MAX_BACKLOG are dropped and
+    counted (mlcli_telemetry_dropped_spans), never waited for."""
+
+    MAX_BACKLOG = 8 * 1024 * 1024  # bytes written but not yet taken by the child
 
     def __init__(self, environ: Mapping[str, str], loop) -> None:
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.trace import SpanKind
+        import subprocess
+        import sys
 
-        self.provider = TracerProvider(resource=_resource(environ))
-        for exporter in _exporters(environ, "traces"):
-            self.provider.add_span_processor(BatchSpanProcessor(exporter))
-        self.tracer = self.provider.get_tracer("mlcli.server")
-        self.kind = SpanKind.SERVER
         self.loop = loop
         self.pending: list[tuple] = []
         self.scheduled = False
+        self.backlog = bytearray()
+        self.backlog_spans = 0  # spans in the backlog (counted as dropped if the child dies)
+        self.dropped = 0
         self.log_response = _true(environ.get("APP_INSIGHTS_LOG_RESPONSE_ENABLED", "true"))
-        self.common = {
-            "Container Id": _container_id(environ),
-            "Workspace Name": environ.get("WORKSPACE_NAME")
-            or environ.get("MLCLI_COLLECT_WORKSPACE", ""),
-            "Service Name": environ.get("SERVICE_NAME", ""),
-            "Models": ", ".join(model_ids(environ.get("AZUREML_MODEL_DIR"))),
-        }
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "mlcli.server.span_export"],
+            stdin=subprocess.PIPE,
+            env=dict(environ),
+        )
+        self.fd = self.child.stdin.fileno()
+        os.set_blocking(self.fd, False)
 
     def request(self, request, route: str, status: int, body: bytes, elapsed: float, ids) -> None:
         """Called once per answered request (ScoringApp.finish)."""
-        if request.path == "/":
+        path = request.path
+        if path == "/":
             return  # azmlinfsrv leaves health probes out
+        if self.fd < 0:
+            self.dropped += 1
+            return
         end_ns = time.time_ns()
         self.pending.append(
-            (request, route, status, body, end_ns - int(elapsed * 1e9), end_ns, ids)
+            (
+                route if route != "other" else path,
+                path,
+                request.method,
+                request.query,
+                status,
+                bytes(body) if self.log_response else None,
+                end_ns - int(elapsed * 1e9),
+                end_ns,
+                (ids.request_id or ids.generated) if ids is not None else "",
+                ids.client_request_id if ids is not None else "",
+            )
         )
         if not self.scheduled:
             self.scheduled = True
@@ -158,64 +177,63 @@ class RequestTelemetry:
 
     def flush(self) -> None:
         self.scheduled = False
-        pending, self.pending = self.pending, []
-        for request, route, status, body, start_ns, end_ns, ids in pending:
-            span = self.tracer.start_span(
-                route if route != "other" else request.path,
-                kind=self.kind,
-                start_time=start_ns,
-                attributes=self._attributes(request, status, body, start_ns, end_ns, ids),
-            )
-            if status >= 500:
-                from opentelemetry.trace import Status, StatusCode
+        if self.pending:
+            pending, self.pending = self.pending, []
+            frame = marshal.dumps(pending)
+            if self.fd < 0 or len(self.backlog) + len(frame) > self.MAX_BACKLOG:
+                self.dropped += len(pending)
+            else:
+                self.backlog += len(frame).to_bytes(4, "big") + frame
+                self.backlog_spans += len(pending)
+        self._drain()
+        if self.backlog and not self.scheduled:
+            self.scheduled = True
+            self.loop.call_later(FLUSH_S, self.flush)
 
-                span.set_status(Status(StatusCode.ERROR))
-            span.end(end_time=end_ns)
+    def _drain(self) -> None:
+        if not self.backlog or self.fd < 0:
+            return
+        try:
+            written = os.write(self.fd, self.backlog)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # the child is gone: say so once; later spans count as dropped
+            log.error("The span exporter process stopped (%s); request spans are dropped", exc)
+            self.fd = -1
+            self.backlog.clear()
+            self.dropped += self.backlog_spans
+            return
+        del self.backlog[:written]
+        if not self.backlog:
+            self.backlog_spans = 0
 
-    def _attributes(self, request, status, body, start_ns, end_ns, ids) -> dict[str, Any]:
-        query = request.query.decode("latin-1") if request.query else ""
-        url = request.path + ("?" + query if query else "")
-        duration_ms = (end_ns - start_ns) / 1e6
-        attributes: dict[str, Any] = {
-            **self.common,
-            "Request Id": (ids.request_id or ids.generated) if ids is not None else "",
-            "Client Request Id": ids.client_request_id if ids is not None else "",
-            "name": request.path,
-            "url": url,
-            "start_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start_ns / 1e9))
-            + f".{start_ns // 1000 % 1_000_000:06d}Z",
-            "duration": _duration(duration_ms),
-            "resultCode": str(status),
-            "success": status < 400,
-            "http_method": request.method,
-            # OpenTelemetry's names, which Azure Monitor's exporter maps to its requests table
-            "http.method": request.method,
-            "http.route": request.path,
-            "http.target": url,
-            "http.status_code": status,
-        }
-        if self.log_response:
-            attributes["Response Value"] = body.decode("utf-8", "replace") if body else ""
-        return attributes
+    def collect(self):
+        """prometheus-client collector: spans dropped because the exporter fell behind."""
+        from prometheus_client.core import CounterMetricFamily
 
-    def shutdown(self) -> None:
+        yield CounterMetricFamily(
+            "mlcli_telemetry_dropped_spans",
+            "Request spans dropped because the span exporter process could not keep up.",
+            value=self.dropped,
+        )
+
+    def shutdown(self, timeout: float = 15) -> None:
+        """Hand over what is left, then let the child export it and exit."""
         self.flush()
-        self.provider.shutdown()
+        if self.fd >= 0:
+            os.set_blocking(self.fd, True)
+            try:
+                self.child.stdin.write(bytes(self.backlog))
+                self.child.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.child.wait(timeout)
+        except Exception:
+            self.child.kill()
 
 
-def _duration(milliseconds: float) -> str:
-    """Application Insights' duration text, d.hh:mm:ss.fff, as azmlinfsrv formats it."""
-    whole = int(milliseconds)
-    parts = []
-    for multiplier in (1000, 60, 60, 24):
-        parts.append(whole % multiplier)
-        whole //= multiplier
-    milliseconds_part, seconds, minutes, hours = parts
-    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}.{milliseconds_part:03d}"
-    return f"{whole}.{text}" if whole else text
-
-
-def start_front(environ: Mapping[str, str], loop) -> RequestTelemetry | None:
+def start_front(environ: Mapping[str, str], loop, registry=None) -> RequestTelemetry | None:
     """In the front process: request spans, or None (and no OpenTelemetry import) when off."""
     if not enabled(environ):
         if _true(environ.get("AML_APP_INSIGHTS_ENABLED")):
@@ -227,6 +245,8 @@ def start_front(environ: Mapping[str, str], loop) -> RequestTelemetry | None:
         return None
     telemetry = RequestTelemetry(environ, loop)
     log.info("Telemetry on: request spans go to %s", ", ".join(_destinations(environ)))
+    if registry is not None:
+        registry.register(telemetry)
     return telemetry
 
 
@@ -271,8 +291,8 @@ def start_worker(environ: Mapping[str, str]) -> None:
 
     from mlcli.server import logs
 
-    provider = LoggerProvider(resource=_resource(environ))
-    for exporter in _exporters(environ, "logs"):
+    provider = LoggerProvider(resource=resource(environ))
+    for exporter in exporters(environ, "logs"):
         provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     forwarder = _Forwarder(LoggingHandler(level=logging.INFO, logger_provider=provider))
     logging.getLogger("mlcli.server").addHandler(forwarder)

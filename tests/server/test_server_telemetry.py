@@ -4,10 +4,13 @@ Azure Monitor's exporter to a local ingestion endpoint; nothing of OpenTelemetry
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import PROJECT
@@ -155,3 +158,46 @@ def test_telemetry_off_imports_nothing_of_opentelemetry() -> None:
     output = subprocess.check_output([sys.executable, "-c", code], text=True, cwd=PROJECT)
 
     assert output.strip() == "[]"
+
+
+def test_spans_of_the_last_requests_are_sent_when_the_server_stops(start_mlcli, receiver):
+    # the SDK's usual 5 s batch delay: only the shutdown can have sent it in time
+    server = start_mlcli("echo.py", env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+    reply = server.request("POST", "/score", b"{}", {"Content-Type": "application/json"})
+
+    assert server.stop() == 0
+
+    request_id = reply.header("x-request-id")
+    assert [s for _, s in receiver.spans() if attributes(s).get("Request Id") == request_id]
+
+
+def span_exporter_pid(server_pid: int) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+            if parent == server_pid and b"mlcli.server.span_export" in command:
+                return int(entry.name)
+    raise AssertionError("no span exporter process")
+
+
+def test_a_dead_span_exporter_costs_spans_never_requests(start_mlcli, receiver):
+    server = start_mlcli("echo.py", env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+    os.kill(span_exporter_pid(server.process.pid), signal.SIGKILL)
+
+    replies = [
+        server.request("POST", "/score", b"{}", {"Content-Type": "application/json"})
+        for _ in range(20)
+    ]
+    time.sleep(0.3)
+    replies += [server.request("POST", "/score", b"{}", {"Content-Type": "application/json"})]
+
+    assert {r.status for r in replies} == {200}
+    metrics = server.request("GET", "/metrics").body.decode()
+    dropped = [line for line in metrics.splitlines() if line.startswith("mlcli_telemetry_dropped")]
+    assert dropped
+    assert float(dropped[0].split()[-1]) >= 1
+    assert server.stop() == 0
