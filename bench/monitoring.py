@@ -13,7 +13,9 @@ score.py, which calls azureml.monitoring.ModelDataCollector for its inputs and p
 wrk sends POST /score at each concurrency, alternating between the services level by level;
 the script prints req/s, p50 and p99 per service and level (the median of the rounds) with
 the overhead against the baseline, as a Markdown table (for bench/RESULTS.md), then what the
-monitoring produced (rows written and dropped, spans received).
+monitoring produced (rows written and dropped, spans received). It also measures the CPU time
+the service's processes (front, worker, span exporter) spent per request: on a machine shared
+with other work, req/s swings with the neighbours' load; CPU per request much less.
 
     .venv/bin/python bench/monitoring.py [--duration 8] [--concurrency 8 32] [--rounds 3]
 
@@ -24,6 +26,7 @@ Everything it starts, it stops.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -35,10 +38,11 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from sentiment import OUT, REPO, Level, cpu_model, free_port, load, say
+from sentiment import OUT, REPO, TEXTS, WRK_SCRIPT, cpu_model, free_port, say
 
 BASELINE, COLLECTION, TELEMETRY, BOTH = "baseline", "collection", "telemetry", "both"
 ORDER = (BASELINE, COLLECTION, TELEMETRY, BOTH)
@@ -63,6 +67,81 @@ def run(raw_data):
     predictions_dc.collect(predictions_dc.add_correlations([positive], correlations))
     return {"label": "POSITIVE" if positive else "NEGATIVE"}
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    server: str
+    concurrency: int
+    requests: int
+    seconds: float
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    cpu_s: float  # CPU time of the service's processes (front, workers, children) meanwhile
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """CPU microseconds per request: what monitoring costs, much less sensitive than req/s
+        to the other work on a shared machine."""
+        return self.cpu_s / max(self.requests, 1) * 1e6
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and all its descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        family.update(children)
+        frontier += children
+    return sum(times.get(member, 0) for member in family) / ticks
+
+
+def load(server: str, uri: str, pid: int, concurrency: int, seconds: float) -> Level:
+    """wrk at `concurrency` for `seconds` after a 2 s warm-up, and the service's CPU time."""
+    bodies = ", ".join(json.dumps(json.dumps({"text": text})) for text in TEXTS)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=OUT, delete=False) as script:
+        script.write(WRK_SCRIPT % bodies)
+    try:
+        threads = str(min(concurrency, 2))
+        base = ["wrk", "-t", threads, "-c", str(concurrency), "-s", script.name, "--timeout", "30s"]
+        subprocess.run([*base, "-d", "2s", uri], check=True, capture_output=True)
+        cpu_before = tree_cpu_seconds(pid)
+        done = subprocess.run(
+            [*base, "-d", f"{seconds:g}s", uri], check=True, capture_output=True, text=True
+        )
+        cpu = tree_cpu_seconds(pid) - cpu_before
+    finally:
+        Path(script.name).unlink()
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    return Level(
+        server=server,
+        concurrency=concurrency,
+        requests=result["requests"],
+        seconds=result["duration_us"] / 1e6,
+        failed=result["non2xx"] + result["errors"],
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        cpu_s=cpu,
+    )
 
 
 class SpanCounter:
@@ -106,7 +185,9 @@ def ml(*args: str, env: dict | None = None) -> dict:
 
 
 @contextmanager
-def service(name: str, folder: Path, *, collect: bool, otlp: str | None) -> Iterator[str]:
+def service(
+    name: str, folder: Path, *, collect: bool, otlp: str | None
+) -> Iterator[tuple[str, int]]:
     config = {"computeType": "PROCESS", "port": free_port(), "workers": 1}
     if collect:
         config["collectModelData"] = True
@@ -119,7 +200,7 @@ def service(name: str, folder: Path, *, collect: bool, otlp: str | None) -> Iter
         "--dc", str(dc), "--overwrite", env=env,
     )  # fmt: skip
     try:
-        yield deployed["scoringUri"]
+        yield deployed["scoringUri"], deployed["serverDetails"]["pid"]
     finally:
         ml("service", "delete", "-n", name)
 
@@ -131,25 +212,31 @@ def medians(levels: list[Level]) -> list[Level]:
     picked = []
     for key in sorted(groups, key=lambda k: (k[1], ORDER.index(k[0]))):
         runs = sorted(groups[key], key=lambda level: level.per_second)
-        picked.append(runs[(len(runs) - 1) // 2])
+        middle = runs[(len(runs) - 1) // 2]
+        # CPU per request: its own median, which need not be the median req/s round's
+        cpu_us = sorted(level.cpu_us for level in runs)[(len(runs) - 1) // 2]
+        picked.append(dataclasses.replace(middle, cpu_s=cpu_us * middle.requests / 1e6))
     return picked
 
 
 def table(levels: list[Level]) -> str:
     baseline = {lv.concurrency: lv for lv in levels if lv.server == BASELINE}
     rows = [
-        "| service | concurrency | req/s | overhead | goal | p50 ms | p99 ms | requests | failed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| service | concurrency | req/s | req/s overhead | CPU us/request | CPU overhead | goal "
+        "| p50 ms | p99 ms | requests | failed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for level in levels:
         base = baseline[level.concurrency]
-        overhead = (1 - level.per_second / base.per_second) * 100
+        rate = (1 - level.per_second / base.per_second) * 100
+        cpu = (level.cpu_us / base.cpu_us - 1) * 100
         goal = f"<= {GOALS[level.server]:g} %" if level.server in GOALS else ""
-        shown = "" if level.server == BASELINE else f"{overhead:.1f} %"
+        same = level.server == BASELINE
         rows.append(
-            f"| {level.server} | {level.concurrency} | {level.per_second:.0f} | {shown} | "
-            f"{goal} | {level.p50_ms:.2f} | {level.p99_ms:.2f} | {level.requests} | "
-            f"{level.failed} |"
+            f"| {level.server} | {level.concurrency} | {level.per_second:.0f} | "
+            f"{'' if same else f'{rate:.1f} %'} | {level.cpu_us:.0f} | "
+            f"{'' if same else f'{cpu:.1f} %'} | {goal} | {level.p50_ms:.2f} | "
+            f"{level.p99_ms:.2f} | {level.requests} | {level.failed} |"
         )
     return "\n".join(rows)
 
@@ -198,10 +285,10 @@ def main() -> None:
         }
         for round_ in range(1, args.rounds + 1):
             for concurrency in args.concurrency:
-                for name, uri in uris.items():
+                for name, (uri, pid) in uris.items():
                     say(f"round {round_}: {name}, concurrency {concurrency}, {args.duration:g} s")
-                    levels.append(load(name, uri, concurrency, args.duration))
-        collected = collection_figures(uris[COLLECTION])
+                    levels.append(load(name, uri, pid, concurrency, args.duration))
+        collected = collection_figures(uris[COLLECTION][0])
     receiver.server.shutdown()
 
     print(

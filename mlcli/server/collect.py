@@ -231,13 +231,18 @@ def _cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _csv_bytes(columns: tuple[str, ...], rows: list) -> bytes:
-    # csv's own str() of each value, as Azure's collector writes them (None: empty)
+def csv_text(columns: tuple[str, ...], rows: list) -> str:
+    """A header line and the rows, with csv's own str() of each value, as Azure's collector
+    writes them (None: empty)."""
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
     out.writerow(columns)
     out.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
+    return buffer.getvalue()
+
+
+def _csv_bytes(columns: tuple[str, ...], rows: list) -> bytes:
+    return csv_text(columns, rows).encode("utf-8")
 
 
 def _arrow_table(columns: tuple[str, ...], rows: list):

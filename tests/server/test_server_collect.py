@@ -217,3 +217,40 @@ def test_without_pyarrow_the_server_writes_csv_only_and_says_so(collecting, tmp_
     assert collected_files(root, ".parquet") == []
     warnings = [r["message"] for r in server.log_records() if r.get("level") == "WARNING"]
     assert any("pyarrow is not installed" in message for message in warnings)
+
+
+def test_debug_mode_prints_the_rows_to_the_log_and_writes_no_file(collecting):
+    server, root = collecting(AML_MODEL_DC_STORAGE_ENABLED="false", AML_MODEL_DC_DEBUG="true")
+
+    reply = score(server, {"data": [[1, 2, 3]]})
+
+    assert reply.status == 200
+    assert reply.json()["correlations"] is not None
+    printed = [r["message"] for r in server.log_records() if r.get("logger") == "score"]
+    assert ",".join(FEATURES + META) in printed
+    assert any(line.startswith("1,2,3,") for line in printed)
+    assert not root.exists()
+
+
+def test_collection_works_on_python_3_8_as_csv_without_pyarrow(
+    collecting, start_mlcli, py38_server_python, tmp_path: Path
+):
+    root = tmp_path / "py38"
+    server = start_mlcli(
+        "collect_lists.py",
+        python=str(py38_server_python),
+        env={**COLLECTION_ON, "MLCLI_COLLECT_DIR": str(root)},
+    )
+
+    reply = server.request("POST", "/score", b"{}", {"Content-Type": "application/json"})
+
+    assert reply.status == 200, reply.body
+    deadline = time.monotonic() + 10
+    while not collected_files(root, ".csv"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    [path] = collected_files(root, ".csv")
+    [row] = read_csv(path)
+    assert (row["x"], row["y"]) == ("1", "two")
+    assert row["$aml_dc_correlation_id"] == reply.json()["$aml_dc_correlation_id"]
+    assert collected_files(root, ".parquet") == []

@@ -28,6 +28,10 @@ NOT_ENABLED = (
     "Data collection is not enabled. Set environment variable AML_MODEL_DC_STORAGE_ENABLED to "
     "'true' to enable (http://aka.ms/amlmodeldatacollection)."
 )
+DEBUG_MODE = (
+    "Data collection is in debug mode. Set environment variable AML_MODEL_DC_STORAGE_ENABLED to "
+    "'true' to send data to the cloud (http://aka.ms/amlmodeldatacollection)."
+)
 BAD_DATA = (
     "collect failed: input data must be list,numpy array, pandas dataframe, or spark "
     "dataframe. Corresponding modules must be installed first."
@@ -68,9 +72,14 @@ class ModelDataCollector:
     ) -> None:
         self._feature_names = list(feature_names) if feature_names is not None else None
         self._correlation_headers: tuple[str, ...] = ()
-        self._enabled = collect.enabled()
-        if not self._enabled:
+        storing = collect.enabled()
+        # AML_MODEL_DC_DEBUG: Azure's way to see the rows in the log instead (or as well)
+        self._debug = os.environ.get("AML_MODEL_DC_DEBUG", "").strip().lower() == "true"
+        self._enabled = storing or self._debug
+        if self._debug:
             # Azure prints its notices; in a worker they become log lines of the script
+            sys.stdout.write(DEBUG_MODE + "\n")
+        elif not storing:
             sys.stdout.write(NOT_ENABLED + "\n")
             return
         designation = "general" if designation == "default" else designation
@@ -100,7 +109,7 @@ class ModelDataCollector:
         self._folders = (_safe(model_name), _safe(self.model_version), designation,
                          _safe(self._file_stem))  # fmt: skip
         self._names: dict[tuple, tuple[str, ...]] = {}
-        self._writer = collect.writer()
+        self._writer = collect.writer() if storing else None
 
     def collect(self, input_data: Any, user_correlation_id: str = "") -> dict | None:
         """Queue the data for writing; for "inputs", return the correlation values (pass them
@@ -116,10 +125,12 @@ class ModelDataCollector:
             warnings.warn(BAD_DATA, stacklevel=2)
             return None
         columns, rows = table
-        if rows:
+        if rows and self._writer is not None:
             model, version, designation, stem = self._folders
             year, month, day = collect.clock.day()
             self._writer.put((model, version, designation, year, month, day, stem), columns, rows)
+        if rows and self._debug:
+            sys.stdout.write(collect.csv_text(columns, rows))
         return correlations
 
     def add_correlations(self, input_data: Any, correlations: dict | None) -> Any:
