@@ -80,9 +80,8 @@ _random = random.Random(os.urandom(32))
 
 def new_id() -> str:
     """A version-4 UUID string (Azure's correlation ids), without a getrandom(2) per call."""
-    number = _random.getrandbits(128) & ~(0xF000 << 64) & ~(0xC000 << 48)
-    text = f"{number | (0x4000 << 64) | (0x8000 << 48):032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    text = f"{_random.getrandbits(128):032x}"
+    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-a{text[17:20]}-{text[20:]}"
 
 
 class Writer:

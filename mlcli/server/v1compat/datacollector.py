@@ -173,6 +173,8 @@ class ModelDataCollector:
 
     def _table(self, data: Any) -> tuple[tuple[str, ...], list] | None:
         """(column names, rows as lists), or None for a type Azure does not take."""
+        if type(data) is list:  # the common case first: one row
+            return self._column_names(len(data)), [data[:]]
         if isinstance(data, list):
             rows = [list(data)]
         else:
@@ -185,15 +187,13 @@ class ModelDataCollector:
                 return names, data.astype(object).values.tolist()
             else:
                 return None
-        width = len(rows[0]) if rows else 0
-        if any(len(row) != width for row in rows):
-            return None
-        return self._column_names(width), rows
+        # a list is one row and an ndarray is rectangular: every row has the first one's width
+        return self._column_names(len(rows[0]) if rows else 0), rows
 
     def _column_names(self, width: int) -> tuple[str, ...]:
         """feature_names, then the correlation columns when the data carries them; columns
         nobody named get the names Azure's readers give a header-less CSV (Column1, ...)."""
-        key = (width, self._correlation_headers)
+        key = (width, len(self._correlation_headers))
         names = self._names.get(key)
         if names is None:
             names = self._names[key] = self._name_columns(width)
