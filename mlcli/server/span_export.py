@@ -61,6 +61,19 @@ class SpanMaker:
         self.error = Status(StatusCode.ERROR)
         self.unset = Status(StatusCode.UNSET)
         self.sampled = TraceFlags(TraceFlags.SAMPLED)
+        self.log_response = telemetry.response_logged(environ)
+        self.traces = logging.getLogger("mlcli.server.model_data")
+        self.traces.propagate = False
+        self.log_provider = None
+        if telemetry.true(environ.get("AML_MODEL_DC_STORAGE_ENABLED")):
+            from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+            from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+            self.log_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
+            for exporter in telemetry.exporters(environ, "logs"):
+                self.log_provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+            self.traces.addHandler(LoggingHandler(logger_provider=self.log_provider))
+            self.traces.setLevel(logging.INFO)
         self.common = {
             "Container Id": telemetry.container_id(environ),
             "Workspace Name": environ.get("WORKSPACE_NAME")
@@ -73,9 +86,21 @@ class SpanMaker:
         from opentelemetry.sdk.trace import ReadableSpan
         from opentelemetry.trace import SpanContext
 
-        name, path, method, query, status, body, start_ns, end_ns, request_id, client_id = record
+        name, path, method, query, status, body, start_ns, end_ns, request_id, client_id, given = (
+            record
+        )
+        if given is not None:
+            self.model_data(request_id, client_id, given, body)
         attributes = self.attributes(
-            path, method, query, status, body, start_ns, end_ns, request_id, client_id
+            path,
+            method,
+            query,
+            status,
+            body if self.log_response else None,
+            start_ns,
+            end_ns,
+            request_id,
+            client_id,
         )
         trace_id = self.ids.generate_trace_id()
         sampling = self.sampler.should_sample(None, trace_id, name, self.kind, attributes)
@@ -97,10 +122,25 @@ class SpanMaker:
         for processor in self.processors:
             processor.on_end(span)
 
+    def model_data(self, request_id: str, client_id: str, body: bytes, prediction) -> None:
+        """azmlinfsrv's trace of a scored request when data collection is on as well."""
+        self.traces.info(
+            "model_data_collection",
+            extra={
+                **self.common,
+                "Request Id": request_id,
+                "Client Request Id": client_id,
+                "Input": body.decode("utf-8", "replace"),
+                "Prediction": prediction.decode("utf-8", "replace") if prediction else "",
+            },
+        )
+
     def shutdown(self) -> None:
         """Export what the batch processors still hold."""
         for processor in self.processors:
             processor.shutdown()
+        if self.log_provider is not None:
+            self.log_provider.shutdown()
 
     def attributes(
         self, path, method, query, status, body, start_ns, end_ns, request_id, client_id

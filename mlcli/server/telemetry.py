@@ -36,19 +36,24 @@ OTLP_VARIABLES = (
 )
 
 
-def _true(value: str | None) -> bool:
+def true(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "1", "yes")
 
 
 def connection_string(environ: Mapping[str, str]) -> str | None:
     """Application Insights' connection string when appInsightsEnabled; None otherwise."""
-    if not _true(environ.get("AML_APP_INSIGHTS_ENABLED")):
+    if not true(environ.get("AML_APP_INSIGHTS_ENABLED")):
         return None
     text = environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
     if text:
         return text
     key = environ.get("AML_APP_INSIGHTS_KEY", "").strip()
     return f"InstrumentationKey={key}" if key else None
+
+
+def response_logged(environ: Mapping[str, str]) -> bool:
+    """azmlinfsrv's APP_INSIGHTS_LOG_RESPONSE_ENABLED (default true): the "Response Value"."""
+    return true(environ.get("APP_INSIGHTS_LOG_RESPONSE_ENABLED", "true"))
 
 
 def otlp_configured(environ: Mapping[str, str]) -> bool:
@@ -139,7 +144,9 @@ class RequestTelemetry:
         self.backlog = bytearray()
         self.backlog_spans = 0  # spans in the backlog (counted as dropped if the child dies)
         self.dropped = 0
-        self.log_response = _true(environ.get("APP_INSIGHTS_LOG_RESPONSE_ENABLED", "true"))
+        # azmlinfsrv's "model_data_collection" trace (Input, Prediction) needs both bodies
+        self.model_data = true(environ.get("AML_MODEL_DC_STORAGE_ENABLED"))
+        self.log_response = self.model_data or response_logged(environ)
         self.child = subprocess.Popen(
             [sys.executable, "-m", "mlcli.server.span_export"],
             stdin=subprocess.PIPE,
@@ -169,6 +176,7 @@ class RequestTelemetry:
                 end_ns,
                 (ids.request_id or ids.generated) if ids is not None else "",
                 ids.client_request_id if ids is not None else "",
+                bytes(request.body) if self.model_data and status == 200 else None,
             )
         )
         if not self.scheduled:
@@ -236,7 +244,7 @@ class RequestTelemetry:
 def start_front(environ: Mapping[str, str], loop, registry=None) -> RequestTelemetry | None:
     """In the front process: request spans, or None (and no OpenTelemetry import) when off."""
     if not enabled(environ):
-        if _true(environ.get("AML_APP_INSIGHTS_ENABLED")):
+        if true(environ.get("AML_APP_INSIGHTS_ENABLED")):
             log.warning(
                 "appInsightsEnabled is true but no connection string was given: set "
                 "APPLICATIONINSIGHTS_CONNECTION_STRING (or OTEL_EXPORTER_OTLP_ENDPOINT) for the "

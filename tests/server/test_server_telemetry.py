@@ -201,3 +201,27 @@ def test_a_dead_span_exporter_costs_spans_never_requests(start_mlcli, receiver):
     assert dropped
     assert float(dropped[0].split()[-1]) >= 1
     assert server.stop() == 0
+
+
+def test_with_collection_on_each_scored_request_is_also_a_model_data_trace(start_mlcli, receiver):
+    server = start_mlcli(
+        "echo.py",
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "AML_MODEL_DC_STORAGE_ENABLED": "true",
+             "SERVICE_NAME": "svc", **FAST_EXPORT},
+    )  # fmt: skip
+
+    reply = server.request("POST", "/score", b'{"a": 7}', {"Content-Type": "application/json"})
+
+    request_id = reply.header("x-request-id")
+    [record] = receiver.wait_for(
+        lambda: [
+            r
+            for r in receiver.log_records()
+            if r.body.string_value == "model_data_collection"
+            and attributes(r).get("Request Id") == request_id
+        ]
+    )
+    values = attributes(record)
+    assert values["Input"] == '{"a": 7}'
+    assert values["Prediction"] == reply.body.decode()
+    assert values["Service Name"] == "svc"
