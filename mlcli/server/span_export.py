@@ -52,6 +52,10 @@ class SpanMaker:
         from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags
 
         provider = TracerProvider(resource=telemetry.resource(environ), shutdown_on_exit=False)
+        # the global one: Azure Monitor's exporter reads the resource from it
+        from opentelemetry import trace
+
+        trace.set_tracer_provider(provider)
         self.resource = provider.resource
         self.sampler = provider.sampler  # from OTEL_TRACES_SAMPLER, as the SDK reads it
         self.processors = [BatchSpanProcessor(e) for e in telemetry.exporters(environ, "traces")]
