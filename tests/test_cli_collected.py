@@ -173,3 +173,17 @@ def test_rows_from_csv_only_folders_are_read_as_well(tmp_path: Path) -> None:
     rows = collected("old")
 
     assert rows == [{"x": "5", "$aml_dc_scoring_timestamp": "2026-01-01T00:00:00"}]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_environments", "services_cleanup")
+def test_the_md_flag_turns_collection_on_as_azures_does(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 3)
+    script = write(tmp_path / "score.py", COLLECTING_SCORE)
+    service = ok("model", "deploy", "-n", "flagged", "-m", "scale:1", "--es", str(script),
+                 "--md", "true")  # fmt: skip
+
+    assert post(service["scoringUri"], {"data": [5, 6]}).status_code == 200
+
+    rows = wait_for(lambda: collected("flagged"), what="inputs")
+    assert [[row["a"], row["b"]] for row in rows] == [[5, 6]]

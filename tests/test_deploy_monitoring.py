@@ -133,3 +133,15 @@ def test_a_process_service_sends_spans_over_otlp_and_to_app_insights(
     assert envelope["iKey"] == key
     assert envelope["data"]["baseType"] == "RequestData"
     receiver.server.shutdown()
+
+
+def test_an_update_keeps_collection_and_app_insights_as_deployed() -> None:
+    from mlcli.deploy.settings import deployment_from_settings, settings_doc
+
+    config = dc(collectModelData=True, appInsightsEnabled=True)
+
+    kept = deployment_from_settings(settings_doc(config))
+
+    assert kept.data_collection_storage_enabled is True
+    assert kept.app_insights_enabled is True
+    assert deployment_from_settings(settings_doc(dc())).data_collection_storage_enabled is False
