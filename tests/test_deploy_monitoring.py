@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,38 @@ def test_an_update_keeps_collection_and_app_insights_as_deployed() -> None:
     assert kept.data_collection_storage_enabled is True
     assert kept.app_insights_enabled is True
     assert deployment_from_settings(settings_doc(dc())).data_collection_storage_enabled is False
+
+
+@pytest.fixture
+def containers_cleanup(docker_labels: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    import docker
+
+    case = f"org.mlcli.test-case={uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("MLCLI_DOCKER_LABELS", f"{docker_labels},{case}")
+    yield case
+    for container in docker.from_env().containers.list(all=True, filters={"label": case}):
+        container.remove(force=True)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_environments", "services_cleanup", "containers_cleanup")
+def test_a_local_container_gets_the_shells_otlp_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = Receiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    register_factor(tmp_path, "scale", 3)
+    config = write(tmp_path / "dc.json", json.dumps({"computeType": "LOCAL"}))
+    uri = deploy_echo(tmp_path, "boxed-traced", "--dc", str(config))["scoringUri"]
+
+    reply = post(uri, {"data": [1]})
+
+    request_id = reply.headers["x-request-id"]
+    [(_, span)] = receiver.wait_for(
+        lambda: [s for s in receiver.spans() if attributes(s[1]).get("Request Id") == request_id],
+        timeout=60,
+    )
+    assert attributes(span)["Service Name"] == "boxed-traced"
+    receiver.server.shutdown()
