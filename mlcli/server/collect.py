@@ -96,9 +96,13 @@ class Writer:
         self.stats_path = Path(stats_dir) / f"{os.getpid()}.json" if stats_dir else None
         self.counts = {"rows": 0, "dropped": 0, "files": 0, "errors": 0}
         self.csv_only = False
+        # No lock on the request path: deque.append and popleft are atomic, and each
+        # counter has one writer (queued: the requests; taken and drops on error: the writer
+        # thread), so the bound is exact for one scoring thread and near enough for several.
         self._pending: deque = deque()
-        self._pending_rows = 0
-        self._lock = threading.Lock()
+        self._queued_rows = 0
+        self._taken_rows = 0
+        self._dropped_rows = 0
         self._wake = threading.Event()
         self._stopping = False
         self._sequence = 0
@@ -109,13 +113,17 @@ class Writer:
 
     def put(self, partition: tuple[str, ...], columns: tuple[str, ...], rows: list) -> bool:
         """Queue rows for writing; False (and counted) when the buffer is full."""
-        with self._lock:
-            if self._pending_rows + len(rows) > self.max_rows or self._stopping:
-                self.counts["dropped"] += len(rows)
-                return False
-            self._pending.append((partition, columns, rows))
-            self._pending_rows += len(rows)
+        count = len(rows)
+        if self._queued_rows - self._taken_rows + count > self.max_rows or self._stopping:
+            self._dropped_rows += count
+            return False
+        self._pending.append((partition, columns, rows))
+        self._queued_rows += count
         return True
+
+    @property
+    def pending_rows(self) -> int:
+        return self._queued_rows - self._taken_rows
 
     def close(self) -> None:
         """Write what is buffered and stop the thread (at interpreter exit)."""
@@ -131,20 +139,21 @@ class Writer:
         self._flush()
 
     def _flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, deque()
-            self._pending_rows = 0
         groups: dict = {}
-        for partition, columns, rows in batch:
+        pending = self._pending
+        taken = 0
+        while pending:
+            partition, columns, rows = pending.popleft()
             groups.setdefault((partition, columns), []).extend(rows)
+            taken += len(rows)
+        self._taken_rows += taken
         for (partition, columns), rows in groups.items():
             try:
                 self._write(partition, columns, rows)
             except Exception:  # a full disk or a removed folder must not kill the thread
                 log.exception("Could not write %d collected rows under %s", len(rows), self.root)
-                with self._lock:
-                    self.counts["errors"] += 1
-                    self.counts["dropped"] += len(rows)
+                self.counts["errors"] += 1
+                self.counts["dropped"] += len(rows)
             else:
                 self.counts["rows"] += len(rows)
         self._write_stats()
@@ -182,7 +191,12 @@ class Writer:
         _fsync_folder(folder)
 
     def _write_stats(self) -> None:
-        stats = {**self.counts, "pending": self._pending_rows, "csvOnly": self.csv_only}
+        stats = {
+            **self.counts,
+            "dropped": self.counts["dropped"] + self._dropped_rows,
+            "pending": self.pending_rows,
+            "csvOnly": self.csv_only,
+        }
         if self.stats_path is None or stats == self._written_stats:
             return
         try:
