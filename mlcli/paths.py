@@ -61,3 +61,8 @@ class Workspace:
     @property
     def services_dir(self) -> Path:
         return self.root / "services"
+
+    @property
+    def collected_dir(self) -> Path:
+        """Model data collected by services (ModelDataCollector), in Azure's layout below it."""
+        return self.root / "collected"

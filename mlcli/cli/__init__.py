@@ -19,6 +19,7 @@ SUBGROUPS: dict[str, str] = {
     "environment": "mlcli.cli.env:environment",  # Azure v1's spelling; hidden alias
     "service": "mlcli.cli.service:service",
     "image": "mlcli.cli.image:image",
+    "datadrift": "mlcli.cli.datadrift:datadrift",
 }
 
 

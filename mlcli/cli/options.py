@@ -6,7 +6,9 @@ Azure CLI scripts pass `-w/-g/--subscription-id`, `-o`, `--query`, `--debug` and
 """
 
 import os
+import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
@@ -19,6 +21,9 @@ OUTPUT_FORMATS = ("json", "jsonc", "table", "tsv", "yaml", "none")
 DEBUG = "mlcli.debug"
 ONLY_SHOW_ERRORS = "mlcli.only_show_errors"
 WORKSPACE = "mlcli.workspace"
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks", "": "days"}
 
 
 def output_options(f: F) -> F:
@@ -144,3 +149,15 @@ def parse_pairs(values: tuple[str, ...], option: str, *, value_required: bool = 
             )
         pairs[key] = value if sep else None
     return pairs
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """`30m`, `12h`, `7d`, `2w` (days when no unit) as a timedelta."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise ConfigError(
+            f"{text!r} is not a duration.",
+            where=option,
+            fix="Write a number and a unit: 30m, 12h, 7d, 2w (days when no unit).",
+        )
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
