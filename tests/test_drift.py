@@ -2,6 +2,10 @@
 collected data; bad input as one-paragraph errors; the HTML report in a real headless Chromium."""
 
 import json
+import os
+import re
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -393,3 +397,88 @@ def test_bad_input_is_one_paragraph_with_its_exit_code_and_records_nothing(
     for word in words:
         assert word in message
     assert json.loads(drift("list").stdout) == []
+
+
+def chromium() -> str:
+    """Debian's chromium; its absence skips, unless CI requires it (MLCLI_REQUIRE_BROWSER=1)."""
+    found = shutil.which("chromium")
+    if found is None:
+        if os.environ.get("MLCLI_REQUIRE_BROWSER") == "1":
+            pytest.fail("MLCLI_REQUIRE_BROWSER=1 but chromium is not on PATH")
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
+    return found
+
+
+def open_in_chromium(page: Path, folder: Path) -> tuple[str, Path, list[str]]:
+    """Load `page` in headless Chromium with a fresh profile and no network services; returns
+    the DOM after scripts ran, a screenshot, and every console message the page produced."""
+    screenshot = page.with_suffix(".png")
+    done = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={folder / ('profile-' + page.stem)}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--hide-scrollbars",
+            "--window-size=1280,2400",
+            "--virtual-time-budget=10000",
+            f"--screenshot={screenshot}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    return done.stdout, screenshot, console
+
+
+def pixels_of(screenshot: Path, colour: str) -> int:
+    """How many pixels of the screenshot are (nearly) `colour`, e.g. "#ff7f0e"."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(screenshot).convert("RGB")).astype(int)
+    wanted = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(rgb - wanted).max(axis=2) <= 12).sum())
+
+
+@pytest.mark.slow
+def test_the_report_renders_its_plots_in_headless_chromium_offline_without_console_errors(
+    baseline: Path, tmp_path: Path
+) -> None:
+    from mlcli.drift.report import BASELINE_COLOUR, TARGET_COLOUR
+
+    target = write(tmp_path / "target.parquet", customers(seed=1, shift=0.5, new_category=0.2))
+    report = tmp_path / "drift.html"
+    run_drift(baseline, target, "--report", str(report))
+    page = report.read_text()
+
+    # The control: the same page without plotly.js must fail every check below.
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        re.sub(r"<script type=\"text/javascript\">.*?</script>", "", page, count=1, flags=re.S)
+    )
+
+    dom, screenshot, console = open_in_chromium(report, tmp_path)
+    broken_dom, broken_screenshot, broken_console = open_in_chromium(broken, tmp_path)
+
+    assert not re.search(r"<(script|link|img)[^>]*(src|href)=", page)  # nothing to fetch
+    assert console == []
+    assert any("Plotly is not defined" in line for line in broken_console)
+    figures = page.count('class="plotly-graph-div"')
+    assert figures == 1 + 5
+    assert dom.count('class="plot-container plotly"') == figures  # plotly drew every one
+    assert broken_dom.count('class="plot-container plotly"') == 0
+    # The bars are drawn in the report's two colours; without plotly.js nothing is.
+    assert pixels_of(screenshot, TARGET_COLOUR) > 2000
+    assert pixels_of(screenshot, BASELINE_COLOUR) > 2000
+    assert pixels_of(broken_screenshot, TARGET_COLOUR) < 100
