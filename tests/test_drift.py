@@ -482,3 +482,35 @@ def test_the_report_renders_its_plots_in_headless_chromium_offline_without_conso
     assert pixels_of(screenshot, TARGET_COLOUR) > 2000
     assert pixels_of(screenshot, BASELINE_COLOUR) > 2000
     assert pixels_of(broken_screenshot, TARGET_COLOUR) < 100
+
+
+def test_large_samples_are_tested_on_their_quantiles_with_the_same_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlcli.drift import statistics
+
+    rng = np.random.default_rng(3)
+    baseline, target = rng.normal(0, 1, 40_000), rng.normal(0.3, 1, 40_000)
+    every_value = statistics.compare_numeric(baseline, target)
+    monkeypatch.setattr(statistics, "MAX_TESTED_VALUES", 2_000)
+
+    quantiles = statistics.compare_numeric(baseline, target)
+
+    assert abs(quantiles.drift - every_value.drift) < 0.01
+    assert quantiles.p_value < 1e-6
+    assert quantiles.metrics["targetMean"] == every_value.metrics["targetMean"]
+
+
+def test_concurrent_runs_of_one_name_get_distinct_numbers() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlcli.drift.runs import list_runs, save_run
+
+    workspace = Workspace.named()
+    record = {"name": "busy", "features": [], "magnitude": 0.0}
+    with ThreadPoolExecutor(8) as pool:
+        saved = list(pool.map(lambda _: save_run(workspace, record), range(16)))
+
+    assert sorted(r["runId"] for r in saved) == list(range(1, 17))
+    assert [r["runId"] for r in list_runs(workspace, "busy")] == list(range(1, 17))
+    assert not list((workspace.root / "datadrift" / "busy").glob(".partial-*"))

@@ -256,7 +256,7 @@ def _compare_numbers(
     target: np.ndarray,
     buckets: time_buckets.Buckets,
 ) -> _FeatureResult:
-    base = np.sort(statistics.present(baseline))  # sorted once: each bucket's test re-sorts it
+    base = np.sort(statistics.present(baseline))  # sorted once: re-sorting it is then quick
     kept = target if buckets.rows is None else target[buckets.rows]
     aim = statistics.present(kept)
     result = _FeatureResult(
