@@ -179,12 +179,18 @@ def test_text_in_another_vocabulary_drifts_on_its_out_of_vocabulary_rate(
     assert {f["kind"] for f in other["features"]} == {"text"}
 
 
-def test_drift_per_day_shows_when_the_change_began(baseline: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_time_order", [True, False], ids=["in time order", "shuffled"])
+def test_drift_per_day_shows_when_the_change_began(
+    baseline: Path, tmp_path: Path, in_time_order: bool
+) -> None:
     days = [customers(seed=10), customers(seed=11), customers(seed=12, shift=1.0)]
     columns = {k: [value for day in days for value in day[k]] for k in days[0]}
     columns["$aml_dc_scoring_timestamp"] = [
         f"2026-11-0{day + 1}T{hour % 24:02d}:30:00Z" for day in range(3) for hour in range(ROWS)
     ]
+    if not in_time_order:
+        shuffled = np.random.default_rng(5).permutation(3 * ROWS)
+        columns = {k: [v[i] for i in shuffled] for k, v in columns.items()}
     target = write(tmp_path / "three_days.parquet", columns)
 
     _, record = run_drift(baseline, target, "--by", "day")

@@ -23,30 +23,42 @@ _UTC = pa.timestamp("us", tz="UTC")
 
 @dataclass(frozen=True, slots=True)
 class Buckets:
-    """Kept target rows, grouped: `rows[bounds[i]:bounds[i+1]]` fall in the bucket `starts[i]`.
+    """The target rows a run compares, grouped: bucket i starts at `starts[i]` and holds the
+    rows at `bounds[i]:bounds[i + 1]` of `order`.
 
-    `rows` is None when every row is kept and there are no timestamps (one overall comparison).
+    `order` is None when the kept rows are every row of the target, already in time order (as
+    a service's collected data comes): then a bucket is a slice of the columns as they are,
+    and nothing is copied to compare them. `kept` is None when the target has no times.
     """
 
-    rows: np.ndarray | None
+    order: np.ndarray | None
     starts: tuple[datetime, ...]
-    bounds: np.ndarray
+    bounds: tuple[int, ...]
     first: datetime | None
     last: datetime | None
+    kept: int | None
 
-    @property
-    def kept(self) -> int | None:
-        return None if self.rows is None else len(self.rows)
+    def overall(self) -> slice | np.ndarray:
+        """The rows of the overall comparison."""
+        return slice(None) if self.order is None else self.order
 
-    def each(self) -> Iterator[tuple[datetime, np.ndarray]]:
-        """(bucket start, the bucket's row positions), oldest first."""
-        assert self.rows is not None or not self.starts
+    def each(self) -> Iterator[tuple[datetime, slice | np.ndarray]]:
+        """(bucket start, the bucket's rows), oldest first."""
         for index, start in enumerate(self.starts):
-            yield start, self.rows[self.bounds[index] : self.bounds[index + 1]]
+            low, high = self.bounds[index], self.bounds[index + 1]
+            yield start, slice(low, high) if self.order is None else self.order[low:high]
 
 
 def no_buckets() -> Buckets:
-    return Buckets(None, (), np.zeros(1, dtype=np.int64), None, None)
+    """A target without times: every row, one overall comparison."""
+    return Buckets(None, (), (0,), None, None, None)
+
+
+def rows_of(values: np.ndarray | pa.Array, rows: slice | np.ndarray) -> np.ndarray | pa.Array:
+    """`values` at `rows`: a view for a slice, a copy for positions."""
+    if isinstance(rows, slice) or isinstance(values, np.ndarray):
+        return values[rows]
+    return values.take(rows)
 
 
 def bucket_rows(
@@ -54,24 +66,33 @@ def bucket_rows(
 ) -> Buckets:
     """Group rows by the `by` unit of their timestamp, keeping those at or after `since`."""
     moments = parse_timestamps(timestamps, where=where)
-    valid = pc.is_valid(moments)
+    wanted = pc.is_valid(moments)
     if since is not None:
-        valid = pc.and_(valid, pc.greater_equal(moments, pa.scalar(since, type=_UTC)))
-    keep = np.flatnonzero(valid.to_numpy(zero_copy_only=False))
-    kept = moments.take(keep)
-    if len(keep) == 0:
-        return Buckets(keep, (), np.zeros(1, dtype=np.int64), None, None)
-    floored = pc.floor_temporal(kept, unit=by, week_starts_monday=True)
+        wanted = pc.and_kleene(wanted, pc.greater_equal(moments, pa.scalar(since, type=_UTC)))
+    keep = None
+    if (pc.sum(wanted).as_py() or 0) < len(moments):
+        keep = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
+        moments = moments.take(keep)
+    if len(moments) == 0:
+        return Buckets(np.empty(0, dtype=np.int64), (), (0,), None, None, 0)
+    first, last = pc.min(moments).as_py(), pc.max(moments).as_py()
+    floored = pc.floor_temporal(moments, unit=by, week_starts_monday=True)
+    del moments
     codes = pc.cast(floored, pa.int64()).to_numpy()
-    starts, inverse = np.unique(codes, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse))])
+    del floored
+    order = keep
+    if not np.all(codes[1:] >= codes[:-1]):
+        by_time = np.argsort(codes, kind="stable")
+        codes = codes[by_time]
+        order = by_time if keep is None else keep[by_time]
+    changes = (np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist()
     return Buckets(
-        rows=keep[order],
-        starts=tuple(_utc(int(s)) for s in starts),
-        bounds=bounds,
-        first=pc.min(kept).as_py(),
-        last=pc.max(kept).as_py(),
+        order=order,
+        starts=tuple(_utc(int(codes[b])) for b in (0, *changes)),
+        bounds=(0, *changes, len(codes)),
+        first=first,
+        last=last,
+        kept=len(codes),
     )
 
 

@@ -75,14 +75,15 @@ def run_drift(
     since = now - request.since if request.since is not None else None
     baseline = open_file(request.baseline, option="--baseline")
     target = _open_target(request, workspace, since)
-    _check_not_empty(baseline, "--baseline")
-    _check_not_empty(target, target.label.split(" ")[0])
+    _check_not_empty(baseline)
+    _check_not_empty(target)
     chosen, skipped = _features(request, baseline, target)
     buckets = _buckets(request, target, since)
 
     results: list[_FeatureResult] = []
     for column in chosen:
         results.extend(_compare_column(column, baseline, target, buckets))
+        pa.default_memory_pool().release_unused()  # the column's buffers, back to the system
         on_progress(f"compared {column}")
     record = _record(request, baseline, target, buckets, results, skipped, now)
     record["target"]["since"] = since.isoformat(timespec="seconds") if since else None
@@ -136,11 +137,11 @@ def _open_target(request: DriftRequest, workspace: Workspace, since: datetime | 
     )
 
 
-def _check_not_empty(table: Table, option: str) -> None:
+def _check_not_empty(table: Table) -> None:
     if table.num_rows == 0:
         raise ConfigError(
-            f"{table.label} has no rows.",
-            where=option,
+            "there are no rows.",
+            where=table.label,
             fix="Compare data that has rows: drift needs values on both sides.",
         )
 
@@ -152,7 +153,7 @@ def _features(request: DriftRequest, baseline: Table, target: Table) -> tuple[li
         absent = [f for f in request.features if f not in baseline.column_names]
         if absent:
             raise ConfigError(
-                f"the baseline has no column {_names(absent)} "
+                f"the baseline has no column{'s' if len(absent) > 1 else ''} {_names(absent)} "
                 f"(it has {_names(baseline.column_names)}).",
                 where=f"--features, --baseline {request.baseline}",
                 fix="Name columns of the baseline in --features, or leave it out for all.",
@@ -176,7 +177,7 @@ def _features(request: DriftRequest, baseline: Table, target: Table) -> tuple[li
     missing = [c for c in chosen if c not in target.column_names]
     if missing:
         raise ConfigError(
-            f"{target.label} has no column {_names(missing)}, which the baseline has "
+            f"no column{'s' if len(missing) > 1 else ''} {_names(missing)}, which the baseline has "
             f"(the target's columns: {_names(_features_of(target))}).",
             where=target.label,
             fix="Send the same features as the baseline, or pick shared ones with --features.",
@@ -257,7 +258,7 @@ def _compare_numbers(
     buckets: time_buckets.Buckets,
 ) -> _FeatureResult:
     base = np.sort(statistics.present(baseline))  # sorted once: re-sorting it is then quick
-    kept = target if buckets.rows is None else target[buckets.rows]
+    kept = target[buckets.overall()]
     aim = statistics.present(kept)
     result = _FeatureResult(
         feature=name,
@@ -280,7 +281,7 @@ def _compare_categories(
 ) -> _FeatureResult:
     base = statistics.category_counts(kinds.categorical_values(baseline))
     values = kinds.categorical_values(target)
-    kept = values if buckets.rows is None else values.take(buckets.rows)
+    kept = time_buckets.rows_of(values, buckets.overall())
     aim = statistics.category_counts(kept)
     result = _FeatureResult(
         feature=column,
@@ -290,7 +291,7 @@ def _compare_categories(
         distribution=statistics.categorical_histogram(base, aim),
     )
     for _start, rows in buckets.each():
-        counts = statistics.category_counts(values.take(rows))
+        counts = statistics.category_counts(time_buckets.rows_of(values, rows))
         result.per_bucket.append(statistics.compare_categorical(base, counts))
     return result
 
@@ -358,7 +359,7 @@ def _bucket_entry(
     magnitude = _magnitude(comparisons, alpha)
     return {
         "start": start.isoformat(timespec="seconds"),
-        "rows": int(buckets.bounds[index + 1] - buckets.bounds[index]),
+        "rows": buckets.bounds[index + 1] - buckets.bounds[index],
         "magnitude": magnitude,
         "overThreshold": bool(magnitude >= threshold),
         "drift": {r.feature: round(c.drift, 6) for r, c in zip(results, comparisons, strict=True)},
