@@ -520,3 +520,16 @@ def test_concurrent_runs_of_one_name_get_distinct_numbers() -> None:
     assert sorted(r["runId"] for r in saved) == list(range(1, 17))
     assert [r["runId"] for r in list_runs(workspace, "busy")] == list(range(1, 17))
     assert not list((workspace.root / "datadrift" / "busy").glob(".partial-*"))
+
+
+def test_since_skips_a_services_older_day_folders_without_opening_them(baseline: Path) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    collect("shop", "churn", 1, "2026-01-01", customers(seed=50, shift=2.0))
+    collect("shop", "churn", 1, today, customers(seed=51))
+
+    result = drift(
+        "run", "-n", "shop", "--baseline", str(baseline), "--service", "shop", "--since", "2d"
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["target"]["files"] == 1

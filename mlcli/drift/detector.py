@@ -200,7 +200,7 @@ def _features(request: DriftRequest, baseline: Table, target: Table) -> tuple[li
     return chosen, skipped
 
 
-def _buckets(request: DriftRequest, target: Table, since: datetime | None) -> Any:
+def _buckets(request: DriftRequest, target: Table, since: datetime | None) -> time_buckets.Buckets:
     if request.timestamp_column not in target.column_names:
         if since is not None:
             raise ConfigError(

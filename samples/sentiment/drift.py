@@ -132,25 +132,32 @@ def main() -> None:
     baseline, target = args.out / "baseline.csv", args.out / "target.csv"
     write_baseline(baseline)
     feed_service(args.scoring_uri, target)
-    command = [
-        str(Path(sys.executable).parent / "ml"),
-        "datadrift",
-        "run",
-        "-n",
-        "sentiment",
-        "--baseline",
-        str(baseline),
-        "--target",
-        str(target),
-        "--report",
-        str(args.out / "drift.html"),
-        "--query",
-        "{magnitude: magnitude, overThreshold: overThreshold, driftedFeatures: driftedFeatures, "
-        "features: features[].[feature, drift], buckets: buckets[].[start, magnitude]}",
-    ]
-    print("$ ml datadrift run -n sentiment --baseline baseline.csv --target target.csv ...")
-    done = subprocess.run(command)
-    print(f"exit code {done.returncode}; report: {args.out / 'drift.html'}")
+    ml = str(Path(sys.executable).parent / "ml")
+    run = [ml, "datadrift", "run", "-n", "sentiment", "--baseline", str(baseline)]
+    run += ["--target", str(target), "--report", str(args.out / "drift.html"), "-o", "table"]
+    run += ["--query", "{magnitude: magnitude, overThreshold: overThreshold, runId: runId}"]
+    show = [ml, "datadrift", "show", "-n", "sentiment", "-o", "table", "--query"]
+    print(f"$ ml datadrift run -n sentiment --baseline {baseline} --target {target} ...")
+    done = subprocess.run(run)
+    print(f"(exit code {done.returncode})\n$ ml datadrift show -n sentiment ... -o table")
+    subprocess.run(
+        [
+            *show,
+            "features[].{feature: feature, kind: kind, drift: drift, "
+            "pValue: pValue, drifted: drifted}",
+        ],
+        check=True,
+    )
+    print()
+    subprocess.run(
+        [
+            *show,
+            "buckets[].{start: start, rows: rows, magnitude: magnitude, "
+            "overThreshold: overThreshold}",
+        ],
+        check=True,
+    )
+    print(f"report: {args.out / 'drift.html'}")
 
 
 if __name__ == "__main__":
