@@ -5,12 +5,15 @@ scoring timestamp over 7 days, overall and per day, with the same scipy statisti
 Wasserstein for numbers, chi-squared and Jensen-Shannon for categories). The naive script is
 what one writes first: `pandas.read_parquet` of both files, whole, then a groupby per day. Each
 contender runs in its own process; the script reports its wall time and its peak resident
-memory (ru_maxrss from wait4), and checks that both found the same drifted features.
+memory (ru_maxrss from wait4) and the drifted features each found.
 
     .venv/bin/python bench/drift.py [--rows 1000000 10000000] [--work /tmp/drift-bench]
+        [--evidently-python /tmp/evidently/bin/python [--evidently-rows 1000000]]
 
 The data is generated once per size (parquet, row groups of 1 M rows, fixed seed) and kept in
---work for reruns. Evidently is not part of the run: see bench/RESULTS.md.
+--work for reruns. Evidently (optional) runs from its own venv, which this script does not
+make: `uv venv /tmp/evidently && uv pip install --python /tmp/evidently/bin/python evidently
+"pandas<3" pyarrow` (evidently 0.7.23 fails to import with pandas 3).
 """
 
 from __future__ import annotations
@@ -108,6 +111,33 @@ def naive_pandas(baseline_path: str, target_path: str) -> dict:
     return {"driftedFeatures": drifted, "days": len(per_day), "rows": len(target)}
 
 
+def evidently(baseline_path: str, target_path: str) -> dict:
+    """Evidently's DataDriftPreset, overall and once per day (it has no time buckets), on the
+    same pandas frames; a feature counts as drifted at the same 0.2 (Evidently's own default
+    threshold is 0.1 on the same measures: normalised Wasserstein, Jensen-Shannon)."""
+    import pandas as pd
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    baseline = pd.read_parquet(baseline_path).drop(columns=[TIMESTAMP])
+    target = pd.read_parquet(target_path)
+    days = target[TIMESTAMP].dt.floor("D")
+    target = target.drop(columns=[TIMESTAMP])
+
+    def drift_of(current: pd.DataFrame) -> dict[str, float]:
+        snapshot = Report([DataDriftPreset()]).run(reference_data=baseline, current_data=current)
+        values = {}
+        for metric in snapshot.dict()["metrics"]:
+            if metric["config"]["type"].endswith("ValueDrift"):
+                values[metric["config"]["column"]] = float(metric["value"])
+        return values
+
+    overall = drift_of(target)
+    per_day = [drift_of(group) for _day, group in target.groupby(days)]
+    drifted = sorted(f for f, value in overall.items() if value >= 0.2)
+    return {"driftedFeatures": drifted, "days": len(per_day), "rows": len(target)}
+
+
 def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """Wall seconds, CPU seconds (user + system), peak resident MiB and stdout of a process."""
     started = time.perf_counter()
@@ -125,10 +155,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/drift-bench"))
+    parser.add_argument(
+        "--evidently-python",
+        type=Path,
+        help="python of a venv with evidently (and pandas<3): adds Evidently as a contender",
+    )
+    parser.add_argument(
+        "--evidently-rows",
+        type=int,
+        nargs="+",
+        default=[1_000_000],
+        help="target sizes to run Evidently on (it holds everything in memory, several times)",
+    )
     parser.add_argument("--naive", nargs=2, metavar=("BASELINE", "TARGET"), help=argparse.SUPPRESS)
+    parser.add_argument("--evidently", nargs=2, metavar=("B", "T"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive:
         print(json.dumps(naive_pandas(*args.naive)))
+        return
+    if args.evidently:
+        print(json.dumps(evidently(*args.evidently)))
         return
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -136,20 +182,38 @@ def main() -> None:
     print(f"generating data in {args.work} (once)", file=sys.stderr)
     generate(baseline, BASELINE_ROWS, seed=0, drifting=False)
     env = {**os.environ, "MLCLI_HOME": str(args.work / "mlcli-home")}
-    rows_out = []
+    rows_out: list[tuple[int, str, list[float], list[str]]] = []
     for rows in args.rows:
         target = args.work / f"target-{rows // 1_000_000}M.parquet"
         generate(target, rows, seed=1, drifting=True)
-        mlcli = [str(BIN / "ml"), "datadrift", "run", "-n", "bench", "--baseline", str(baseline)]
-        mlcli += ["--target", str(target), "--by", "day"]
-        naive = [sys.executable, __file__, "--naive", str(baseline), str(target)]
-        print(f"{rows:,} rows: mlcli", file=sys.stderr)
-        *ml_figures, ml_out = measure(mlcli, env)
-        print(f"{rows:,} rows: naive pandas", file=sys.stderr)
-        *pd_figures, pd_out = measure(naive, env)
-        drifted = sorted(json.loads(ml_out)["driftedFeatures"])
-        agree = drifted == json.loads(pd_out)["driftedFeatures"]
-        rows_out.append((rows, ml_figures, pd_figures, drifted, agree))
+        contenders = {
+            "mlcli": [
+                str(BIN / "ml"),
+                "datadrift",
+                "run",
+                "-n",
+                "bench",
+                "--baseline",
+                str(baseline),
+                "--target",
+                str(target),
+                "--by",
+                "day",
+            ],
+            "naive pandas": [sys.executable, __file__, "--naive", str(baseline), str(target)],
+        }
+        if args.evidently_python and rows in args.evidently_rows:
+            contenders["Evidently"] = [
+                str(args.evidently_python),
+                __file__,
+                "--evidently",
+                str(baseline),
+                str(target),
+            ]
+        for tool, command in contenders.items():
+            print(f"{rows:,} rows: {tool}", file=sys.stderr)
+            *figures, out = measure(command, env)
+            rows_out.append((rows, tool, figures, sorted(json.loads(out)["driftedFeatures"])))
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\n{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -158,16 +222,15 @@ def main() -> None:
         f"baseline {BASELINE_ROWS:,} rows; {NUMERIC} numeric + {CATEGORICAL} categorical features"
     )
     print(
-        "\n| target rows | tool | wall s | CPU s | peak RSS MiB | drifted features |\n"
-        "|---:|---|---:|---:|---:|---|"
+        "\n| target rows | tool | wall s | CPU s | peak RSS MiB | x mlcli's time | "
+        "x mlcli's memory | drifted features |\n|---:|---|---:|---:|---:|---:|---:|---|"
     )
-    for rows, (ml_s, ml_cpu, ml_mib), (pd_s, pd_cpu, pd_mib), drifted, agree in rows_out:
-        found = ", ".join(drifted) + ("" if agree else " (pandas found others)")
-        print(f"| {rows:,} | mlcli | {ml_s:.1f} | {ml_cpu:.1f} | {ml_mib:,.0f} | {found} |")
-        print(f"| {rows:,} | naive pandas | {pd_s:.1f} | {pd_cpu:.1f} | {pd_mib:,.0f} | |")
+    mlcli = {rows: figures for rows, tool, figures, _ in rows_out if tool == "mlcli"}
+    for rows, tool, (wall, cpu, mib), drifted in rows_out:
+        base_wall, _cpu, base_mib = mlcli[rows]
         print(
-            f"| {rows:,} | pandas / mlcli | {pd_s / ml_s:.2f}x | {pd_cpu / ml_cpu:.2f}x "
-            f"| {pd_mib / ml_mib:.2f}x | |"
+            f"| {rows:,} | {tool} | {wall:.1f} | {cpu:.1f} | {mib:,.0f} | "
+            f"{wall / base_wall:.2f} | {mib / base_mib:.2f} | {', '.join(drifted)} |"
         )
 
 

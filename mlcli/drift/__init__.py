@@ -7,6 +7,7 @@
   features.py    which columns are numeric, categorical or text; text's derived features
   statistics.py  per-feature tests and distances from scipy, and the histograms plots need
   buckets.py     the target's rows by time bucket (--by, --since)
+  request.py     what a run is asked, and what it refuses before comparing anything
   detector.py    one run: check both tables, compare overall and per bucket, decide
   runs.py        run records kept in the workspace (`ml datadrift list|show`)
   report.py      the self-contained HTML report (plotly, its JavaScript embedded)

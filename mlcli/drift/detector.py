@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,34 +21,21 @@ import pyarrow as pa
 from mlcli.drift import buckets as time_buckets
 from mlcli.drift import features as kinds
 from mlcli.drift import statistics
-from mlcli.drift.collected import METADATA_PREFIX, TIMESTAMP_COLUMN, open_collected
+from mlcli.drift.collected import open_collected
 from mlcli.drift.features import Kind
-from mlcli.drift.runs import check_name, save_run
+from mlcli.drift.request import (
+    DriftRequest,
+    check_not_empty,
+    check_request,
+    choose_features,
+)
+from mlcli.drift.runs import save_run
 from mlcli.drift.statistics import Comparison
 from mlcli.drift.tables import Table, open_file
 from mlcli.errors import ConfigError
-from mlcli.models import ModelRef
 from mlcli.paths import Workspace
 
-DEFAULT_THRESHOLD = 0.2  # azureml-datadrift's DataDriftDetector default
 SIGNIFICANCE = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class DriftRequest:
-    """What `ml datadrift run` was asked: a baseline file and one target (file or service)."""
-
-    name: str
-    baseline: Path
-    target: Path | None = None
-    service: str | None = None
-    model: ModelRef | None = None
-    features: tuple[str, ...] = ()
-    since: timedelta | None = None
-    threshold: float = DEFAULT_THRESHOLD
-    by: str = "day"
-    timestamp_column: str = TIMESTAMP_COLUMN
-    report: Path | None = None
 
 
 @dataclass(slots=True)
@@ -70,14 +56,14 @@ def run_drift(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Compare, keep the run in the workspace, write the report if asked; returns the record."""
-    _check_request(request)
+    check_request(request)
     now = now or datetime.now(UTC)
     since = now - request.since if request.since is not None else None
     baseline = open_file(request.baseline, option="--baseline")
     target = _open_target(request, workspace, since)
-    _check_not_empty(baseline)
-    _check_not_empty(target)
-    chosen, skipped = _features(request, baseline, target)
+    check_not_empty(baseline)
+    check_not_empty(target)
+    chosen, skipped = choose_features(request, baseline, target)
     buckets = _buckets(request, target, since)
 
     results: list[_FeatureResult] = []
@@ -96,38 +82,6 @@ def run_drift(
     return saved
 
 
-def _check_request(request: DriftRequest) -> None:
-    check_name(request.name)
-    if (request.target is None) == (request.service is None):
-        raise ConfigError(
-            "give either a target file or a service, not both or neither.",
-            where="--target / --service",
-            fix="Pass --target FILE (.csv or .parquet) or --service NAME (its collected inputs).",
-        )
-    if request.model is not None and request.service is None:
-        raise ConfigError(
-            "--model picks a model's data among a service's collected data.",
-            where="--model",
-            fix="Use it with --service, or leave it out.",
-        )
-    if not 0 < request.threshold <= 1:
-        raise ConfigError(
-            f"threshold {request.threshold} is outside (0, 1].",
-            where="--threshold",
-            fix=f"Drift magnitudes lie between 0 and 1; Azure's default is {DEFAULT_THRESHOLD}.",
-        )
-    if request.by not in time_buckets.UNITS:
-        raise ConfigError(
-            f"{request.by!r} is not a time bucket.",
-            where="--by",
-            fix=f"Use one of {', '.join(time_buckets.UNITS)}.",
-        )
-    if request.report is not None:
-        from mlcli.drift.report import check_report_path
-
-        check_report_path(request.report)
-
-
 def _open_target(request: DriftRequest, workspace: Workspace, since: datetime | None) -> Table:
     if request.target is not None:
         return open_file(request.target, option="--target")
@@ -135,69 +89,6 @@ def _open_target(request: DriftRequest, workspace: Workspace, since: datetime | 
     return open_collected(
         workspace, request.service, model=request.model, since=since.date() if since else None
     )
-
-
-def _check_not_empty(table: Table) -> None:
-    if table.num_rows == 0:
-        raise ConfigError(
-            "there are no rows.",
-            where=table.label,
-            fix="Compare data that has rows: drift needs values on both sides.",
-        )
-
-
-def _features(request: DriftRequest, baseline: Table, target: Table) -> tuple[list[str], dict]:
-    """The columns to compare, checked on both sides; and the columns left out, with why."""
-    skipped: dict[str, str] = {}
-    if request.features:
-        absent = [f for f in request.features if f not in baseline.column_names]
-        if absent:
-            raise ConfigError(
-                f"the baseline has no column{'s' if len(absent) > 1 else ''} {_names(absent)} "
-                f"(it has {_names(baseline.column_names)}).",
-                where=f"--features, --baseline {request.baseline}",
-                fix="Name columns of the baseline in --features, or leave it out for all.",
-            )
-        chosen = list(dict.fromkeys(request.features))
-    else:
-        chosen = []
-        for column in baseline.column_names:
-            if column.startswith(METADATA_PREFIX) or column == request.timestamp_column:
-                continue
-            if kinds.storage_kind(baseline.type_of(column)) is None:
-                skipped[column] = f"type {baseline.type_of(column)} is not compared"
-                continue
-            chosen.append(column)
-    if not chosen:
-        raise ConfigError(
-            f"{baseline.label} has no numeric, categorical or text column to compare.",
-            where="--baseline",
-            fix="Give a baseline with feature columns (numbers or text).",
-        )
-    missing = [c for c in chosen if c not in target.column_names]
-    if missing:
-        raise ConfigError(
-            f"no column{'s' if len(missing) > 1 else ''} {_names(missing)}, which the baseline has "
-            f"(the target's columns: {_names(_features_of(target))}).",
-            where=target.label,
-            fix="Send the same features as the baseline, or pick shared ones with --features.",
-        )
-    mismatched = []
-    for column in chosen:
-        base, aim = baseline.type_of(column), target.type_of(column)
-        base_kind, aim_kind = kinds.storage_kind(base), kinds.storage_kind(aim)
-        if base_kind is None:
-            mismatched.append(f"{column!r} has type {base}, which drift does not compare")
-        elif base_kind != aim_kind and not (aim_kind is None and pa.types.is_null(aim)):
-            mismatched.append(f"{column!r} is {base} in the baseline but {aim} in the target")
-    if mismatched:
-        raise ConfigError(
-            "column types differ: " + "; ".join(mismatched) + ".",
-            where=f"--baseline {request.baseline}, {target.label}",
-            fix="Make each feature the same kind on both sides (numbers with numbers, text with "
-            "text), or leave it out with --features.",
-        )
-    return chosen, skipped
 
 
 def _buckets(request: DriftRequest, target: Table, since: datetime | None) -> time_buckets.Buckets:
@@ -387,12 +278,3 @@ def _target_entry(
     entry["from"] = buckets.first.isoformat(timespec="seconds") if buckets.first else None
     entry["to"] = buckets.last.isoformat(timespec="seconds") if buckets.last else None
     return entry
-
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:12])
-    return shown + (f" and {len(names) - 12} more" if len(names) > 12 else "")
-
-
-def _features_of(table: Table) -> list[str]:
-    return [c for c in table.column_names if not c.startswith(METADATA_PREFIX)]
