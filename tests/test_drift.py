@@ -533,3 +533,14 @@ def test_since_skips_a_services_older_day_folders_without_opening_them(baseline:
 
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["target"]["files"] == 1
+
+
+def test_a_collected_file_without_a_parquet_twin_is_read_from_its_csv(baseline: Path) -> None:
+    parquet = collect("shop", "churn", 1, "2026-11-01", customers(60), twin=customers(60))
+    parquet.unlink()
+    collect("shop", "churn", 1, "2026-11-02", customers(seed=61))
+
+    result = drift("run", "-n", "shop", "--baseline", str(baseline), "--service", "shop")
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["target"]["rows"] == 2 * ROWS

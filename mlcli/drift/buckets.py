@@ -100,20 +100,22 @@ def parse_timestamps(column: pa.ChunkedArray, *, where: str) -> pa.ChunkedArray:
     """The column as UTC timestamps; a clear error for text that is not ISO 8601."""
     if pa.types.is_timestamp(column.type):
         if column.type.tz is None:
-            return pc.assume_timezone(column, "UTC").cast(_UTC)
-        return column.cast(_UTC)
+            return pc.assume_timezone(column, "UTC").cast(_UTC, safe=False)
+        return column.cast(_UTC, safe=False)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise ConfigError(
             f"the timestamp column has type {column.type}, not ISO 8601 text or a timestamp.",
             where=where,
             fix="Store scoring times as ISO 8601 UTC text, e.g. 2026-12-03T08:15:00Z.",
         )
+    # Parsed to nanoseconds so that any ISO 8601 fraction fits, then kept to microseconds.
     try:
-        return pc.cast(column, _UTC)
+        return pc.cast(column, pa.timestamp("ns", tz="UTC")).cast(_UTC, safe=False)
     except pa.ArrowInvalid:
         pass  # some values have no zone: the collector's times are UTC
     try:
-        return pc.assume_timezone(pc.cast(column, pa.timestamp("us")), "UTC").cast(_UTC)
+        naive = pc.cast(column, pa.timestamp("ns"))
+        return pc.assume_timezone(naive, "UTC").cast(_UTC, safe=False)
     except pa.ArrowInvalid as exc:
         raise ConfigError(
             f"a timestamp is not ISO 8601: {str(exc).splitlines()[0]}",

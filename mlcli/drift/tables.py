@@ -3,8 +3,9 @@
 Parquet is read lazily through `pyarrow.dataset` (a column is decoded only when asked for);
 CSV has no columns on disk, so a CSV file is parsed once, whole, with pyarrow's reader. Several
 files (a service's collected data) are one table whose schema is the union of theirs: a column
-one file lacks reads as nulls there, and a type widened in a later file (int -> float) is
-widened everywhere.
+one file lacks reads as nulls there, a type widened in a later file (int -> float) is widened
+everywhere, and a column that is a timestamp in some files and text in others (pyarrow's CSV
+reader recognises ISO 8601 times; a parquet writer may have kept them as strings) is text.
 """
 
 from __future__ import annotations
@@ -69,18 +70,22 @@ def open_file(path: Path, *, option: str) -> Table:
 
 
 def open_files(paths: list[Path], *, label: str) -> Table:
-    """Several files as one table: parquet files lazily, csv files parsed now."""
-    parquet = [p for p in paths if SUFFIXES.get(p.suffix.lower()) == "parquet"]
-    csv = [p for p in paths if SUFFIXES.get(p.suffix.lower()) == "csv"]
-    parts: list[pa.Table | pa_ds.Dataset] = [_read_csv(p, label) for p in csv]
-    schemas = [part.schema for part in parts]
-    if parquet:
-        file_schemas = [_parquet_schema(p, label) for p in parquet]
-        unified = _unify(file_schemas, label)
-        dataset = pa_ds.dataset([str(p) for p in parquet], schema=unified, format="parquet")
-        parts.insert(0, dataset)
-        schemas.insert(0, unified)
-    schema = _unify(schemas, label) if schemas else pa.schema([])
+    """Several files as one table: parquet files lazily (one dataset per schema), csv now."""
+    parts: list[pa.Table | pa_ds.Dataset] = []
+    groups: list[tuple[pa.Schema, list[Path]]] = []
+    for path in paths:
+        if SUFFIXES.get(path.suffix.lower()) == "csv":
+            parts.append(_read_csv(path, label))
+            continue
+        schema = _parquet_schema(path, label)
+        group = next((files for known, files in groups if known.equals(schema)), None)
+        if group is None:
+            groups.append((schema, [path]))
+        else:
+            group.append(path)
+    for schema, files in groups:
+        parts.append(pa_ds.dataset([str(p) for p in files], schema=schema, format="parquet"))
+    schema = _unify([part.schema for part in parts], label) if parts else pa.schema([])
     num_rows = sum(_rows(part) for part in parts)
     return Table(label, tuple(paths), schema, num_rows, tuple(parts))
 
@@ -113,11 +118,34 @@ def _unify(schemas: list[pa.Schema], label: str) -> pa.Schema:
     try:
         return pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ConfigError(
-            f"the files of {label} disagree on a column's type: {_first_line(exc)}.",
-            where=label,
-            fix="Give files with the same columns and types.",
-        ) from exc
+        problem = exc
+    textual = _times_and_text(schemas)
+    if textual:
+        as_text = [
+            pa.schema([f.with_type(pa.string()) if f.name in textual else f for f in schema])
+            for schema in schemas
+        ]
+        try:
+            return pa.unify_schemas(as_text, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            problem = exc
+    raise ConfigError(
+        f"the files of {label} disagree on a column's type: {_first_line(problem)}.",
+        where=label,
+        fix="Give files with the same columns and types.",
+    ) from problem
+
+
+def _times_and_text(schemas: list[pa.Schema]) -> set[str]:
+    """Columns that are timestamps in some files and strings in others."""
+    kinds: dict[str, set[str]] = {}
+    for schema in schemas:
+        for column in schema:
+            if pa.types.is_timestamp(column.type):
+                kinds.setdefault(column.name, set()).add("time")
+            elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                kinds.setdefault(column.name, set()).add("text")
+    return {name for name, seen in kinds.items() if seen == {"time", "text"}}
 
 
 def _unreadable(path: Path, label: str, exc: Exception) -> ConfigError:
