@@ -544,3 +544,17 @@ def test_a_collected_file_without_a_parquet_twin_is_read_from_its_csv(baseline: 
 
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["target"]["rows"] == 2 * ROWS
+
+
+def test_a_feature_the_target_never_fills_counts_as_fully_drifted(
+    baseline: Path, tmp_path: Path
+) -> None:
+    columns = customers(seed=1)
+    columns["income"] = [None] * ROWS
+    target = write(tmp_path / "no_income.csv", columns)
+
+    result, record = run_drift(baseline, target)
+
+    assert result.exit_code == OVER_THRESHOLD
+    assert record["driftedFeatures"] == ["income"]
+    assert record["features"][0]["metrics"]["note"] == "the target has no values"
