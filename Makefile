@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 		$(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv; \
 	fi
 	@UV=$$(command -v uv || echo $(BIN)/uv); \
-		$$UV pip install -q --python $(BIN)/python -e '.[server,dev,kubernetes]'
+		$$UV pip install -q --python $(BIN)/python -e '.[server,dev,kubernetes,monitoring]'
 	@touch $@
 
 test: $(STAMP)

@@ -309,8 +309,9 @@ def deployment_config_from_dict(data: dict[str, Any], path: Path | None) -> Depl
         num_replicas=num_replicas,
         autoscaler=autoscaler,
         app_insights_enabled=data.get("appInsightsEnabled", False),
-        data_collection_storage_enabled=(data.get("dataCollection") or {}).get(
-            "storageEnabled", False
+        data_collection_storage_enabled=bool(
+            data.get("collectModelData")
+            or (data.get("dataCollection") or {}).get("storageEnabled", False)
         ),
         liveness_probe=LivenessProbe(
             period_seconds=probe.get("periodSeconds", 10),

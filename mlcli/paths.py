@@ -68,6 +68,11 @@ class Workspace:
     def services_dir(self) -> Path:
         return self.root / "services"
 
+    @property
+    def collected_dir(self) -> Path:
+        """Model data collected by services (ModelDataCollector), in Azure's layout below it."""
+        return self.root / "collected"
+
 
 # Where v1 kept a project's workspace, in the order Workspace.from_config() looked.
 PROJECT_CONFIGS = (

@@ -348,6 +348,7 @@ def test_documented_defaults_are_the_loaded_defaults(tmp_path: Path) -> None:
         "refreshPeriodInSeconds": "refresh_period_seconds",
         "maxRequestBodyMB": "max_request_body_mb",
         "storageEnabled": "data_collection_storage_enabled",
+        "collectModelData": "data_collection_storage_enabled",
     }
 
     def attr(name: str) -> str:

@@ -33,6 +33,7 @@ KEYS = {"primaryKey": "a" * 32, "secondaryKey": "b" * 32}
 MODEL_CLASSES = {
     ("v1", "Namespace"): "V1Namespace",
     ("v1", "Secret"): "V1Secret",
+    ("v1", "PersistentVolumeClaim"): "V1PersistentVolumeClaim",
     ("apps/v1", "Deployment"): "V1Deployment",
     ("v1", "Service"): "V1Service",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "V2HorizontalPodAutoscaler",
@@ -352,6 +353,43 @@ def test_auth_disabled_gives_no_secret_and_no_keys_file(tmp_path: Path) -> None:
     assert "MLCLI_KEYS_FILE" not in env
     assert "volumes" not in pod
     assert "volumeMounts" not in pod["containers"][0]
+
+
+def test_data_collection_gets_a_shared_claim_mounted_where_the_server_writes(
+    tmp_path: Path,
+) -> None:
+    objects = manifests_for(
+        tmp_path, {"numReplicas": 2, "dataCollection": {"storageEnabled": True}}
+    )
+
+    kinds = by_kind(objects)
+    claim = kinds["PersistentVolumeClaim"]
+    check_object(claim)
+    assert round_trip(claim) == claim
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # every replica writes
+    assert [o["kind"] for o in objects].index("PersistentVolumeClaim") < [
+        o["kind"] for o in objects
+    ].index("Deployment")
+    container = check_pod_template(kinds["Deployment"])
+    env = {v["name"]: v["value"] for v in container["env"]}
+    assert env["AML_MODEL_DC_STORAGE_ENABLED"] == "true"
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "collected"]
+    assert env["MLCLI_COLLECT_DIR"] == mount["mountPath"]
+    volumes = kinds["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    [volume] = [v for v in volumes if v["name"] == "collected"]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
+def test_without_data_collection_there_is_no_claim_and_no_collection_setting(
+    tmp_path: Path,
+) -> None:
+    kinds = by_kind(manifests_for(tmp_path, {"numReplicas": 1, "authEnabled": False}))
+
+    assert "PersistentVolumeClaim" not in kinds
+    env = {
+        v["name"] for v in kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert not env & {"AML_MODEL_DC_STORAGE_ENABLED", "MLCLI_COLLECT_DIR"}
 
 
 def test_gpu_cores_become_an_nvidia_gpu_limit(tmp_path: Path) -> None:

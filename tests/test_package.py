@@ -22,7 +22,7 @@ def test_ml_help_loads_no_heavy_library() -> None:
     assert loaded.isdisjoint({"rich", "docker", "jsonschema", "yaml", "jmespath", "sqlite3"})
 
 
-@pytest.mark.parametrize("group", ["model", "service", "image", "env"])
+@pytest.mark.parametrize("group", ["model", "service", "image", "env", "datadrift"])
 def test_a_groups_help_loads_no_heavy_library_and_no_core_module(group: str) -> None:
     code = (
         "import sys; from mlcli.cli import ml\n"
@@ -35,8 +35,10 @@ def test_a_groups_help_loads_no_heavy_library_and_no_core_module(group: str) -> 
 
     assert "Usage: ml" in result.stdout  # the help was printed, so its commands were loaded
     heavy = {"rich", "docker", "kubernetes", "jsonschema", "yaml", "jmespath", "sqlite3"}
+    heavy |= {"pyarrow", "scipy", "plotly", "numpy", "pandas"}
     assert loaded.isdisjoint(heavy)
     core = {"mlcli.deploy", "mlcli.services", "mlcli.registry", "mlcli.images", "mlcli.targets"}
+    core |= {"mlcli.drift.detector"}
     assert loaded.isdisjoint(core)
 
 

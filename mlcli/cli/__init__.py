@@ -21,6 +21,7 @@ SUBGROUPS: dict[str, str] = {
     "image": "mlcli.cli.image:image",
     "workspace": "mlcli.cli.workspace:workspace",
     "folder": "mlcli.cli.workspace:folder",
+    "datadrift": "mlcli.cli.datadrift:datadrift",
 }
 
 

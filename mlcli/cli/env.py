@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mlcli.cli.options import common_options
+from mlcli.cli.options import common_options, parse_duration
 from mlcli.cli.output import emit, progress, quiet, stderr_console
 from mlcli.progress import Notice
 
 TABLE_COLUMNS = ("key", "pythonVersion", "source", "lastUsedTime", "usedBy")
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks", "": "days"}
 
 
 @click.group()
@@ -141,7 +136,7 @@ def prune(older_than: str, all_: bool, dry_run: bool, output: str, query: str | 
     """
     from mlcli.environments import prune as prune_environments
 
-    age = None if all_ else _duration(older_than)
+    age = None if all_ else parse_duration(older_than, "--older-than")
     removed = prune_environments(older_than=age, dry_run=dry_run)
     emit([removal.to_dict() for removal in removed], output, query)
 
@@ -173,19 +168,6 @@ def _summary(found: Any, used_by: list[str]) -> dict[str, Any]:
         "usedBy": used_by,
         "path": str(found.path),
     }
-
-
-def _duration(text: str) -> timedelta:
-    from mlcli.errors import ConfigError
-
-    match = _DURATION.match(text.strip().lower())
-    if not match:
-        raise ConfigError(
-            f"{text!r} is not a duration.",
-            where="--older-than",
-            fix="Write a number and a unit: 30m, 12h, 7d (days when no unit).",
-        )
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 @contextmanager

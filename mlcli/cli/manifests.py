@@ -61,21 +61,23 @@ def prepare_manifests(
             "use `ml model deploy -n NAME -m NAME:N --ic ... --dc ...`.",
         )
     from mlcli import config
-    from mlcli.deploy import server_settings
     from mlcli.environments import spec_for
+    from mlcli.environments.spec import with_server_extras
     from mlcli.targets.manifests import build_manifests, config_notes, export_request
 
     dc = config.load_deployment_config(deploy_config)
     first = models[0]
-    variables = (inference.environment or {}).get("environmentVariables") or {}
+    server_env = export_server_env(dc, inference)
     request = export_request(
         dc,
         service=service_name or first.name,
         workspace=workspace,
         models=[(m.name, m.version) for m in models],
         image=image_name or f"{first.name}:{first.version}",
-        server_env={**{str(k): str(v) for k, v in variables.items()}, **server_settings(dc)},
-        environment_key=spec_for(inference).key,
+        server_env=server_env,
+        environment_key=with_server_extras(
+            spec_for(inference), manifest_server_extras(deploy_config, inference)
+        ).key,
     )
     objects = build_manifests(request)
     for note in config_notes(dc):
@@ -108,3 +110,30 @@ def write_kubernetes(objects: list[dict[str, Any]], output_path: Path) -> dict[s
             f"kubectl get secret {secret} -o jsonpath='{{.data.keys\\.json}}' | base64 -d"
         )
     return result
+
+
+def manifest_server_extras(deploy_config: Path | None, inference: Any) -> tuple[str, ...]:
+    """The server's optional requirements an AKS config needs in the image (pyarrow for
+    model data collection...); none without --dc."""
+    if deploy_config is None:
+        return ()
+    from mlcli import config
+    from mlcli.deploy.settings import server_extras
+
+    dc = config.load_deployment_config(deploy_config)
+    return server_extras(dc, export_server_env(dc, inference))
+
+
+def export_server_env(dc: Any, inference: Any) -> dict[str, str]:
+    """The server's settings in exported manifests: the deploying shell's telemetry
+    variables, the inference config's environment variables, the deployment config's."""
+    import os
+
+    from mlcli.deploy.settings import server_settings, telemetry_settings
+
+    variables = (inference.environment or {}).get("environmentVariables") or {}
+    return {
+        **telemetry_settings(dc, os.environ),
+        **{str(k): str(v) for k, v in variables.items()},
+        **server_settings(dc),
+    }

@@ -6,7 +6,9 @@ Azure CLI scripts pass `-w/-g/--subscription-id`, `-o`, `--query`, `--debug` and
 """
 
 import os
+import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
@@ -20,6 +22,9 @@ DEBUG = "mlcli.debug"
 ONLY_SHOW_ERRORS = "mlcli.only_show_errors"
 VERBOSE = "mlcli.verbose"
 WORKSPACE = "mlcli.workspace"
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks", "": "days"}
 
 
 def output_options(f: F) -> F:
@@ -148,3 +153,15 @@ def parse_pairs(values: tuple[str, ...], option: str, *, value_required: bool = 
             )
         pairs[key] = value if sep else None
     return pairs
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """`30m`, `12h`, `7d`, `2w` (days when no unit) as a timedelta."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise ConfigError(
+            f"{text!r} is not a duration.",
+            where=option,
+            fix="Write a number and a unit: 30m, 12h, 7d, 2w (days when no unit).",
+        )
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})

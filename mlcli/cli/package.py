@@ -8,7 +8,12 @@ from typing import Any
 import click
 
 from mlcli.cli.deploy import inference_config, inference_options, model_refs
-from mlcli.cli.manifests import manifest_options, prepare_manifests, write_kubernetes
+from mlcli.cli.manifests import (
+    manifest_options,
+    manifest_server_extras,
+    prepare_manifests,
+    write_kubernetes,
+)
 from mlcli.cli.options import common_options, workspace_name
 from mlcli.cli.output import emit, progress
 from mlcli.errors import ConfigError
@@ -105,6 +110,7 @@ def package(
             ic,
             output_path=output_path,
             image_name=image_name,
+            server_extras=manifest_server_extras(deploy_config, ic),
             on_progress=on_progress,
         )
     if manifests is not None and output_path is not None:

@@ -343,6 +343,113 @@ def get_access_token(name: str, output: str, query: str | None) -> None:
     )
 
 
+@service.command("collected-data")
+@_NAME
+@click.option(
+    "--designation",
+    type=click.Choice(["inputs", "predictions", "labels", "signals", "general"]),
+    default="inputs",
+    show_default=True,
+    help="What ModelDataCollector was told the data is.",
+)
+@click.option("--since", metavar="WHEN", help="Only rows since: 30m, 12h, 1d, 2w or a date.")
+@click.option("--model", "model_name", metavar="NAME", help="Only this model's rows.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice((*OUTPUT_FORMATS, "csv"), case_sensitive=False),
+    default="json",
+    show_default=True,
+    help="Output format; csv writes the rows with a header line.",
+)
+@click.option("--query", metavar="JMESPATH", help='JMESPath query on the rows, e.g. "[].feat1".')
+@workspace_options
+@global_options
+def collected_data(
+    name: str,
+    designation: str,
+    since: str | None,
+    model_name: str | None,
+    output: str,
+    query: str | None,
+) -> None:
+    """Print the rows a service's ModelDataCollector collected (collectModelData).
+
+    \b
+    Example:
+        ml service collected-data -n sentiment-svc --since 1d -o table
+        ml service collected-data -n sentiment-svc --designation predictions -o csv > p.csv
+    """
+    from mlcli.collected import parse_since, read_collected
+    from mlcli.paths import Workspace
+
+    data = read_collected(
+        name,
+        designation=designation,
+        since=parse_since(since) if since else None,
+        model=model_name,
+        workspace=Workspace.named(workspace_name()),
+    )
+    if not data.rows:
+        warn(
+            f"service {name!r} has no {designation} rows"
+            + (f" since {since}" if since else "")
+            + " (is collectModelData on, and does its entry script collect this designation?)."
+        )
+    if output.lower() == "csv":
+        _emit_csv(data.columns, data.rows, query)
+    else:
+        emit(data.rows, output, query)
+
+
+@service.command("metrics")
+@_NAME
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="Read /metrics twice, this far apart, and report the requests in between "
+    "(default: everything since the server started).",
+)
+@common_options
+def metrics(name: str, interval: float | None, output: str, query: str | None) -> None:
+    """Requests, errors, latency percentiles, throughput, batch sizes, collection drops.
+
+    Read from the service's own Prometheus /metrics.
+
+    \b
+    Example:
+        ml service metrics -n sentiment-svc -o table
+        ml service metrics -n sentiment-svc --interval 10 --query latencyMs.p99
+    """
+    from mlcli.service_metrics import as_rows, service_metrics
+
+    document = service_metrics(name, interval_s=interval, workspace=workspace_name())
+    if output.lower() == "table" and not query:
+        emit(as_rows(document), output)
+    else:
+        emit(document, output, query)
+
+
+def _emit_csv(columns: tuple[str, ...], rows: list[dict[str, Any]], query: str | None) -> None:
+    import csv
+
+    from mlcli.cli.output import apply_query
+
+    if query:
+        rows = apply_query(rows, query)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ConfigError(
+                "-o csv needs the query to give a list of rows (objects).",
+                where="--query",
+                fix='Select rows, e.g. "[?feat1 > `2`]", or use -o json.',
+            )
+        columns = tuple(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([row.get(column, "") for column in columns] for row in rows)
+
+
 def _body(input_data: str) -> bytes:
     if input_data == "-":
         return sys.stdin.buffer.read()

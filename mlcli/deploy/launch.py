@@ -7,11 +7,17 @@ r<revision>/app, and described to the target by a `LaunchSpec`.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from mlcli.app_root import lay_out
 from mlcli.deploy.inputs import App
-from mlcli.deploy.settings import server_settings
+from mlcli.deploy.settings import (
+    collection_settings,
+    server_extras,
+    server_settings,
+    telemetry_settings,
+)
 from mlcli.keys import ensure_keys
 from mlcli.progress import Progress
 from mlcli.services import ServiceRecord, Services, remove_tree
@@ -38,8 +44,16 @@ def prepare(
 ) -> LaunchSpec:
     """Environment, app root, keys and server settings for one revision."""
     from mlcli.environments import ensure_environment
+    from mlcli.environments.spec import with_server_extras
 
-    env = ensure_environment(app.environment, on_progress=on_progress)
+    server_env = {
+        **telemetry_settings(deployment, os.environ),
+        **app.variables,
+        **server_settings(deployment),
+        **collection_settings(deployment, services.workspace, name),
+    }
+    extras = server_extras(deployment, server_env)
+    env = ensure_environment(with_server_extras(app.environment, extras), on_progress=on_progress)
     revision_dir = services.service_dir(name) / f"r{revision}"
     remove_tree(revision_dir)  # a leftover of an interrupted attempt with this number
     app_root = revision_dir / "app"
@@ -74,7 +88,7 @@ def prepare(
         environment=env,
         port=port,
         reuse_port=port is not None and port == reuse,
-        server_env={**app.variables, **server_settings(deployment), TOKEN_VARIABLE: token},
+        server_env={**server_env, TOKEN_VARIABLE: token},
         keys_file=keys_file,
         log_file=revision_dir / "server.log",
         deployment=deployment,

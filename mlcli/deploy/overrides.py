@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 # field -> why it does nothing here; {name} is the face's word for the setting.
 NOT_HONOURED = {
     "gpu_cores": "{name}: no GPU scheduling on this machine; ignored.",
-    "app_insights_enabled": "{name}: there is no Application Insights here; the server's "
-    "/metrics endpoint and JSON request log stand in for it. Ignored.",
-    "data_collection_storage_enabled": "{name}: model data collection is not implemented; ignored.",
     "autoscaler": "{name}: autoscaling is AKS-only; ignored.",
     "num_replicas": "{name}: replicas are AKS-only; use {workers} for more server processes. "
     "Ignored.",
@@ -90,8 +87,6 @@ def not_honoured(
 # deploymentConfig fields, as a file spells them -> the DeploymentConfig fields they set
 FILE_FIELDS = {
     "gpuCores": "gpu_cores",
-    "appInsightsEnabled": "app_insights_enabled",
-    "dataCollection": "data_collection_storage_enabled",
     "autoScaler": "autoscaler",
     "numReplicas": "num_replicas",
     "livenessProbeRequirements": "liveness_probe",

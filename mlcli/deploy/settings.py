@@ -12,10 +12,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcli.targets import COLLECT_DIR_VARIABLE
+
+COLLECT_VARIABLE = "AML_MODEL_DC_STORAGE_ENABLED"  # Azure's switch (mlcli/server/collect.py)
+CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+OTLP_ENDPOINTS = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+)
+
 if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig
     from mlcli.deploy.inputs import App
     from mlcli.environments import Environment
+    from mlcli.paths import Workspace
     from mlcli.targets import Endpoint, LaunchSpec
 
 
@@ -36,7 +47,49 @@ def server_settings(dc: DeploymentConfig) -> dict[str, str]:
     elif batching is not None:
         env["MLCLI_BATCH_MAX_SIZE"] = str(batching.max_batch_size)
         env["MLCLI_BATCH_MAX_LATENCY_MS"] = str(batching.max_latency_ms)
+    if dc.data_collection_storage_enabled:
+        env[COLLECT_VARIABLE] = "true"  # Azure's switch, read by ModelDataCollector
+    if dc.app_insights_enabled:
+        env["AML_APP_INSIGHTS_ENABLED"] = "true"  # azmlinfsrv's name (mlcli/server/telemetry.py)
     return env
+
+
+def telemetry_settings(dc: DeploymentConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """Where telemetry goes, as the deploying shell says: the OpenTelemetry variables
+    (OTEL_*), and Application Insights' connection string when appInsightsEnabled. Passed
+    to the server on every target (a container does not inherit the shell's variables)."""
+    passed = {k: v for k, v in environ.items() if k.startswith("OTEL_")}
+    connection = environ.get(CONNECTION_STRING, "").strip()
+    if dc.app_insights_enabled and connection:
+        passed[CONNECTION_STRING] = connection
+    return passed
+
+
+def server_extras(dc: DeploymentConfig, server_env: Mapping[str, str]) -> tuple[str, ...]:
+    """The optional server requirements this service needs in its environment
+    (mlcli/server/requirements-<extra>.txt), as the server decides what to load."""
+    extras = []
+    if dc.data_collection_storage_enabled:
+        extras.append("collect")
+    app_insights = dc.app_insights_enabled and bool(
+        server_env.get(CONNECTION_STRING, "").strip()
+        or server_env.get("AML_APP_INSIGHTS_KEY", "").strip()
+    )
+    if app_insights or any(server_env.get(name, "").strip() for name in OTLP_ENDPOINTS):
+        extras.append("telemetry")
+    if app_insights:
+        extras.append("azure-monitor")
+    return tuple(extras)
+
+
+def collection_settings(dc: DeploymentConfig, workspace: Workspace, service: str) -> dict[str, str]:
+    """Where a service with collection on writes (a container target mounts the folder)."""
+    if not dc.data_collection_storage_enabled:
+        return {}
+    return {
+        COLLECT_DIR_VARIABLE: str(workspace.collected_dir / service),
+        "MLCLI_COLLECT_WORKSPACE": workspace.name,
+    }
 
 
 def settings_doc(dc: DeploymentConfig) -> dict[str, Any]:
@@ -53,6 +106,8 @@ def settings_doc(dc: DeploymentConfig) -> dict[str, Any]:
         "cpu": dc.cpu,
         "memoryInGB": dc.memory_in_gb,
         "batching": dataclasses.asdict(batching) if batching is not None else None,
+        "collectModelData": bool(dc.data_collection_storage_enabled),
+        "appInsightsEnabled": bool(dc.app_insights_enabled),
         "raw": dc.raw,
         "path": str(dc.path) if dc.path else None,
     }
@@ -87,6 +142,10 @@ def deployment_from_settings(settings: Mapping[str, Any]) -> DeploymentConfig:
         cpu=settings.get("cpu"),
         memory_in_gb=settings.get("memoryInGB"),
         batching=config.Batching(**batching) if batching else None,
+        data_collection_storage_enabled=settings.get(
+            "collectModelData", base.data_collection_storage_enabled
+        ),
+        app_insights_enabled=settings.get("appInsightsEnabled", base.app_insights_enabled),
     )
 
 

@@ -32,6 +32,7 @@ SPEC_FORMAT = 1
 DEFAULT_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 SERVER_REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "server" / "requirements.txt"
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_NUMPY_1 = re.compile(r"^\s*numpy\s*(==\s*1\.|~=\s*1\.|<=?\s*(1\.|2(\.0)*\s*($|[,;])))", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +140,7 @@ def server_requirements() -> tuple[str, ...]:
     """The scoring server's own requirements: mlcli/server/requirements.txt, else the
     `server` extra of mlcli's package metadata (the same list, kept in step)."""
     if SERVER_REQUIREMENTS_FILE.is_file():
-        lines = SERVER_REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines()
-        return tuple(
-            line.split(" #", 1)[0].strip()
-            for line in lines
-            if line.strip() and not line.lstrip().startswith("#")
-        )
+        return _requirement_lines(SERVER_REQUIREMENTS_FILE)
     from importlib import metadata
 
     extra = re.compile(r"""extra\s*==\s*["']server["']""")
@@ -154,6 +150,34 @@ def server_requirements() -> tuple[str, ...]:
         if extra.search(marker):
             found.append(text.strip())
     return tuple(found)
+
+
+def with_server_extras(spec: EnvironmentSpec, extras: tuple[str, ...]) -> EnvironmentSpec:
+    """The spec plus the server's optional requirements (mlcli/server/requirements-<extra>.txt:
+    "collect", "telemetry", "azure-monitor"), added only to services that use them."""
+    added: set[str] = set()
+    for extra in extras:
+        added.update(
+            _requirement_lines(SERVER_REQUIREMENTS_FILE.with_name(f"requirements-{extra}.txt"))
+        )
+    packages = {r for r in spec.requirements if not r.startswith("-")}
+    if "collect" in extras and any(_NUMPY_1.match(r) for r in packages):
+        # pyarrow declares no numpy requirement, yet 26 and later import only with NumPy 2:
+        # an environment that pins NumPy 1 (TensorFlow 2.15's) needs an older one.
+        added.add("pyarrow<26")
+    if added <= packages:
+        return spec
+    options = [r for r in spec.requirements if r.startswith("-")]
+    return dataclasses.replace(spec, requirements=(*options, *sorted(packages | added)))
+
+
+def _requirement_lines(path: Path) -> tuple[str, ...]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return tuple(
+        line.split(" #", 1)[0].strip()
+        for line in lines
+        if line.strip() and not line.lstrip().startswith("#")
+    )
 
 
 def is_azureml_runtime(requirement: str) -> bool:

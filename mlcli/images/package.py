@@ -45,16 +45,22 @@ def package(
     *,
     output_path: Path | None = None,
     image_name: str | None = None,
+    server_extras: tuple[str, ...] = (),
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Write a build context to `output_path`, or (without one) build the image locally."""
+    """Write a build context to `output_path`, or (without one) build the image locally.
+
+    `server_extras`: the server's optional requirements the deployment config needs
+    (deploy.settings.server_extras), e.g. pyarrow for model data collection."""
     from mlcli.environments import ensure_environment, spec_for
+    from mlcli.environments.spec import with_server_extras
 
     progress = reporter(on_progress)
     if output_path is not None:
         _check_output_path(output_path)
     check_entry_script(inference)
-    environment = ensure_environment(spec_for(inference), on_progress=progress)
+    spec = with_server_extras(spec_for(inference), server_extras)
+    environment = ensure_environment(spec, on_progress=progress)
     model_ids = [m.id for m in models]
     if output_path is None:
         from mlcli.images.base import resolve_base_image

@@ -40,6 +40,8 @@ ROUTES = {
 class ScoringApp:
     """Answers each parsed Request (http.py) directly, or through the worker pool for /score."""
 
+    telemetry = None  # telemetry.RequestTelemetry when configured (serve.py)
+
     def __init__(self, settings, pool, metrics, access_log, keys=None) -> None:
         self.settings = settings
         self.pool = pool
@@ -113,6 +115,8 @@ class ScoringApp:
         request_id = ids.request_id or ids.generated if ids is not None else ""
         logged_body = request.body if self.log_bodies else None
         self.access_log.request(request_id, request, status, elapsed, run_ms, logged_body)
+        if self.telemetry is not None:
+            self.telemetry.request(request, route, status, body, elapsed, ids)
 
     def _swagger(self, query: bytes) -> tuple:
         from urllib.parse import parse_qsl

@@ -82,6 +82,9 @@ class LineStream(io.TextIOBase):
     same log as the server's own lines, each tagged with the stream it was written to.
     """
 
+    # Also called with (stream, line) for each line when set (telemetry.start_worker).
+    forward = None
+
     def __init__(self, stream: str, *, fd: int = STDOUT_FD) -> None:
         super().__init__()
         self.stream = stream
@@ -131,6 +134,8 @@ class LineStream(io.TextIOBase):
             },
             self.fd,
         )
+        if self.forward is not None:
+            self.forward(self.stream, line.rstrip("\r"))
 
 
 class AccessLog:

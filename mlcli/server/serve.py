@@ -19,7 +19,7 @@ import socket
 import sys
 from pathlib import Path
 
-from mlcli.server import logs
+from mlcli.server import collect, logs, telemetry
 from mlcli.server.settings import ServerSettings, SettingsError, export, resolve
 
 log = logging.getLogger("mlcli.server")
@@ -118,6 +118,7 @@ class Service:
             settings.port,
         )
         self.metrics = Metrics()
+        collect.attach(self.metrics.registry, os.environ)
         self.pool = Pool(settings, self.metrics, on_fatal=self._fatal)
         starting = loop.create_task(self.pool.start())
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -150,6 +151,7 @@ class Service:
 
             keys = KeyFile(self.settings.keys_file)
         app = ScoringApp(self.settings, self.pool, self.metrics, access_log, keys)
+        app.telemetry = telemetry.start_front(os.environ, loop, self.metrics.registry)
         self.server = HttpServer(app)
         self.stopped = loop.create_future()
         if self.stopping:
@@ -173,6 +175,8 @@ class Service:
             await self.server.shutdown(timeout=self.settings.scoring_timeout_ms / 1000 + 10)
         finally:
             access_log.flush()
+            if app.telemetry is not None:
+                app.telemetry.shutdown()  # sends the spans still buffered
 
     def _on_signal(self, starting: asyncio.Task) -> None:
         self.stopping = True

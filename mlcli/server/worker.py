@@ -19,7 +19,17 @@ import time
 import traceback
 from pathlib import Path
 
-from mlcli.server import entry, inputs, logs, outputs, swagger, v1compat, wire
+from mlcli.server import (
+    collect,
+    entry,
+    inputs,
+    logs,
+    outputs,
+    swagger,
+    telemetry,
+    v1compat,
+    wire,
+)
 from mlcli.server.held import HeldReplies
 from mlcli.server.settings import WorkerSettings
 
@@ -126,7 +136,7 @@ class Worker:
         """run() on one request. `since`: when the scoring timeout's clock started, if earlier
         (a batch scored item by item)."""
         script = self.script
-        request_id = request[1]
+        request_id = collect.current_request_id = request[1]
         kwargs = self._arguments(request)
         if type(kwargs) is tuple:
             return kwargs
@@ -195,6 +205,7 @@ class Worker:
     def _run_batch(self, requests: list, places: list, items: list, headers: list, replies):
         script = self.script
         ids = [requests[place][1] for place in places]
+        collect.current_request_id = ids[0] if len(ids) == 1 else ""
         kwargs = {"request_headers": headers} if script.batch_wants_headers else {}
         _Alarm.started = started = time.perf_counter()
         _Alarm.armed = True
@@ -390,6 +401,7 @@ def main(argv: list[str]) -> None:
     logs.configure(("mlcli.server",), level=level if isinstance(level, int) else logging.INFO)
     sys.stdout = logs.LineStream("stdout")
     sys.stderr = logs.LineStream("stderr")
+    telemetry.start_worker(os.environ)
     worker = boot(settings, sock)
     serve(sock, worker, held)
 

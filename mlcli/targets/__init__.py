@@ -48,6 +48,11 @@ HEALTHY = "Healthy"  # running and GET / answers 200
 STARTING = "Transitioning"  # running (process or container alive) but not answering yet
 DOWN = "Down"  # gone: exited, killed, container removed, or a pid recycled by someone else
 
+# Model data collection (mlcli/server/collect.py): the server's variable for its folder, and
+# where container targets mount the workspace's collected/<service> folder.
+COLLECT_DIR_VARIABLE = "MLCLI_COLLECT_DIR"
+COLLECT_MOUNT = "/var/mlcli/collected"
+
 TARGETS: dict[str, str] = {
     "PROCESS": "mlcli.targets.process:ProcessTarget",
     "LOCAL": "mlcli.targets.docker:DockerTarget",

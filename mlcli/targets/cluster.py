@@ -183,6 +183,7 @@ def apply(cluster: Cluster, obj: Mapping[str, Any]) -> None:
     namespace = obj["metadata"].get("namespace")
     calls = {
         "Secret": cluster.core().patch_namespaced_secret,
+        "PersistentVolumeClaim": cluster.core().patch_namespaced_persistent_volume_claim,
         "Service": cluster.core().patch_namespaced_service,
         "Deployment": cluster.apps().patch_namespaced_deployment,
         "HorizontalPodAutoscaler": cluster.autoscaling().patch_namespaced_horizontal_pod_autoscaler,

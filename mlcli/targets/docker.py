@@ -22,7 +22,15 @@ from mlcli.app_root import MODELS
 from mlcli.errors import ConflictError, DeployError, DockerUnavailableError
 from mlcli.images import ENV_IMAGE, ENV_KEY, KIND, SERVICE, WORKSPACE, docker_client, labels
 from mlcli.progress import Progress, reporter
-from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec
+from mlcli.targets import (
+    COLLECT_DIR_VARIABLE,
+    COLLECT_MOUNT,
+    DOWN,
+    HEALTHY,
+    STARTING,
+    Endpoint,
+    LaunchSpec,
+)
 from mlcli.targets.logfiles import follow_file, split_lines
 from mlcli.targets.ports import (
     health_ok,
@@ -93,6 +101,12 @@ class DockerTarget:
             }
             for name, version in spec.models
         }
+        collected = environment.get(COLLECT_DIR_VARIABLE)
+        if collected:
+            # ModelDataCollector writes into the workspace's folder for this service
+            Path(collected).mkdir(parents=True, exist_ok=True)
+            volumes[collected] = {"bind": COLLECT_MOUNT, "mode": "rw"}
+            environment[COLLECT_DIR_VARIABLE] = COLLECT_MOUNT
         if spec.keys_file is not None:
             # The folder, not the file: regen-key replaces the file by rename, and a bind
             # mount of a file would keep showing the old inode.

@@ -3,6 +3,8 @@ any cluster.
 
     Namespace                (only when the config names one)
     Secret <service>-keys    the keys file the server re-reads (authEnabled; MLCLI_KEYS_FILE)
+    PersistentVolumeClaim <service>-collected   ModelDataCollector's files (collectModelData /
+                             dataCollection.storageEnabled), mounted at /var/mlcli/collected
     Deployment               the package image (models inside: a cluster has no host to mount
                              them from), replicas, resources, probes, the server's settings
     Service <service>        ClusterIP, port 80 -> the container's 5001, as AKS scoring URIs
@@ -31,11 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from mlcli.errors import ConfigError, ConflictError
 from mlcli.images.app import CONTAINER_PORT
+from mlcli.targets import COLLECT_DIR_VARIABLE, COLLECT_MOUNT
 
 if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig
 
 SERVICE_PORT = 80  # AKS scoring URIs are plain http on port 80
+COLLECTED_STORAGE = "10Gi"  # the collected data's claim; edit the exported YAML for more
+COLLECT_VARIABLE = "AML_MODEL_DC_STORAGE_ENABLED"
 CONTAINER_NAME = "scoring-server"
 KEYS_MOUNT = "/var/mlcli/keys"
 KEYS_FILE = "keys.json"
@@ -89,6 +94,10 @@ def deployment_name(service: str, revision: int | None) -> str:
 
 def secret_name(service: str) -> str:
     return f"{service}-keys"
+
+
+def collected_claim_name(service: str) -> str:
+    return f"{service}-collected"
 
 
 def label_safe(text: str) -> str:
@@ -189,8 +198,9 @@ def config_notes(dc: DeploymentConfig) -> list[str]:
         )
     if dc.app_insights_enabled:
         notes.append(
-            "appInsightsEnabled: there is no Application Insights; the server's JSON request "
-            "log (kubectl logs) and /metrics stand in for it."
+            "appInsightsEnabled: telemetry goes to Application Insights only with a connection "
+            "string: set APPLICATIONINSIGHTS_CONNECTION_STRING where `ml` runs (it is written "
+            "into the Deployment's environment), or OTEL_EXPORTER_OTLP_ENDPOINT for OTLP."
         )
     if dc.autoscaler.enabled and dc.autoscaler.refresh_period_seconds != 1:
         notes.append(
@@ -214,6 +224,8 @@ def build_manifests(request: ManifestRequest) -> list[dict[str, Any]]:
         )
     if dc.auth_enabled:
         objects.append(keys_secret(request))
+    if collects_model_data(request):
+        objects.append(collected_claim(request))
     objects.append(deployment(request))
     objects.append(service(request))
     if dc.autoscaler.enabled:
@@ -242,6 +254,28 @@ def keys_secret_for(
         "metadata": metadata,
         "type": "Opaque",
         "data": {KEYS_FILE: base64.b64encode(json.dumps(document).encode()).decode()},
+    }
+
+
+def collects_model_data(request: ManifestRequest) -> bool:
+    return request.server_env.get(COLLECT_VARIABLE) == "true"
+
+
+def collected_claim(request: ManifestRequest) -> dict[str, Any]:
+    """The volume ModelDataCollector writes to, shared by every replica and revision (hence
+    ReadWriteMany: Azure Files, NFS...) and kept when the service is deleted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": collected_claim_name(request.service),
+            **({"namespace": request.namespace} if request.namespace else {}),
+            "labels": _labels(request),
+        },
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": COLLECTED_STORAGE}},
+        },
     }
 
 
@@ -336,6 +370,8 @@ def _pod_spec(request: ManifestRequest) -> dict[str, Any]:
     env["SERVICE_NAME"] = request.service
     if dc.auth_enabled:
         env["MLCLI_KEYS_FILE"] = f"{KEYS_MOUNT}/{KEYS_FILE}"
+    if collects_model_data(request):
+        env[COLLECT_DIR_VARIABLE] = COLLECT_MOUNT
     probe = dc.liveness_probe
     http_get = {"path": "/", "port": "http", "scheme": "HTTP"}
     container: dict[str, Any] = {
@@ -400,6 +436,16 @@ def _pod_spec(request: ManifestRequest) -> dict[str, Any]:
                 "secret": {"secretName": secret_name(request.service), "defaultMode": 0o440},
             }
         ]
+    if collects_model_data(request):
+        container.setdefault("volumeMounts", []).append(
+            {"name": "collected", "mountPath": COLLECT_MOUNT}
+        )
+        pod.setdefault("volumes", []).append(
+            {
+                "name": "collected",
+                "persistentVolumeClaim": {"claimName": collected_claim_name(request.service)},
+            }
+        )
     return pod
 
 

@@ -3,6 +3,8 @@
 init() loads the four files registered as one model folder named `models`; run() scores one
 request body such as {"text": "Today is a great day!"}. run_batch() is the same for a list of
 request bodies with one Keras predict call (mlcli's opt-in dynamic batching; Azure ignores it).
+Inputs and predictions go to ModelDataCollector, the tutorial's "collect data from models in
+production" step: written only when the deployment config says collectModelData.
 """
 
 # The tutorial's os.path / open() style is kept on purpose: this is what a v1 script looks like.
@@ -17,6 +19,11 @@ from gensim.models import Word2Vec
 from keras.models import load_model
 from keras.preprocessing.sequence import pad_sequences
 
+try:  # mlcli's server provides it; on Azure, the azureml-monitoring package
+    from azureml.monitoring import ModelDataCollector
+except ImportError:
+    ModelDataCollector = None
+
 SEQUENCE_LENGTH = 300
 POSITIVE = "POSITIVE"
 NEGATIVE = "NEGATIVE"
@@ -25,7 +32,7 @@ SENTIMENT_THRESHOLDS = (0.4, 0.7)
 
 
 def init():
-    global model, w2v_model, tokenizer, encoder
+    global model, w2v_model, tokenizer, encoder, inputs_dc, predictions_dc
 
     # AZUREML_MODEL_DIR is azureml-models/<name>/<version>; the registered folder keeps its name.
     model_path = os.path.join(os.getenv("AZUREML_MODEL_DIR"), "./models")
@@ -39,6 +46,19 @@ def init():
     # 1 s each): pay that here rather than on the first requests.
     predict(["warm up"])
     predict(["warm up", "warm up"])
+    inputs_dc = predictions_dc = None
+    if ModelDataCollector is not None:
+        inputs_dc = ModelDataCollector("sentiment", designation="inputs", feature_names=["text"])
+        predictions_dc = ModelDataCollector(
+            "sentiment", designation="predictions", feature_names=["label", "score"]
+        )
+
+
+def collect(text, result):
+    if inputs_dc is not None:
+        correlations = inputs_dc.collect([text])
+        row = [result["label"], result["score"]]
+        predictions_dc.collect(predictions_dc.add_correlations(row, correlations))
 
 
 def decode_sentiment(score, include_neutral=True):
@@ -75,7 +95,10 @@ def parse_text(data):
 
 def run(data):
     try:
-        return predict([parse_text(data)])[0]
+        text = parse_text(data)
+        result = predict([text])[0]
+        collect(text, result)
+        return result
     except Exception as e:
         return str(e)
 
@@ -87,5 +110,8 @@ def run_batch(items):
             texts.append(parse_text(data))
         except Exception as e:
             errors[position] = str(e)
-    results = iter(predict(texts) if texts else [])
+    results = predict(texts) if texts else []
+    for text, result in zip(texts, results, strict=True):
+        collect(text, result)
+    results = iter(results)
     return [errors[i] if i in errors else next(results) for i in range(len(items))]

@@ -200,7 +200,10 @@ def launch_mlcli(
     if workers:
         command += ["--workers", str(workers)]
     environ = server_env(env)
-    environ["PYTHONPATH"] = str(PROJECT)
+    # a test's own PYTHONPATH entries (env=) go first
+    environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (environ.get("PYTHONPATH"), str(PROJECT)) if p
+    )
     return start_process(command, workdir=workdir, port=port, env=environ)
 
 

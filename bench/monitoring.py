@@ -1,0 +1,309 @@
+"""Monitoring's cost (issue 16): one fast service with collection off/on and telemetry off/on.
+
+Four PROCESS services, one worker each, up at once on 127.0.0.1, all running the same v1
+score.py, which calls azureml.monitoring.ModelDataCollector for its inputs and predictions
+(the shape of Azure's "collect data from models in production" article) on a tiny rule
+"model", so that monitoring's share of each request is as large as it gets:
+
+    baseline      collection off, telemetry off (collect() returns at once)
+    collection    deploymentConfig collectModelData: CSV + Parquet files, flushed every 5 s
+    telemetry     OTEL_EXPORTER_OTLP_ENDPOINT at a local OTLP/HTTP receiver: a span per request
+    both          both on
+
+wrk sends POST /score at each concurrency, alternating between the services level by level;
+the script prints req/s, p50 and p99 per service and level (the median of the rounds) with
+the overhead against the baseline, as a Markdown table (for bench/RESULTS.md), then what the
+monitoring produced (rows written and dropped, spans received). It also measures the CPU time
+the service's processes (front, worker, span exporter) spent per request: on a machine shared
+with other work, req/s swings with the neighbours' load; CPU per request much less.
+
+    .venv/bin/python bench/monitoring.py [--duration 8] [--concurrency 8 32] [--rounds 3]
+
+State lives in bench/out/monitoring-home (git-ignored). Needs `wrk` (apt-get install wrk).
+Everything it starts, it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from sentiment import OUT, REPO, TEXTS, WRK_SCRIPT, cpu_model, free_port, say
+
+BASELINE, COLLECTION, TELEMETRY, BOTH = "baseline", "collection", "telemetry", "both"
+ORDER = (BASELINE, COLLECTION, TELEMETRY, BOTH)
+GOALS = {COLLECTION: 5.0, TELEMETRY: 15.0}  # the issue's overhead goals, per cent
+SCORE = """\
+import json
+
+from azureml.monitoring import ModelDataCollector
+
+
+def init():
+    global inputs_dc, predictions_dc
+    inputs_dc = ModelDataCollector("rule", designation="inputs", feature_names=["chars", "words"])
+    predictions_dc = ModelDataCollector("rule", designation="predictions",
+                                        feature_names=["positive"])
+
+
+def run(raw_data):
+    text = json.loads(raw_data)["text"]
+    positive = int("great" in text or "love" in text)
+    correlations = inputs_dc.collect([len(text), len(text.split())])
+    predictions_dc.collect(predictions_dc.add_correlations([positive], correlations))
+    return {"label": "POSITIVE" if positive else "NEGATIVE"}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    server: str
+    concurrency: int
+    requests: int
+    seconds: float
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    cpu_s: float  # CPU time of the service's processes (front, workers, children) meanwhile
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """CPU microseconds per request: what monitoring costs, much less sensitive than req/s
+        to the other work on a shared machine."""
+        return self.cpu_s / max(self.requests, 1) * 1e6
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and all its descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        family.update(children)
+        frontier += children
+    return sum(times.get(member, 0) for member in family) / ticks
+
+
+def load(server: str, uri: str, pid: int, concurrency: int, seconds: float) -> Level:
+    """wrk at `concurrency` for `seconds` after a 2 s warm-up, and the service's CPU time."""
+    bodies = ", ".join(json.dumps(json.dumps({"text": text})) for text in TEXTS)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=OUT, delete=False) as script:
+        script.write(WRK_SCRIPT % bodies)
+    try:
+        threads = str(min(concurrency, 2))
+        base = ["wrk", "-t", threads, "-c", str(concurrency), "-s", script.name, "--timeout", "30s"]
+        subprocess.run([*base, "-d", "2s", uri], check=True, capture_output=True)
+        cpu_before = tree_cpu_seconds(pid)
+        done = subprocess.run(
+            [*base, "-d", f"{seconds:g}s", uri], check=True, capture_output=True, text=True
+        )
+        cpu = tree_cpu_seconds(pid) - cpu_before
+    finally:
+        Path(script.name).unlink()
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    return Level(
+        server=server,
+        concurrency=concurrency,
+        requests=result["requests"],
+        seconds=result["duration_us"] / 1e6,
+        failed=result["non2xx"] + result["errors"],
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        cpu_s=cpu,
+    )
+
+
+class SpanCounter:
+    """A minimal OTLP/HTTP receiver: answers 200 and counts what arrives (not decoded, so it
+    takes as little of the machine as it can)."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+        self.bytes = 0
+        counter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(size)
+                counter.posts += 1
+                counter.bytes += size
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def ml(*args: str, env: dict | None = None) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "mlcli", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    if done.returncode != 0:
+        sys.exit(f"bench: `ml {' '.join(args)}` exited with {done.returncode}")
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+@contextmanager
+def service(
+    name: str, folder: Path, *, collect: bool, otlp: str | None
+) -> Iterator[tuple[str, int]]:
+    config = {"computeType": "PROCESS", "port": free_port(), "workers": 1}
+    if collect:
+        config["collectModelData"] = True
+    dc = folder / f"{name}.json"
+    dc.write_text(json.dumps(config))
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp} if otlp else {}
+    say(f"ml model deploy -n {name} ({json.dumps(config)}{', OTLP' if otlp else ''})")
+    deployed = ml(
+        "model", "deploy", "-n", name, "-m", "rule:1", "--es", str(folder / "score.py"),
+        "--dc", str(dc), "--overwrite", env=env,
+    )  # fmt: skip
+    try:
+        yield deployed["scoringUri"], deployed["serverDetails"]["pid"]
+    finally:
+        ml("service", "delete", "-n", name)
+
+
+def medians(levels: list[Level]) -> list[Level]:
+    groups: dict[tuple[str, int], list[Level]] = {}
+    for level in levels:
+        groups.setdefault((level.server, level.concurrency), []).append(level)
+    picked = []
+    for key in sorted(groups, key=lambda k: (k[1], ORDER.index(k[0]))):
+        runs = sorted(groups[key], key=lambda level: level.per_second)
+        middle = runs[(len(runs) - 1) // 2]
+        # CPU per request: its own median, which need not be the median req/s round's
+        cpu_us = sorted(level.cpu_us for level in runs)[(len(runs) - 1) // 2]
+        picked.append(dataclasses.replace(middle, cpu_s=cpu_us * middle.requests / 1e6))
+    return picked
+
+
+def table(levels: list[Level]) -> str:
+    baseline = {lv.concurrency: lv for lv in levels if lv.server == BASELINE}
+    rows = [
+        "| service | concurrency | req/s | req/s overhead | CPU us/request | CPU overhead | goal "
+        "| p50 ms | p99 ms | requests | failed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for level in levels:
+        base = baseline[level.concurrency]
+        rate = (1 - level.per_second / base.per_second) * 100
+        cpu = (level.cpu_us / base.cpu_us - 1) * 100
+        goal = f"<= {GOALS[level.server]:g} %" if level.server in GOALS else ""
+        same = level.server == BASELINE
+        rows.append(
+            f"| {level.server} | {level.concurrency} | {level.per_second:.0f} | "
+            f"{'' if same else f'{rate:.1f} %'} | {level.cpu_us:.0f} | "
+            f"{'' if same else f'{cpu:.1f} %'} | {goal} | {level.p50_ms:.2f} | "
+            f"{level.p99_ms:.2f} | {level.requests} | {level.failed} |"
+        )
+    return "\n".join(rows)
+
+
+def collection_figures(uri: str) -> str:
+    from mlcli.service_metrics import parse, report
+
+    with urllib.request.urlopen(uri.removesuffix("/score") + "/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    figures = report(parse(text, 0), seconds=1, service="", window="")["collection"] or {}
+    return ", ".join(f"{key} {value}" for key, value in figures.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8, help="seconds per level (8)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all levels (3)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is not installed; apt-get install wrk")
+    OUT.mkdir(parents=True, exist_ok=True)
+    home = OUT / "monitoring-home"
+    os.environ["MLCLI_HOME"] = str(home)
+    for variable in [v for v in os.environ if v.startswith("OTEL_")]:
+        del os.environ[variable]
+    load_before = os.getloadavg()[0]
+    receiver = SpanCounter()
+    levels: list[Level] = []
+    with tempfile.TemporaryDirectory(dir=OUT) as scratch, ExitStack() as running:
+        folder = Path(scratch)
+        (folder / "score.py").write_text(SCORE)
+        (folder / "rule.txt").write_text("a rule, not weights\n")
+        ml("model", "register", "-n", "rule", "-p", str(folder / "rule.txt"))
+        uris = {
+            BASELINE: running.enter_context(service("mon-base", folder, collect=False, otlp=None)),
+            COLLECTION: running.enter_context(
+                service("mon-collect", folder, collect=True, otlp=None)
+            ),
+            TELEMETRY: running.enter_context(
+                service("mon-otel", folder, collect=False, otlp=receiver.url)
+            ),
+            BOTH: running.enter_context(
+                service("mon-both", folder, collect=True, otlp=receiver.url)
+            ),
+        }
+        for round_ in range(1, args.rounds + 1):
+            for concurrency in args.concurrency:
+                for name, (uri, pid) in uris.items():
+                    say(f"round {round_}: {name}, concurrency {concurrency}, {args.duration:g} s")
+                    levels.append(load(name, uri, pid, concurrency, args.duration))
+        collected = collection_figures(uris[COLLECTION][0])
+    receiver.server.shutdown()
+
+    print(
+        f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
+        f"wrk {args.duration:g} s per level after a 2 s warm-up, POST /score, one worker per "
+        f"service; the median of {args.rounds} rounds\n"
+    )
+    print(table(medians(levels)))
+    print(f"\ncollection service, whole run: {collected}")
+    print(
+        f"OTLP receiver, whole run (telemetry and both): {receiver.posts} exports, "
+        f"{receiver.bytes / 1e6:.1f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
