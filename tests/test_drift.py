@@ -15,6 +15,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
+from deploy_support import without_progress
 
 from mlcli.cli import ml
 from mlcli.paths import Workspace
@@ -396,7 +397,7 @@ def test_bad_input_is_one_paragraph_with_its_exit_code_and_records_nothing(
 
     assert result.exit_code == exit_code, result.stderr
     assert result.stdout == ""
-    message = result.stderr.strip()
+    message = without_progress(result.stderr).strip()
     assert message.startswith("error: ")
     assert "\n" not in message
     assert "Traceback" not in result.stderr
