@@ -11,6 +11,7 @@ cannot be imported or whose init() fails exits 3 with the traceback in the log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -45,6 +46,28 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
+FD_RESERVE = 64  # descriptors kept for the workers' sockets, log files and the like
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard one; how many connections fit under it.
+
+    The soft limit is 1024 by default: a thousand slow clients would then use up every
+    descriptor, and accept() would fail for everyone, health checks included. Servers
+    raise it themselves (nginx worker_rlimit_nofile; Go's runtime does it at start).
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("Could not raise the open files limit from %d to %d (%s)", soft, hard, exc)
+    return max(16, min(soft, 1 << 20) - FD_RESERVE)
 
 
 def steer_new_connections_here(sock: socket.socket) -> None:
@@ -150,7 +173,11 @@ class Service:
 
             keys = KeyFile(self.settings.keys_file)
         app = ScoringApp(self.settings, self.pool, self.metrics, access_log, keys)
-        self.server = HttpServer(app)
+        limits = self.settings.client_limits
+        fit = raise_open_files_limit()
+        if not limits.max_connections or limits.max_connections > fit:
+            limits = dataclasses.replace(limits, max_connections=fit)
+        self.server = HttpServer(app, limits)
         self.stopped = loop.create_future()
         if self.stopping:
             return

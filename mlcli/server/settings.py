@@ -32,6 +32,16 @@ class SettingsError(Exception):
 
 
 @dataclass(frozen=True)
+class ClientLimits:
+    """How long a client may take, and how many connections are kept (http.py)."""
+
+    header_timeout_s: float = 60.0  # nginx's client_header_timeout: the whole head
+    body_timeout_s: float = 60.0  # nginx's client_body_timeout: between two reads of a body
+    keep_alive_s: float = 5.0  # uvicorn's timeout_keep_alive: idle between requests
+    max_connections: int = 0  # 0: derived from RLIMIT_NOFILE by serve.py
+
+
+@dataclass(frozen=True)
 class Batching:
     max_size: int  # requests per run_batch() call, never more
     max_latency_ms: float  # how long the oldest request of a forming batch may wait
@@ -57,6 +67,7 @@ class ServerSettings:
     log_bodies: bool
     server_version: str | None  # the x-ms-server-version header; None: not sent
     batching: Batching | None = None  # None: every request is its own run() call
+    client_limits: ClientLimits = ClientLimits()
 
 
 @dataclass(frozen=True)
@@ -129,7 +140,9 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return value
 
 
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+def _float(
+    environ: Mapping[str, str], name: str, default: float, *, unit: str = "milliseconds"
+) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -139,10 +152,26 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         value = -1.0
     if not value >= 0 or value == float("inf"):  # also NaN
         raise SettingsError(
-            f"Environment variable {name}={raw!r} is not a number of milliseconds >= 0. Set it "
+            f"Environment variable {name}={raw!r} is not a number of {unit} >= 0. Set it "
             f"to, for example, 10 or unset it (default {default:g})."
         )
     return value
+
+
+def client_limits_from_environ(environ: Mapping[str, str]) -> ClientLimits:
+    """MLCLI_CLIENT_HEADER_TIMEOUT_S, MLCLI_CLIENT_BODY_TIMEOUT_S, MLCLI_KEEP_ALIVE_S and
+    MLCLI_MAX_CONNECTIONS; the defaults are nginx's and uvicorn's."""
+    default = ClientLimits()
+    return ClientLimits(
+        header_timeout_s=_float(
+            environ, "MLCLI_CLIENT_HEADER_TIMEOUT_S", default.header_timeout_s, unit="seconds"
+        ),
+        body_timeout_s=_float(
+            environ, "MLCLI_CLIENT_BODY_TIMEOUT_S", default.body_timeout_s, unit="seconds"
+        ),
+        keep_alive_s=_float(environ, "MLCLI_KEEP_ALIVE_S", default.keep_alive_s, unit="seconds"),
+        max_connections=_int(environ, "MLCLI_MAX_CONNECTIONS", 0, minimum=0),
+    )
 
 
 def batching_configured(environ: Mapping[str, str]) -> bool:
@@ -231,6 +260,7 @@ def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSett
         log_bodies=environ.get("MLCLI_LOG_BODIES", "") == "1",
         server_version=f"mlcli/{__version__}" if version_enabled else None,
         batching=batching_from_environ(environ),
+        client_limits=client_limits_from_environ(environ),
     )
 
 

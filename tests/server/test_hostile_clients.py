@@ -1,0 +1,265 @@
+"""The scoring server under hostile clients: each test is one attack and what others still see.
+
+Memory is the front process's peak resident set (VmHWM in /proc/<pid>/status), read before
+and after the attack; the bounds are the ones the README's server section documents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+MB = 1024 * 1024
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set size in bytes (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+def health_checks(port: int, count: int = 20) -> int:
+    """How many of `count` GET / on fresh connections (as a probe makes them) got 200."""
+    answered = 0
+    for _ in range(count):
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                answered += response.status == 200
+    return answered
+
+
+def status_seen_by_urllib(port: int, body: bytes) -> int | str:
+    """The status urllib reports for POST /score, or the name of the error it raised."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/score", data=body, headers={"Content-Type": "text/plain"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, urllib.error.URLError) as exc:
+        return type(getattr(exc, "reason", exc)).__name__
+
+
+def read_all(sock: socket.socket, *, timeout: float = 15) -> bytes:
+    """Everything the server sends until it closes the connection (or `timeout` passes)."""
+    sock.settimeout(timeout)
+    received = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+@contextlib.contextmanager
+def open_files_limit(soft: int) -> Iterator[None]:
+    """Run the block (and the processes it starts) with this soft RLIMIT_NOFILE."""
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, before[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def many_connections(port: int, count: int, first_bytes: bytes = b"") -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if first_bytes:
+            sock.sendall(first_bytes)
+        sockets.append(sock)
+    return sockets
+
+
+@pytest.fixture
+def many_files() -> None:
+    """Room in this test process for a few thousand client sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard open files limit ({hard}) leaves no room for 2,000 clients")
+
+
+# -- 1. file descriptors ---------------------------------------------------------------------
+
+
+def test_a_thousand_slow_clients_do_not_stop_health_checks(start_mlcli, many_files) -> None:
+    with open_files_limit(1024):  # the usual default, inherited by the server
+        server = start_mlcli("echo.py")
+    slow = many_connections(server.port, 1100, b"POST /score HTTP/1.1\r\nHost: x\r\n")
+    try:
+        assert health_checks(server.port) == 20
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_two_thousand_idle_connections_do_not_stop_health_checks(start_mlcli, many_files) -> None:
+    with open_files_limit(1024):
+        server = start_mlcli("echo.py")
+    idle = many_connections(server.port, 2000)
+    try:
+        assert health_checks(server.port) == 20
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_at_the_connection_limit_the_longest_idle_connection_makes_room(start_mlcli) -> None:
+    env = {"MLCLI_MAX_CONNECTIONS": "100", "MLCLI_KEEP_ALIVE_S": "60"}
+    server = start_mlcli("echo.py", env=env)
+    idle = many_connections(server.port, 150)
+    try:
+        answered = health_checks(server.port)
+        oldest_closed = read_all(idle[0], timeout=2) == b""
+    finally:
+        for sock in idle:
+            sock.close()
+
+    assert answered == 20
+    assert oldest_closed
+
+
+# -- 2. deadlines for a request's head and body ----------------------------------------------
+
+
+def test_a_head_dribbled_byte_by_byte_is_answered_408_at_the_header_timeout(start_mlcli) -> None:
+    server = start_mlcli("echo.py", env={"MLCLI_CLIENT_HEADER_TIMEOUT_S": "2"})
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        with contextlib.suppress(OSError):  # dribbling until the server closes
+            while time.monotonic() - started < 20:
+                sock.sendall(b"X")
+                time.sleep(0.2)
+        answer = read_all(sock)
+
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - started < 20
+    assert health_checks(server.port, 3) == 3
+
+
+def test_a_body_that_never_comes_is_answered_408_at_the_body_timeout(start_mlcli) -> None:
+    server = start_mlcli("echo.py", env={"MLCLI_CLIENT_BODY_TIMEOUT_S": "2"})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        answer = read_all(sock, timeout=20)
+
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in answer.lower()
+
+
+# -- 3. bounded growth while a head streams --------------------------------------------------
+
+
+def stream_head(port: int, start: bytes, filler_bytes: int) -> tuple[bytes, bool]:
+    """Send `start`, then `filler_bytes` of 'a' in 64 KB writes; the answer, and whether
+    every byte could be sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(start)
+        sent_all = True
+        piece = b"a" * 65536
+        try:
+            for _ in range(filler_bytes // len(piece)):
+                sock.sendall(piece)
+        except OSError:
+            sent_all = False
+        return read_all(sock), sent_all
+
+
+@pytest.mark.parametrize(
+    ("start", "status"),
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ", b"431", id="header"),
+        pytest.param(b"GET /", b"414", id="url"),
+    ],
+)
+def test_a_64_mb_header_or_url_is_refused_early_and_costs_no_memory(
+    start_mlcli, start: bytes, status: bytes
+) -> None:
+    server = start_mlcli("echo.py")
+    before = peak_rss(server.process.pid)
+
+    answer, _ = stream_head(server.port, start, 64 * MB)
+
+    assert answer.startswith(b"HTTP/1.1 " + status + b" ")
+    assert peak_rss(server.process.pid) - before < 8 * MB
+    assert health_checks(server.port, 3) == 3
+
+
+def test_garbage_after_a_slow_request_gets_one_400_and_costs_no_memory(start_mlcli) -> None:
+    server = start_mlcli("slow.py")
+    before = peak_rss(server.process.pid)
+    body = b'{"sleep": 3}'
+    request = b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    answered = threading.Event()
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(request)
+
+        def send_garbage() -> None:  # many small reads for the server while run() sleeps
+            with contextlib.suppress(OSError):
+                while not answered.is_set():
+                    sock.send(b"\x00garbage")
+
+        sender = threading.Thread(target=send_garbage, daemon=True)
+        sender.start()
+        answer = read_all(sock, timeout=30)
+        answered.set()
+        sender.join(timeout=30)
+
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert answer.count(b"HTTP/1.1 400 ") == 1
+    assert peak_rss(server.process.pid) - before < 8 * MB
+
+
+# -- 4. a chunked body in tiny chunks --------------------------------------------------------
+
+
+def test_a_chunked_body_in_two_byte_chunks_costs_a_few_times_its_size(start_mlcli) -> None:
+    server = start_mlcli("echo.py")
+    before = peak_rss(server.process.pid)
+    size = 4 * MB
+    head = b"POST /score HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(head + b"2\r\nab\r\n" * (size // 2) + b"0\r\n\r\n")
+        answer = read_all(sock, timeout=60)
+
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b"abab" in answer
+    # one body in memory, its copy for the worker and the echoed answer (was ~69x the body)
+    assert peak_rss(server.process.pid) - before < 12 * size
+
+
+# -- 5. the 413 that a client sending its whole body first still sees -----------------------
+
+
+def test_urllib_sees_413_for_a_body_over_the_limit(start_mlcli) -> None:
+    server = start_mlcli("echo.py", env={"MLCLI_MAX_REQUEST_BYTES": str(1 * MB)})
+
+    seen = [status_seen_by_urllib(server.port, b"x" * (8 * MB)) for _ in range(10)]
+
+    assert seen == [413] * 10
+    assert health_checks(server.port, 3) == 3
