@@ -35,9 +35,9 @@ def health_checks(port: int, count: int = 20) -> int:
     """How many of `count` GET / on fresh connections (as a probe makes them) got 200."""
     answered = 0
     for _ in range(count):
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                answered += response.status == 200
+        url = f"http://127.0.0.1:{port}/"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:
+            answered += response.status == 200
     return answered
 
 
@@ -93,11 +93,13 @@ def many_connections(port: int, count: int, first_bytes: bytes = b"") -> list[so
 
 
 @pytest.fixture
-def many_files() -> None:
+def many_files() -> Iterator[None]:
     """Room in this test process for a few thousand client sockets."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 4096:
         pytest.skip(f"the hard open files limit ({hard}) leaves no room for 2,000 clients")
+    with open_files_limit(hard if hard != resource.RLIM_INFINITY else 65536):
+        yield
 
 
 # -- 1. file descriptors ---------------------------------------------------------------------
