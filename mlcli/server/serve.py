@@ -122,7 +122,6 @@ class Service:
     def __init__(self, settings: ServerSettings, sock: socket.socket) -> None:
         self.settings = settings
         self.sock = sock
-        self.exit_code = 0
         self.server = None
         self.stopped: asyncio.Future | None = None
         self.stopping = False
@@ -141,7 +140,7 @@ class Service:
             settings.port,
         )
         self.metrics = Metrics()
-        self.pool = Pool(settings, self.metrics, on_fatal=self._fatal)
+        self.pool = Pool(settings, self.metrics)
         starting = loop.create_task(self.pool.start())
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, starting)
@@ -159,7 +158,7 @@ class Service:
         await self._serve()
         await self.pool.close()
         log.info("Stopped")
-        return self.exit_code
+        return 0
 
     async def _serve(self) -> None:
         from mlcli.server.app import ScoringApp
@@ -207,10 +206,3 @@ class Service:
             self.stopped.set_result(None)
         elif not starting.done():
             starting.cancel()
-
-    def _fatal(self, message: str) -> None:
-        log.error("Cannot continue: %s", message)
-        self.exit_code = BOOT_ERROR
-        self.stopping = True
-        if self.stopped is not None and not self.stopped.done():
-            self.stopped.set_result(None)

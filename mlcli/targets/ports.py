@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import errno
 import http.client
+import json
 import os
 import socket
 import struct
@@ -180,3 +181,25 @@ def health_ok(host: str, port: int, *, timeout: float = 2.0) -> bool:
         return False
     finally:
         conn.close()
+
+
+def health_problem(host: str, port: int, *, timeout: float = 2.0) -> str | None:
+    """What a server that answers GET / with an error says (its JSON "message"), else None.
+
+    The scoring server answers 503 with the reason while none of its workers is ready (a
+    replacement whose init() fails and is being retried).
+    """
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        body = response.read(65536)
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    if response.status == 200:
+        return None
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        return f"GET / answers {response.status}: {json.loads(body)['message']}"
+    return f"GET / answers {response.status}"

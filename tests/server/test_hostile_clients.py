@@ -7,7 +7,9 @@ and after the attack; the bounds are the ones the README's server section docume
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -21,6 +23,16 @@ import pytest
 pytestmark = pytest.mark.timeout(120)
 
 MB = 1024 * 1024
+
+
+def wait_for(condition, *, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if condition():
+                return True
+        time.sleep(0.1)
+    return False
 
 
 def peak_rss(pid: int) -> int:
@@ -265,3 +277,30 @@ def test_urllib_sees_413_for_a_body_over_the_limit(start_mlcli) -> None:
 
     assert seen == [413] * 10
     assert health_checks(server.port, 3) == 3
+
+
+# -- 11. a replacement worker whose init() fails ---------------------------------------------
+
+
+def test_a_replacement_worker_failing_init_is_retried_with_backoff_and_health_says_why(
+    start_mlcli,
+) -> None:
+    server = start_mlcli("init_fails_when_flagged.py")
+    first = server.request("POST", "/score", b"{}").json()["pid"]
+    (server.workdir / "fail-init").write_text("")
+
+    os.kill(first, signal.SIGKILL)
+    unready = wait_for(lambda: server.request("GET", "/").status == 503, timeout=20)
+    health = server.request("GET", "/")
+    score = server.request("POST", "/score", b"{}")
+    (server.workdir / "fail-init").unlink()
+    recovered = wait_for(lambda: server.request("GET", "/").status == 200, timeout=30)
+
+    assert unready
+    assert "the model store is unreachable" in health.json()["message"]
+    assert "next in" in health.json()["message"]
+    assert score.status == 503
+    assert "no scoring worker is ready" in score.json()["message"]
+    assert recovered
+    assert server.process.poll() is None
+    assert server.request("POST", "/score", b"{}").json()["pid"] != first
