@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from mlcli.app_root import server_command
@@ -35,6 +35,10 @@ from mlcli.targets.procfs import (
 
 TOKEN_VARIABLE = "MLCLI_SERVICE_TOKEN"  # set by deploy in the server's environment
 STOP_GRACE_S = float(os.environ.get("MLCLI_STOP_GRACE_S", "10"))
+# A stopped server answers every request it has received before it exits: one may run for
+# the scoring timeout; the server's own margins (1 s for idle keep-alive connections, 10 s
+# past the timeout for the answers, 10 s for the workers to exit) come on top.
+DRAIN_MARGIN_S = 25.0
 
 # Variables of the CLI's own interpreter that must not leak into a model environment.
 # PYTHONDONTWRITEBYTECODE too: the environment is mlcli's cache, and without .pyc files every
@@ -60,6 +64,15 @@ _DROPPED_ENV = (
 
 def _dropped(name: str) -> bool:
     return name in _DROPPED_ENV or name.startswith("MLCLI_")
+
+
+def drain_grace_s(server_env: Mapping[str, str]) -> float:
+    """How long a stopped server may take to drain before it is killed: without this, an
+    update would cut a request longer than a fixed grace and still report success."""
+    timeout_ms = server_env.get("SCORING_TIMEOUT_MS", "")
+    if not timeout_ms.isdigit():
+        return STOP_GRACE_S
+    return max(STOP_GRACE_S, int(timeout_ms) / 1000 + DRAIN_MARGIN_S)
 
 
 class ProcessTarget:
@@ -118,6 +131,7 @@ class ProcessTarget:
             "python": python,
             "pythonVersion": spec.environment.python_version,
             "logFile": str(spec.log_file),
+            "stopGraceS": drain_grace_s(spec.server_env),
         }
         return Endpoint(spec.host, port, handle)
 
@@ -142,7 +156,8 @@ class ProcessTarget:
 
     def stop(self, endpoint: Endpoint) -> None:
         pid, started = _identity(endpoint)
-        stop_process_group(pid, started, grace_s=STOP_GRACE_S)
+        grace_s = float(endpoint.handle.get("stopGraceS") or STOP_GRACE_S)
+        stop_process_group(pid, started, grace_s=grace_s)
 
     def hand_over(self, new: Endpoint, old: Endpoint) -> None:
         """Before `old` stops: new connections go to `new`, and `old` empties its queue."""

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploy_support import deploy_echo, invoke, post, register_factor
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -304,3 +305,42 @@ def test_a_replacement_worker_failing_init_is_retried_with_backoff_and_health_sa
     assert recovered
     assert server.process.poll() is None
     assert server.request("POST", "/score", b"{}").json()["pid"] != first
+
+
+# -- 6. an update while a long request runs --------------------------------------------------
+
+SLOW_SCORE = """\
+import json
+import time
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    seconds = json.loads(raw_data).get("sleep", 0)
+    time.sleep(seconds)
+    return {"slept": seconds}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_environments", "services_cleanup")
+def test_an_update_does_not_cut_a_request_longer_than_ten_seconds(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 2)
+    register_factor(tmp_path, "scale", 3)
+    deployed = deploy_echo(tmp_path, "patient", "--tm", "30000", score=SLOW_SCORE)
+    answers: list = []
+    client = threading.Thread(
+        target=lambda: answers.append(post(deployed["scoringUri"], {"sleep": 13}, timeout=60))
+    )
+    client.start()
+    time.sleep(1)
+
+    updated = invoke("service", "update", "-n", "patient", "-m", "scale:2")
+    client.join(timeout=60)
+
+    assert updated.exit_code == 0, updated.stderr
+    assert answers[0].status_code == 200
+    assert answers[0].json() == {"slept": 13}
