@@ -5,10 +5,12 @@ records how many steps a file has had. A new table or column is a new entry at t
 an edit of an old one, so an existing registry upgrades in place on its next open.
 """
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from mlcli.errors import MlcliError
 from mlcli.paths import Workspace
@@ -70,7 +72,7 @@ def connect(workspace: Workspace) -> sqlite3.Connection:
     The connection is in autocommit mode: writers group their statements with `immediate()`.
     """
     try:
-        workspace.root.mkdir(parents=True, exist_ok=True)
+        make_private(workspace.root, workspace.db_path)
         conn = sqlite3.connect(
             workspace.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
@@ -86,6 +88,17 @@ def connect(workspace: Workspace) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable against process death
     _migrate(conn)
     return conn
+
+
+def make_private(root: Path, db_path: Path) -> None:
+    """The workspace folder 0700 and registry.db 0600 (SQLite gives its -wal and -shm files
+    the database's mode): service records, logs and keys are no other local user's business."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if root.stat().st_mode & 0o077:
+        root.chmod(0o700)  # a workspace made before this rule
+    os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
+    if db_path.stat().st_mode & 0o077:
+        db_path.chmod(0o600)
 
 
 @contextmanager

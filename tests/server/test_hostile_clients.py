@@ -7,10 +7,12 @@ and after the attack; the bounds are the ones the README's server section docume
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
 import socket
+import stat
 import threading
 import time
 import urllib.error
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import deploy_echo, invoke, post, register_factor
+from deploy_support import deploy_echo, invoke, ok, post, register_factor
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -344,3 +346,29 @@ def test_an_update_does_not_cut_a_request_longer_than_ten_seconds(tmp_path: Path
     assert updated.exit_code == 0, updated.stderr
     assert answers[0].status_code == 200
     assert answers[0].json() == {"slept": 13}
+
+
+# -- 8. secrets at rest ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_environments", "services_cleanup")
+def test_keys_live_only_in_a_0600_file_inside_a_0700_workspace(
+    tmp_path: Path, mlcli_home: Path
+) -> None:
+    register_factor(tmp_path, "scale", 2)
+    dc = tmp_path / "deploymentConfig.json"
+    keys = {"primaryKey": "primary-secret-1", "secondaryKey": "secondary-secret-2"}
+    dc.write_text(json.dumps({"computeType": "process", "authEnabled": True, "keys": keys}))
+
+    deploy_echo(tmp_path, "locked", "--dc", str(dc))
+
+    workspace = mlcli_home / "workspaces" / "default"
+    keys_file = workspace / "services" / "locked" / "keys.json"
+    assert ok("service", "get-keys", "-n", "locked") == keys
+    assert stat.S_IMODE(workspace.stat().st_mode) == 0o700
+    assert stat.S_IMODE(keys_file.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    for db_file in workspace.glob("registry.db*"):
+        assert stat.S_IMODE(db_file.stat().st_mode) == 0o600, db_file
+        assert b"secret" not in db_file.read_bytes(), db_file
