@@ -372,3 +372,23 @@ def test_keys_live_only_in_a_0600_file_inside_a_0700_workspace(
     for db_file in workspace.glob("registry.db*"):
         assert stat.S_IMODE(db_file.stat().st_mode) == 0o600, db_file
         assert b"secret" not in db_file.read_bytes(), db_file
+
+
+# -- 9. a file name that is not UTF-8 --------------------------------------------------------
+
+
+def test_a_model_folder_with_a_non_utf8_file_name_is_refused_in_one_paragraph(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w")
+    Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.txt")).write_bytes(b"x")
+
+    result = invoke("model", "register", "-n", "latin", "-p", str(folder))
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "caf\\xe9.txt is not valid UTF-8" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert ok("model", "list") == []
