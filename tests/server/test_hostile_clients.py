@@ -392,3 +392,51 @@ def test_a_model_folder_with_a_non_utf8_file_name_is_refused_in_one_paragraph(
     assert "caf\\xe9.txt is not valid UTF-8" in result.stderr
     assert "Traceback" not in result.stderr
     assert ok("model", "list") == []
+
+
+# -- 10. every number in a config is bounded -------------------------------------------------
+
+
+def _numbers(node: object, path: str = "") -> Iterator[tuple[str, dict]]:
+    if isinstance(node, dict):
+        kinds = node.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if "number" in kinds or "integer" in kinds:
+            yield path, node
+        for key, value in node.items():
+            yield from _numbers(value, f"{path}/{key}")
+
+
+def test_every_number_in_the_schemas_has_a_lower_and_an_upper_bound() -> None:
+    schemas = Path(__file__).resolve().parents[2] / "schemas"
+    unbounded = [
+        f"{schema.name}{path}"
+        for schema in sorted(schemas.glob("*.schema.json"))
+        for path, node in _numbers(json.loads(schema.read_text()))
+        if "maximum" not in node or not {"minimum", "exclusiveMinimum"} & node.keys()
+    ]
+
+    assert unbounded == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "bound"),
+    [
+        ("maxRequestBodyMB", 1e308, "at most 1024"),
+        ("maxRequestBodyMB", 1e-9, "at least 0.001"),
+        ("scoringTimeoutMs", 10**15, "at most 86400000"),
+        ("maxConcurrentRequestsPerContainer", 10**9, "at most 10000"),
+    ],
+)
+def test_config_validate_refuses_a_number_out_of_bounds_naming_the_field(
+    tmp_path: Path, field: str, value: float, bound: str
+) -> None:
+    dc = tmp_path / "deploymentConfig.json"
+    dc.write_text(json.dumps({"computeType": "process", field: value}))
+
+    result = invoke("config", "validate", str(dc))
+
+    assert result.exit_code == 2
+    assert f"{field}: " in result.stderr
+    assert bound in result.stderr
+    assert "Traceback" not in result.stderr
