@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return USAGE_ERROR
     export(settings, os.environ)
+    rotation = None
+    if settings.log_file:
+        rotation = logs.RotatingLog(
+            settings.log_file, max_bytes=settings.log_max_bytes, backups=settings.log_backups
+        )
+        rotation.start()
     level = logging.getLevelName(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
     logs.configure(("mlcli.server",), level=level if isinstance(level, int) else logging.INFO)
     try:
@@ -114,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return loop.run_until_complete(Service(settings, sock).run())
     finally:
         loop.close()
+        if rotation is not None:
+            rotation.stop()
 
 
 class Service:

@@ -20,6 +20,8 @@ DEFAULT_WORKER_TIMEOUT_S = 300  # gunicorn's --timeout as azmlinfsrv sets it
 DEFAULT_MAX_QUEUE_WAIT_MS = 60_000  # no AKS config: a generous bound, never an endless queue
 DEFAULT_MAX_QUEUE_LENGTH = 4096  # requests waiting at once before new ones get 503
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+DEFAULT_LOG_MAX_BYTES = 20 * 1024 * 1024  # a log file is rotated at this size...
+DEFAULT_LOG_BACKUPS = 4  # ... and this many rotated files are kept (server.log.1 ... .4)
 # Dynamic batching (deploymentConfig `batching`): on for every script that defines
 # run_batch(items), unless MLCLI_BATCH=off. Defaults as in deploymentConfig.schema.json.
 DEFAULT_BATCH_MAX_SIZE = 32
@@ -68,6 +70,9 @@ class ServerSettings:
     server_version: str | None  # the x-ms-server-version header; None: not sent
     batching: Batching | None = None  # None: every request is its own run() call
     client_limits: ClientLimits = ClientLimits()
+    log_file: str | None = None  # MLCLI_LOG_FILE: stdout and stderr go there, rotated by size
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    log_backups: int = DEFAULT_LOG_BACKUPS
 
 
 @dataclass(frozen=True)
@@ -261,6 +266,9 @@ def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSett
         server_version=f"mlcli/{__version__}" if version_enabled else None,
         batching=batching_from_environ(environ),
         client_limits=client_limits_from_environ(environ),
+        log_file=environ.get("MLCLI_LOG_FILE") or None,
+        log_max_bytes=_int(environ, "MLCLI_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES, minimum=4096),
+        log_backups=_int(environ, "MLCLI_LOG_BACKUPS", DEFAULT_LOG_BACKUPS, minimum=0),
     )
 
 

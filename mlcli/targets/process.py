@@ -98,6 +98,7 @@ class ProcessTarget:
         )
         if spec.keys_file:
             env["MLCLI_KEYS_FILE"] = str(spec.keys_file)
+        env["MLCLI_LOG_FILE"] = str(spec.log_file)  # the server rotates it by size
         python = str(spec.environment.python)
         workers = env.get("WORKER_COUNT", "1")
         command = server_command(
@@ -106,7 +107,8 @@ class ProcessTarget:
         if on_progress:
             on_progress(f"starting the scoring server on {spec.host}:{port}")
         spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with spec.log_file.open("ab") as log:
+        log_fd = os.open(spec.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             try:
                 proc = subprocess.Popen(
                     command,

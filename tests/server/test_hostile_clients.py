@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from deploy_support import deploy_echo, invoke, ok, post, register_factor
 
+from mlcli.targets.logfiles import follow_file
+
 pytestmark = pytest.mark.timeout(120)
 
 MB = 1024 * 1024
@@ -440,3 +442,34 @@ def test_config_validate_refuses_a_number_out_of_bounds_naming_the_field(
     assert f"{field}: " in result.stderr
     assert bound in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- 12. a log that cannot grow without bound ------------------------------------------------
+
+
+def test_40_mb_of_prints_leave_at_most_three_1_mb_log_files_read_back_across_rotations(
+    start_mlcli, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "server.log"
+    env = {
+        "MLCLI_LOG_FILE": str(log_file),
+        "MLCLI_LOG_MAX_BYTES": str(1 * MB),
+        "MLCLI_LOG_BACKUPS": "2",
+    }
+    server = start_mlcli("prints_a_lot.py", env=env)
+
+    statuses = [
+        server.request("POST", "/score", json.dumps({"lines": 2048, "n": n}).encode()).status
+        for n in range(20)  # 20 x 2 MB of prints
+    ]
+    wait_for(lambda: any("request 19" in line for line in follow_file(log_file)), timeout=20)
+
+    files = sorted(tmp_path.glob("server.log*"))
+    assert statuses == [200] * 20
+    assert [f.name for f in files] == ["server.log", "server.log.1", "server.log.2"]
+    assert all(f.stat().st_size <= 1 * MB for f in files)
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    last = list(follow_file(log_file, tail=4000))
+    assert any("last line of request 19" in line for line in last)
+    assert any("last line of request 18" in line for line in last)  # in server.log.1 or before
+    assert health_checks(server.port, 3) == 3
