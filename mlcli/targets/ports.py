@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import http.client
 import json
 import os
 import socket
 import struct
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +147,50 @@ def pick_port(host: str, port: int | None, *, shared: bool) -> int:
             fix="Choose a free port, or leave the port out and mlcli picks one.",
         )
     return port
+
+
+PORT_CLAIMS = Path(tempfile.gettempdir()) / "mlcli-ports"
+
+
+def claim_port(host: str, port: int | None, *, shared: bool) -> tuple[int, int]:
+    """pick_port, race-free between mlcli deploys: (port, fd of a claim to pass to the server).
+
+    A server binds its port at once but listens only once init() has run (so an update's new
+    server takes no traffic early); until then the port looks free to another deploy's check,
+    and SO_REUSEPORT would let both servers share it. So each server holds, for its lifetime,
+    a shared flock on a per-port file (the deploy passes the descriptor down); a new service
+    takes the port only if it can lock that file exclusively, and an update (`shared`) joins
+    its previous revision's lock. Claims of one port take turns under a second lock. The
+    files live in the temporary folder, so deploys from every MLCLI_HOME see each other.
+    """
+    if not PORT_CLAIMS.is_dir():
+        PORT_CLAIMS.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            PORT_CLAIMS.chmod(0o1777)  # every local user's deploys (like /tmp itself)
+    port = port or free_port(host)
+    turn = os.open(PORT_CLAIMS / f"{port}.turn", os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        claim = os.open(PORT_CLAIMS / f"{port}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            if not shared:
+                try:
+                    fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise ConflictError(
+                        f"port {port} is already taken by another mlcli service (starting or "
+                        "running).",
+                        where="deploymentConfig, field port (or --po/--port)",
+                        fix="Choose a free port, or leave the port out and mlcli picks one.",
+                    ) from None
+                pick_port(host, port, shared=False)
+            fcntl.flock(claim, fcntl.LOCK_SH)  # what the server holds
+        except BaseException:
+            os.close(claim)
+            raise
+    finally:
+        os.close(turn)
+    return port, claim
 
 
 def free_port(host: str = "127.0.0.1", *, exclude: set[int] | frozenset[int] = frozenset()) -> int:

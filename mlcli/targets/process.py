@@ -19,9 +19,9 @@ from mlcli.progress import Progress
 from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec
 from mlcli.targets.logfiles import follow_file
 from mlcli.targets.ports import (
+    claim_port,
     health_ok,
     listening_in_group,
-    pick_port,
     steer_new_connections,
     wait_accept_queue_empty,
 )
@@ -79,9 +79,17 @@ class ProcessTarget:
     """Runs `<env python> -m mlcli.server` on 127.0.0.1, no container involved."""
 
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
+        port, claim = claim_port(spec.host, spec.port, shared=spec.reuse_port)
+        try:
+            return self._start(spec, port, claim, on_progress)
+        finally:
+            os.close(claim)  # the server holds its copy for as long as it runs
+
+    def _start(
+        self, spec: LaunchSpec, port: int, claim: int, on_progress: Progress | None
+    ) -> Endpoint:
         from mlcli.environments import server_runtime_path
 
-        port = pick_port(spec.host, spec.port, shared=spec.reuse_port)
         app_root = str(spec.app_root)
         env = {k: v for k, v in os.environ.items() if not _dropped(k)}
         env_bin = str(Path(spec.environment.python).parent)
@@ -118,6 +126,7 @@ class ProcessTarget:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    pass_fds=(claim,),
                 )
             except OSError as exc:
                 raise DeployError(

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import deploy_echo, invoke, ok, post, register_factor
+from conftest import free_tcp_port
+from deploy_support import deploy_echo, invoke, ml_process, ok, post, register_factor
 
 from mlcli.targets.logfiles import follow_file
 
@@ -473,3 +474,31 @@ def test_40_mb_of_prints_leave_at_most_three_1_mb_log_files_read_back_across_rot
     assert any("last line of request 19" in line for line in last)
     assert any("last line of request 18" in line for line in last)  # in server.log.1 or before
     assert health_checks(server.port, 3) == 3
+
+
+# -- 7. two deploys racing for one port -------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_environments", "services_cleanup")
+def test_two_deploys_started_at_once_on_one_port_give_one_service_and_one_clear_refusal(
+    tmp_path: Path,
+) -> None:
+    register_factor(tmp_path, "scale", 2)
+    script = tmp_path / "score.py"
+    script.write_text(SLOW_SCORE)
+    port = free_tcp_port()
+    dc = tmp_path / "deploymentConfig.json"
+    dc.write_text(json.dumps({"computeType": "process", "port": port}))
+    command = ("model", "deploy", "-m", "scale:1", "--es", str(script), "--dc", str(dc))
+    deploys = {name: ml_process(*command, "-n", name) for name in ("first", "second")}
+
+    outcomes = {name: (p.wait(timeout=120), p.stderr.read()) for name, p in deploys.items()}
+
+    codes = sorted(code for code, _ in outcomes.values())
+    assert codes == [0, 4], outcomes
+    loser = next(name for name, (code, _) in outcomes.items() if code == 4)
+    winner = next(name for name, (code, _) in outcomes.items() if code == 0)
+    assert f"port {port} is already taken" in outcomes[loser][1]
+    assert ok("service", "show", "-n", winner)["state"] == "Healthy"
+    assert post(f"http://127.0.0.1:{port}/score", {"sleep": 0}).json() == {"slept": 0}
