@@ -7,9 +7,13 @@ load (the median run of each is shown), and prints req/s, p50 and p99 with the r
 
     .venv/bin/python bench/server.py                          # 3 rounds of 5 s runs
     .venv/bin/python bench/server.py --rounds 1 --duration 3  # a quick look
+    .venv/bin/python bench/server.py --baseline /tmp/base     # before/after a change: /tmp/base
+        holds another commit's tree (git archive <commit> | tar -x -C /tmp/base), whose
+        server then runs in azmlinfsrv's place
 
 azmlinfsrv comes from the virtual environment the server tests cache under
-~/.cache/mlcli-tests/ (built here with uv if missing). Needs `wrk` (Debian package).
+~/.cache/mlcli-tests/ (built here with mlcli's uv, find_uv(), if missing). Needs `wrk`
+(Debian package).
 """
 
 from __future__ import annotations
@@ -81,10 +85,13 @@ def reference_python() -> Path:
         print(f"building {venv} ...", file=sys.stderr)
         staging = venv.with_name(venv.name + f".tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
+        from mlcli.environments.build import find_uv
+
+        uv = str(find_uv())
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        subprocess.run(["uv", "venv", "-q", "--relocatable", "--python", version, str(staging)],
+        subprocess.run([uv, "venv", "-q", "--relocatable", "--python", version, str(staging)],
                        check=True)  # fmt: skip
-        subprocess.run(["uv", "pip", "install", "-q", "--python", str(staging / "bin/python"),
+        subprocess.run([uv, "pip", "install", "-q", "--python", str(staging / "bin/python"),
                         REFERENCE, "inference-schema", "numpy", "pandas"], check=True)  # fmt: skip
         (staging / "READY").write_text(REFERENCE)
         staging.rename(venv)
@@ -98,10 +105,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, kind: str, script: Path, workers: int, reference: Path) -> None:
+    def __init__(
+        self, kind: str, script: Path, workers: int, reference: Path, *, tree: Path = PROJECT
+    ) -> None:
+        """azmlinfsrv (kind "azmlinfsrv"), or mlcli's server from the checkout `tree`."""
         self.kind = kind
         self.port = free_port()
-        if kind == "mlcli":
+        if kind != "azmlinfsrv":
             command = [sys.executable, "-m", "mlcli.server", "--host", "127.0.0.1"]
             command += ["--entry-script", script.name, "--port", str(self.port)]
             command += ["--workers", str(workers)]
@@ -110,7 +120,7 @@ class Server:
             command += ["--entry_script", script.name, "--port", str(self.port)]
             command += ["--worker_count", str(workers)]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "MLCLI_"))}
-        env["PYTHONPATH"] = str(PROJECT)
+        env["PYTHONPATH"] = str(tree)
         self.log = (script.parent / f"{kind}-{self.port}.log").open("wb")
         self.process = subprocess.Popen(
             command,
@@ -190,6 +200,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--scripts", nargs="+", default=["echo", "model"], choices=SCRIPTS)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of mlcli (e.g. from `git worktree add`) whose server takes "
+        "azmlinfsrv's place: a before/after comparison of a change, in one run",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -205,6 +221,9 @@ def main() -> None:
         "| workers | script | conc | azmlinfsrv req/s | mlcli req/s | ratio | azml p50 ms "
         "| mlcli p50 ms | azml p99 ms | mlcli p99 ms | p99 mlcli/azml | errors a/m | load |"
     )
+    if args.baseline:
+        print(f"baseline: mlcli's server from {args.baseline} in the azmlinfsrv columns")
+        header = header.replace("azmlinfsrv", "baseline").replace("azml", "base")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     with tempfile.TemporaryDirectory(prefix="mlcli-bench-server-") as tmp:
@@ -219,10 +238,18 @@ def main() -> None:
                 'wrk.headers["Content-Type"] = "application/json"\n'
             )
             for workers in args.workers:
-                servers = {
-                    kind: Server(kind, folder / "score.py", workers, reference)
-                    for kind in ("azmlinfsrv", "mlcli")
-                }
+                if args.baseline:
+                    servers = {
+                        "azmlinfsrv": Server(
+                            "baseline", folder / "score.py", workers, reference, tree=args.baseline
+                        ),
+                        "mlcli": Server("mlcli", folder / "score.py", workers, reference),
+                    }
+                else:
+                    servers = {
+                        kind: Server(kind, folder / "score.py", workers, reference)
+                        for kind in ("azmlinfsrv", "mlcli")
+                    }
                 try:
                     for server in servers.values():
                         wrk(server.port, lua, 8, 1)  # warm up

@@ -36,6 +36,9 @@ then are the still idle ones closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 import time
 from collections import deque
 from http import HTTPStatus
@@ -150,6 +153,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.pending: deque[Request] = deque()
+        self._parked: deque[Request] = deque()  # parsed, not yet handed to the app
         self.closing = False
         self.peer = None
         self.sockname = None
@@ -168,6 +172,7 @@ class Connection(asyncio.Protocol):
         self._linger = False  # close with a lingering close once the error is written
         self._lingering = 0.0  # since when the lingering close is under way (0: not)
         self._paused = False
+        self._write_blocked = 0.0  # since when the client has not been reading its answers
         self._receiving = False  # between the first byte of a request and its end
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -190,6 +195,20 @@ class Connection(asyncio.Protocol):
             request.cancelled = True
         self.pending.clear()
         self.transport = None
+
+    def pause_writing(self) -> None:
+        # A client that sends requests but does not read the answers: stop reading its
+        # requests, or their answers would pile up in memory.
+        self._write_blocked = time.monotonic()
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_blocked = 0.0
+        if self._parked:
+            self._unpark()
+        if not self._paused and self.transport is not None:
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
@@ -308,14 +327,31 @@ class Connection(asyncio.Protocol):
         body = self._body
         self._body = None
         request.body = b"" if body is None else body if type(body) is bytes else bytes(body)
-        self.app.handle(request)
+        if self._parked or self._write_blocked or len(self.pending) > MAX_PIPELINED:
+            # Many requests can arrive in one read: the ones past MAX_PIPELINED, or sent by
+            # a client that does not read its answers, wait here, so that their answers are
+            # not all held in memory at once.
+            self._parked.append(request)
+        else:
+            self.app.handle(request)
+
+    def _unpark(self) -> None:
+        parked = self._parked
+        while (
+            parked
+            and not self._write_blocked
+            and len(self.pending) - len(parked) < MAX_PIPELINED
+            and self.transport is not None
+        ):
+            self.app.handle(parked.popleft())
 
     def _reject(self) -> None:
         """413 before the body has arrived: answer now, drop the rest, close lingering."""
         self._rejected = self._failed = self._linger = True
         if not self._paused:
             self._paused = True
-            self.transport.pause_reading()
+            if not self._write_blocked:
+                self.transport.pause_reading()
         self.app.reject(self._current, 413)
 
     # -- writing ---------------------------------------------------------------------------
@@ -333,6 +369,8 @@ class Connection(asyncio.Protocol):
             if not request.keep_alive:
                 self._close_after_answer()
                 return
+        if self._parked:
+            self._unpark()
         if (
             self._paused
             and transport is not None
@@ -341,7 +379,8 @@ class Connection(asyncio.Protocol):
         ):
             self._paused = False
             self.last_active = self.phase_started = time.monotonic()
-            transport.resume_reading()
+            if not self._write_blocked:
+                transport.resume_reading()
         if self.closing and not pending and self._current is None:
             self._close()
 
@@ -354,7 +393,8 @@ class Connection(asyncio.Protocol):
         self._linger = linger
         if not self._paused:  # until the error is written (behind earlier answers, maybe)
             self._paused = True
-            self.transport.pause_reading()
+            if not self._write_blocked:
+                self.transport.pause_reading()
         if self._current is not None and self._current.response is None:
             request = self._current
         else:
@@ -374,7 +414,17 @@ class Connection(asyncio.Protocol):
         transport.write_eof()  # the answer, then FIN; what the client still sends is read
         if self._paused:
             self._paused = False
-            transport.resume_reading()
+            if not self._write_blocked:
+                transport.resume_reading()
+
+    def _reset(self) -> None:
+        """Drop the connection with a reset: close() would keep the unread answers in the
+        kernel until the client reads them, which it does not."""
+        sock = self.transport.get_extra_info("socket")
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.closing = True
+        self.transport.abort()
 
     def _close(self) -> None:
         self.closing = True
@@ -390,7 +440,12 @@ class Connection(asyncio.Protocol):
             self._close()
 
     def check_deadlines(self, now: float) -> None:
-        """Close what has been idle too long; answer 408 to a head or body that stalls."""
+        """Close what has been idle too long; answer 408 to a head or body that stalls; drop
+        a client that has read none of its answers for `send_timeout_s` (nginx's send_timeout)."""
+        if self._write_blocked:  # not reading meanwhile: no other deadline runs
+            if now - self._write_blocked > self.limits.send_timeout_s and self.transport:
+                self._reset()
+            return
         if self._lingering:
             if now - self._lingering > LINGER_S or now - self.last_active > LINGER_IDLE_S:
                 self._close()

@@ -40,6 +40,7 @@ class ClientLimits:
     header_timeout_s: float = 60.0  # nginx's client_header_timeout: the whole head
     body_timeout_s: float = 60.0  # nginx's client_body_timeout: between two reads of a body
     keep_alive_s: float = 5.0  # uvicorn's timeout_keep_alive: idle between requests
+    send_timeout_s: float = 60.0  # nginx's send_timeout: a client not reading its answers
     max_connections: int = 0  # 0: derived from RLIMIT_NOFILE by serve.py
 
 
@@ -164,8 +165,8 @@ def _float(
 
 
 def client_limits_from_environ(environ: Mapping[str, str]) -> ClientLimits:
-    """MLCLI_CLIENT_HEADER_TIMEOUT_S, MLCLI_CLIENT_BODY_TIMEOUT_S, MLCLI_KEEP_ALIVE_S and
-    MLCLI_MAX_CONNECTIONS; the defaults are nginx's and uvicorn's."""
+    """MLCLI_CLIENT_HEADER_TIMEOUT_S, MLCLI_CLIENT_BODY_TIMEOUT_S, MLCLI_CLIENT_SEND_TIMEOUT_S,
+    MLCLI_KEEP_ALIVE_S and MLCLI_MAX_CONNECTIONS; the defaults are nginx's and uvicorn's."""
     default = ClientLimits()
     return ClientLimits(
         header_timeout_s=_float(
@@ -175,6 +176,9 @@ def client_limits_from_environ(environ: Mapping[str, str]) -> ClientLimits:
             environ, "MLCLI_CLIENT_BODY_TIMEOUT_S", default.body_timeout_s, unit="seconds"
         ),
         keep_alive_s=_float(environ, "MLCLI_KEEP_ALIVE_S", default.keep_alive_s, unit="seconds"),
+        send_timeout_s=_float(
+            environ, "MLCLI_CLIENT_SEND_TIMEOUT_S", default.send_timeout_s, unit="seconds"
+        ),
         max_connections=_int(environ, "MLCLI_MAX_CONNECTIONS", 0, minimum=0),
     )
 

@@ -502,3 +502,36 @@ def test_two_deploys_started_at_once_on_one_port_give_one_service_and_one_clear_
     assert f"port {port} is already taken" in outcomes[loser][1]
     assert ok("service", "show", "-n", winner)["state"] == "Healthy"
     assert post(f"http://127.0.0.1:{port}/score", {"sleep": 0}).json() == {"slept": 0}
+
+
+def test_a_client_that_never_reads_its_answers_costs_bounded_memory_then_is_dropped(
+    start_mlcli,
+) -> None:
+    server = start_mlcli("returns_large.py", env={"MLCLI_CLIENT_SEND_TIMEOUT_S": "3"})
+    before = peak_rss(server.process.pid)
+    body = b'{"size": 20000}'  # about 1 MB of JSON per answer
+    request = b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        with contextlib.suppress(OSError):  # the server stops reading: our sends block
+            for _ in range(200):
+                sock.sendall(request)
+        client_port = sock.getsockname()[1]
+        dropped = wait_for(lambda: not _server_side_open(server.port, client_port), timeout=30)
+
+    assert peak_rss(server.process.pid) - before < 64 * MB  # 200 answers would be ~200 MB
+    assert dropped
+    assert health_checks(server.port, 3) == 3
+
+
+def _server_side_open(port: int, client_port: int) -> bool:
+    """Whether the server still holds its end of the client's connection (/proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote = line.split()[1:3]
+        if int(local.rsplit(":", 1)[1], 16) == port and int(remote.rsplit(":", 1)[1], 16) == (
+            client_port
+        ):
+            return True
+    return False
