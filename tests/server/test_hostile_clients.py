@@ -41,6 +41,17 @@ def wait_for(condition, *, timeout: float) -> bool:
     return False
 
 
+def wait_for_value(produce, *, timeout: float):
+    """The first truthy value `produce()` returns within `timeout`, else None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = produce()
+        if value:
+            return value
+        time.sleep(0.2)
+    return None
+
+
 def peak_rss(pid: int) -> int:
     """The process's peak resident set size in bytes (VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -535,3 +546,32 @@ def _server_side_open(port: int, client_port: int) -> bool:
         ):
             return True
     return False
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_environments", "services_cleanup")
+def test_ml_service_show_says_why_a_service_whose_worker_cannot_restart_is_unhealthy(
+    tmp_path: Path,
+) -> None:
+    register_factor(tmp_path, "scale", 2)
+    flag = tmp_path / "fail-init"
+    script = (
+        "import os\n"
+        "def init():\n"
+        f"    if os.path.exists({str(flag)!r}):\n"
+        "        raise RuntimeError('the feature store is down')\n"
+        "def run(data):\n"
+        "    return {'pid': os.getpid()}\n"
+    )
+    deployed = deploy_echo(tmp_path, "flaky", score=script)
+    worker = post(deployed["scoringUri"], {}).json()["pid"]
+    flag.write_text("")
+
+    os.kill(worker, signal.SIGKILL)
+    shown = wait_for_value(
+        lambda: (doc := ok("service", "show", "-n", "flaky"))["error"] and doc, timeout=30
+    )
+
+    assert shown["state"] == "Unhealthy"
+    assert "the feature store is down" in shown["error"]["message"]
+    assert "next in" in shown["error"]["message"]
