@@ -154,6 +154,7 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.pending: deque[Request] = deque()
         self._parked: deque[Request] = deque()  # parsed, not yet handed to the app
+        self._unparking = False
         self.closing = False
         self.peer = None
         self.sockname = None
@@ -220,16 +221,17 @@ class Connection(asyncio.Protocol):
             if self._head_bytes > MAX_HEAD_BYTES:
                 allowed = len(data) - (self._head_bytes - MAX_HEAD_BYTES)
                 heads = self._heads
-                self._feed(data[:allowed])
+                view = memoryview(data)  # slices without copies (a body may follow the head)
+                self._feed(view[:allowed])
                 if self._failed:
                     return
                 if self._heads == heads:  # the head went on past the limit
                     self._fail(431, f"The request head exceeds {MAX_HEAD_BYTES} bytes.")
                     return
-                data = data[allowed:]
+                data = view[allowed:]
         self._feed(data)
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -336,14 +338,20 @@ class Connection(asyncio.Protocol):
             self.app.handle(request)
 
     def _unpark(self) -> None:
+        if self._unparking:  # an answer given at once flushes, and flushing unparks: no recursion
+            return
+        self._unparking = True
         parked = self._parked
-        while (
-            parked
-            and not self._write_blocked
-            and len(self.pending) - len(parked) < MAX_PIPELINED
-            and self.transport is not None
-        ):
-            self.app.handle(parked.popleft())
+        try:
+            while (
+                parked
+                and not self._write_blocked
+                and len(self.pending) - len(parked) < MAX_PIPELINED
+                and self.transport is not None
+            ):
+                self.app.handle(parked.popleft())
+        finally:
+            self._unparking = False
 
     def _reject(self) -> None:
         """413 before the body has arrived: answer now, drop the rest, close lingering."""
