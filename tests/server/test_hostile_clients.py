@@ -265,6 +265,21 @@ def test_garbage_after_a_slow_request_gets_one_400_and_costs_no_memory(start_mlc
     assert peak_rss(server.process.pid) - before < 8 * MB
 
 
+def test_a_thousand_pipelined_requests_in_one_write_are_answered_in_order(start_mlcli) -> None:
+    server = start_mlcli("echo.py")
+    requests = b"".join(
+        b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%d" % (len(str(n)), n)
+        for n in range(1000)
+    )
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(requests + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = read_all(sock, timeout=60)
+
+    bodies = [part.rsplit(b"\r\n\r\n", 1)[1] for part in answer.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b'"%d"' % n for n in range(1000)] + [b"Healthy"]
+
+
 # -- 4. a chunked body in tiny chunks --------------------------------------------------------
 
 
