@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all levels (3)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("bench: wrk is not installed; apt-get install wrk")
+        sys.exit("bench: wrk is not installed; `make bench-tools` installs it (Debian package)")
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ["MLCLI_HOME"] = str(OUT / "sentiment-home")
 

@@ -321,7 +321,7 @@ def local_plain_docker_build(bench: Bench) -> float:
     home = bench.home("local")
     context = bench.root / "local-package"
     label = os.environ["MLCLI_DOCKER_LABELS"]
-    docker = shutil.which("docker") or "/usr/local/bin/docker"
+    docker = shutil.which("docker") or "docker"
 
     package = ["model", "package", "-m", "linear:1", "--ic", notes["local_ic"]]
     build = [docker, "build", "-q", "--label", label, "-t", "mlcli-bench/package:latest"]

@@ -32,6 +32,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcli.environments.build import find_uv, uv_environment
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sentiment"
 OUT = REPO / "bench" / "out"
@@ -119,9 +121,15 @@ def azmlinfsrv_environment(model_env: dict) -> Path:
         return env / "bin" / "azmlinfsrv"
     say(f"azmlinfsrv environment: {AZMLINFSRV} + the model environment's packages (uv)")
     shutil.rmtree(env, ignore_errors=True)
-    subprocess.run(["uv", "venv", "-q", "--python", model_env["basePython"], str(env)], check=True)
+    uv = str(find_uv())  # mlcli's own uv: a fresh machine has none on PATH
     subprocess.run(
-        ["uv", "pip", "install", "-q", "--python", str(env / "bin" / "python"), *wanted],
+        [uv, "venv", "-q", "--python", model_env["basePython"], str(env)],
+        env=uv_environment(),
+        check=True,
+    )
+    subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(env / "bin" / "python"), *wanted],
+        env=uv_environment(),
         check=True,
     )
     stamp.write_text("\n".join(wanted))
@@ -280,7 +288,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all levels (3)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("bench: wrk is not installed; apt-get install wrk")
+        sys.exit("bench: wrk is not installed; `make bench-tools` installs it (Debian package)")
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ["MLCLI_HOME"] = str(OUT / "sentiment-home")
 

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mlcli.environments.build import find_uv, uv_environment
+
 PROJECT = Path(__file__).resolve().parents[1]
 REFERENCE = "azureml-inference-server-http==1.5.1"
 CACHE = Path(os.environ.get("MLCLI_TEST_CACHE", Path.home() / ".cache" / "mlcli-tests"))
@@ -87,14 +89,13 @@ def reference_python() -> Path:
         print(f"building {venv} ...", file=sys.stderr)
         staging = venv.with_name(venv.name + f".tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        from mlcli.environments.build import find_uv
-
-        uv = str(find_uv())
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        uv = str(find_uv())  # mlcli's own uv: a fresh machine has none on PATH
         subprocess.run([uv, "venv", "-q", "--relocatable", "--python", version, str(staging)],
-                       check=True)  # fmt: skip
+                       env=uv_environment(), check=True)  # fmt: skip
         subprocess.run([uv, "pip", "install", "-q", "--python", str(staging / "bin/python"),
-                        REFERENCE, "inference-schema", "numpy", "pandas"], check=True)  # fmt: skip
+                        REFERENCE, "inference-schema", "numpy", "pandas"],
+                       env=uv_environment(), check=True)  # fmt: skip
         (staging / "READY").write_text(REFERENCE)
         staging.rename(venv)
     return venv / "bin" / "python"
@@ -228,7 +229,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk")
+        raise SystemExit("wrk is not installed: `make bench-tools` installs it (Debian package)")
     reference = reference_python()
 
     cores = os.cpu_count()

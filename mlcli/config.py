@@ -8,14 +8,13 @@ field path, what was wrong and what is allowed.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mlcli.documents import read_document, validate
+from mlcli.documents import drop_unset, read_document, validate
 from mlcli.errors import ConfigError
 
 SCHEMAS_DIR = (
@@ -39,7 +38,9 @@ class InferenceConfig:
     base_image_registry: dict[str, Any] | None = None
     cuda_version: str | None = None
     description: str | None = None
+    packages_as_of: str | None = None  # YYYY-MM-DD: resolve packages as on that day
     raw: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # how paths were found, when not where the file is
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +116,20 @@ class DeploymentConfig:
 def load_inference_config(path: str | Path) -> InferenceConfig:
     """Read, validate and resolve an inferenceConfig file."""
     path = Path(path)
-    data = read_document(path)
+    return inference_config_from_document(read_document(path), path)
+
+
+def inference_config_from_document(
+    data: dict[str, Any], path: Path | None, *, where: str | None = None
+) -> InferenceConfig:
+    """Validate an inferenceConfig document (read from `path`, or built by the Python SDK:
+    `where` names it then) and resolve it; relative paths start at `path`'s folder, else the
+    current folder."""
+    data = drop_unset(dict(data), schema("inferenceConfig"))
     if isinstance(data.get("runtime"), str):
         data["runtime"] = data["runtime"].lower()
-    validate(data, schema("inferenceConfig"), path, fix=_SCHEMA_HINT.format("inference"))
+    shown = where or str(path or "inference config")
+    validate(data, schema("inferenceConfig"), shown, fix=_SCHEMA_HINT.format("inference"))
     return inference_config_from_dict(data, path)
 
 
@@ -126,36 +137,37 @@ def inference_config_from_dict(data: dict[str, Any], path: Path | None) -> Infer
     """Build from already-validated data; paths resolve against `path`'s folder (or the cwd)."""
     base = path.resolve().parent if path else Path.cwd()
     where = str(path) if path else "inference config"
+    if str(data.get("runtime", "python")).lower() == "spark-py":
+        raise ConfigError(
+            "runtime: 'spark-py' ran score.py with Spark in Azure's container; mlcli does "
+            "not provide Spark.",
+            where=where,
+            fix='Use "runtime": "python" and add pyspark to the conda file if score.py needs it.',
+        )
+    notes: list[str] = []
     source_dir = None
     if data.get("sourceDirectory"):
-        source_dir = (base / data["sourceDirectory"]).resolve()
-        if not source_dir.is_dir():
-            raise ConfigError(
-                f"sourceDirectory: {data['sourceDirectory']!r} is not a folder ({source_dir}).",
-                where=where,
-                fix="Give a folder relative to the config file.",
-            )
-    entry = _resolve_file(data["entryScript"], "entryScript", base, source_dir, where)
+        source_dir = _resolve_path(
+            data["sourceDirectory"], "sourceDirectory", base, None, where, notes, folder=True
+        )
+    resolve = functools.partial(_resolve_path, base=base, source_dir=source_dir, where=where)
+    entry = resolve(data["entryScript"], "entryScript", notes=notes)
     uses_env = bool(data.get("environment"))
     conda = extra = None
     if data.get("condaFile") and not uses_env:
-        conda = _resolve_file(data["condaFile"], "condaFile", base, source_dir, where)
+        conda = resolve(data["condaFile"], "condaFile", notes=notes)
     if data.get("extraDockerfileSteps") and not uses_env:
-        extra = _resolve_file(
-            data["extraDockerfileSteps"], "extraDockerfileSteps", base, source_dir, where
-        )
+        extra = resolve(data["extraDockerfileSteps"], "extraDockerfileSteps", notes=notes)
     environment = data.get("environment")
     if environment:
         environment = json.loads(json.dumps(environment))  # a private copy
         python = environment.get("python") or {}
         if python.get("condaDependenciesFile"):
             python["condaDependenciesFile"] = str(
-                _resolve_file(
+                resolve(
                     python["condaDependenciesFile"],
                     "environment.python.condaDependenciesFile",
-                    base,
-                    source_dir,
-                    where,
+                    notes=notes,
                 )
             )
     return InferenceConfig(
@@ -171,7 +183,9 @@ def inference_config_from_dict(data: dict[str, Any], path: Path | None) -> Infer
         base_image_registry=None if uses_env else data.get("baseImageRegistry"),
         cuda_version=data.get("cudaVersion"),
         description=data.get("description"),
+        packages_as_of=data.get("packagesAsOf"),
         raw=data,
+        notes=tuple(notes),
     )
 
 
@@ -180,22 +194,31 @@ def load_deployment_config(path: str | Path | None) -> DeploymentConfig:
     if path is None:
         return deployment_config_from_dict({"computeType": "PROCESS"}, None)
     path = Path(path)
-    data = read_document(path)
+    return deployment_config_from_document(read_document(path), path)
+
+
+def deployment_config_from_document(
+    data: dict[str, Any], path: Path | None, *, where: str | None = None
+) -> DeploymentConfig:
+    """Validate a deploymentConfig document (read from `path`, or built by the Python SDK:
+    `where` names it then) and apply its defaults."""
+    data = drop_unset(dict(data), schema("deploymentConfig"))
+    shown = where or str(path or "deployment config")
     if "computeType" not in data:
         raise ConfigError(
             "Need to specify computeType.",
-            where=str(path),
+            where=shown,
             fix=f'Add "computeType": one of {", ".join(COMPUTE_TYPES)}.',
         )
     compute = data["computeType"]
     if not isinstance(compute, str) or compute.upper() not in COMPUTE_TYPES:
         raise ConfigError(
             f"computeType: {compute!r} is not one of {', '.join(COMPUTE_TYPES)}.",
-            where=str(path),
+            where=shown,
             fix='Use one of them; case does not matter ("local" works too).',
         )
     data["computeType"] = compute.upper()
-    validate(data, schema("deploymentConfig"), path, fix=_SCHEMA_HINT.format("deployment"))
+    validate(data, schema("deploymentConfig"), shown, fix=_SCHEMA_HINT.format("deployment"))
     return deployment_config_from_dict(data, path)
 
 
@@ -319,21 +342,91 @@ def config_kind(path: Path, data: dict[str, Any] | None = None) -> str:
     return "deploymentConfig" if "computeType" in data else "inferenceConfig"
 
 
-def as_dict(config: InferenceConfig | DeploymentConfig) -> dict[str, Any]:
-    """The parsed record as camelCase JSON (paths as strings), for `ml config validate`."""
+def as_document(config: InferenceConfig | DeploymentConfig) -> dict[str, Any]:
+    """The config as a file of its kind would spell it, every default filled in and paths
+    made absolute: what `ml config validate` prints, itself a valid config file."""
+    if isinstance(config, InferenceConfig):
+        document = {
+            "entryScript": config.entry_script,
+            "sourceDirectory": config.source_directory,
+            "runtime": config.runtime,
+            "condaFile": config.conda_file,
+            "environment": config.environment,
+            "extraDockerfileSteps": config.extra_dockerfile_steps,
+            "enableGpu": config.enable_gpu,
+            "baseImage": config.base_image,
+            "baseImageRegistry": config.base_image_registry,
+            "cudaVersion": config.cuda_version,
+            "description": config.description,
+            "packagesAsOf": config.packages_as_of,
+        }
+        kept = ("schemaFile", "dependencies")
+    else:
+        scaler, probe, batching = config.autoscaler, config.liveness_probe, config.batching
+        document = {
+            "computeType": config.compute_type,
+            "port": config.port,
+            "containerResourceRequirements": {
+                "cpu": config.cpu,
+                "memoryInGB": config.memory_in_gb,
+                "cpuLimit": config.cpu_limit,
+                "memoryInGBLimit": config.memory_in_gb_limit,
+            },
+            "gpuCores": config.gpu_cores,
+            "numReplicas": config.num_replicas,
+            "autoScaler": {
+                "autoscaleEnabled": scaler.enabled,
+                "minReplicas": scaler.min_replicas,
+                "maxReplicas": scaler.max_replicas,
+                "refreshPeriodInSeconds": scaler.refresh_period_seconds,
+                "targetUtilization": scaler.target_utilization,
+            },
+            "authEnabled": config.auth_enabled,
+            "tokenAuthEnabled": config.token_auth_enabled,
+            "keys": {"primaryKey": config.primary_key, "secondaryKey": config.secondary_key},
+            "scoringTimeoutMs": config.scoring_timeout_ms,
+            "maxConcurrentRequestsPerContainer": config.max_concurrent_requests_per_container,
+            "maxQueueWaitMs": config.max_queue_wait_ms,
+            "workers": config.workers,
+            "maxRequestBodyMB": config.max_request_body_mb,
+            "batching": None
+            if batching is None
+            else {
+                "maxBatchSize": batching.max_batch_size,
+                "maxLatencyMs": batching.max_latency_ms,
+                "enabled": batching.enabled,
+            },
+            "appInsightsEnabled": config.app_insights_enabled,
+            "dataCollection": {"storageEnabled": config.data_collection_storage_enabled},
+            "livenessProbeRequirements": {
+                "periodSeconds": probe.period_seconds,
+                "initialDelaySeconds": probe.initial_delay_seconds,
+                "timeoutSeconds": probe.timeout_seconds,
+                "successThreshold": probe.success_threshold,
+                "failureThreshold": probe.failure_threshold,
+            },
+            "namespace": config.namespace,
+            "computeTargetName": config.compute_target_name,
+            "sslEnabled": config.ssl_enabled,
+            "sslCertificate": config.ssl_certificate,
+            "sslKey": config.ssl_key,
+            "description": config.description,
+            "tags": config.tags,
+            "properties": config.properties,
+        }
+        kept = ("location", "cname", "dnsNameLabel", "vnetName", "subnetName")
+    document.update((name, config.raw[name]) for name in kept if name in config.raw)
+    return _without_unset(document)
 
-    def convert(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {
-                _camel(f.name): convert(getattr(value, f.name))
-                for f in dataclasses.fields(value)
-                if f.name != "raw"
-            }
-        if isinstance(value, Path):
-            return str(value)
+
+def _without_unset(value: Any) -> Any:
+    """Paths as strings; unset (None) fields and objects left empty by them dropped."""
+    if isinstance(value, Path):
+        return str(value)
+    if not isinstance(value, dict):
         return value
-
-    return convert(config)
+    cleaned = {name: _without_unset(item) for name, item in value.items() if item is not None}
+    return {name: item for name, item in cleaned.items() if item != {}}
 
 
 def schema(kind: str) -> dict[str, Any]:
@@ -341,41 +434,47 @@ def schema(kind: str) -> dict[str, Any]:
     return json.loads(_schema_text(kind))
 
 
-_AZURE_SPELLING = {
-    "memory_in_gb": "memoryInGB",
-    "memory_in_gb_limit": "memoryInGBLimit",
-    "max_request_body_mb": "maxRequestBodyMB",
-}
-
 # -- helpers ------------------------------------------------------------------------------
 
 
-@cache
+@functools.cache
 def _schema_text(kind: str) -> str:
     return (SCHEMAS_DIR / f"{kind}.schema.json").read_text(encoding="utf-8")
 
 
-def _resolve_file(
-    value: str, field_name: str, base: Path, source_dir: Path | None, where: str
+def _resolve_path(
+    value: str,
+    field_name: str,
+    base: Path,
+    source_dir: Path | None,
+    where: str,
+    notes: list[str],
+    *,
+    folder: bool = False,
 ) -> Path:
-    # Azure reads these relative to sourceDirectory; some v1 files spell them relative to the
-    # config file instead ("src/score.py" with sourceDirectory "src"), which Azure also found.
+    """A config's path, found as Azure found it: under sourceDirectory, then beside the config
+    file ("src/score.py" with sourceDirectory "src", which Azure also found), then, as v1's SDK
+    resolved paths, in the current folder; a note says so when that last one is used."""
+    exists = Path.is_dir if folder else Path.is_file
     candidates = [source_dir / value] if source_dir else []
     candidates.append(base / value)
+    cwd = Path.cwd().resolve()
+    from_cwd = cwd / value
+    if from_cwd not in candidates:
+        candidates.append(from_cwd)
     for candidate in candidates:
-        if candidate.is_file():
+        if exists(candidate):
+            if candidate is from_cwd and base != cwd:
+                notes.append(
+                    f"{field_name}: {value!r} is not beside the config file ({base}); using "
+                    f"{candidate.resolve()} from the current folder, as v1's SDK resolved it."
+                )
             return candidate.resolve()
     looked = " or ".join(str(c) for c in candidates)
+    kind = "folder" if folder else "file"
     relative_to = "sourceDirectory" if source_dir else "the config file's folder"
     raise ConfigError(
         f"{field_name}: {value!r} does not exist (looked for {looked}).",
         where=where,
-        fix=f"Give a file path relative to {relative_to}.",
+        fix=f"Give a {kind} path relative to {relative_to}.",
     )
-
-
-def _camel(name: str) -> str:
-    if name in _AZURE_SPELLING:
-        return _AZURE_SPELLING[name]
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlcli.errors import MlcliError
-from mlcli.paths import Workspace
+from mlcli.paths import DEFAULT_WORKSPACE, Workspace
 
 BUSY_TIMEOUT_S = 60.0
 
@@ -63,18 +63,33 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (service, model_name, model_version)
     );
     """,
+    # 2: when a model version last changed (tags, properties, description), v1's updatedTime.
+    """
+    ALTER TABLE model_versions ADD COLUMN updated_time TEXT;
+    """,
 )
 
 
-def connect(workspace: Workspace) -> sqlite3.Connection:
+def connect(workspace: Workspace, *, create: bool = True) -> sqlite3.Connection:
     """Open (creating if needed) the workspace's registry.db, migrated to the current schema.
 
     The connection is in autocommit mode: writers group their statements with `immediate()`.
+    With `create=False` (commands that read) a workspace that does not exist is never made:
+    the default one reads as empty (a new machine lists no models), any other is an error
+    naming the workspaces there are (a mistyped -w must not pass as an empty workspace).
     """
+    target: Path | str = workspace.db_path
+    if not create and not workspace.db_path.exists():
+        from mlcli.workspaces import missing_workspace
+
+        if workspace.name != DEFAULT_WORKSPACE:
+            raise missing_workspace(workspace.name)
+        target = ":memory:"
     try:
-        make_private(workspace.root, workspace.db_path)
+        if target != ":memory:":
+            make_private(workspace.root, workspace.db_path)
         conn = sqlite3.connect(
-            workspace.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
     except (OSError, sqlite3.Error) as exc:
         raise MlcliError(

@@ -63,7 +63,36 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{at}{problem}.", where=where, fix="Fix the YAML syntax.") from exc
 
 
-def validate(data: dict[str, Any], schema: dict[str, Any], path: Path, *, fix: str = "") -> None:
+def drop_unset(data: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """v1's "not set": a field whose value is null (JSON null, or a YAML key left empty) or an
+    empty string, where the schema does not require it, is left out, as v1 read it. Published
+    v1 configs carry `"baseImage": null` and MLOpsPython's YAML leaves `sourceDirectory:`
+    empty. Objects the schema describes field by field are cleaned the same way; free-form
+    maps (tags, properties, environmentVariables) keep their values, empty strings included.
+    """
+    fields = schema.get("properties")
+    if not fields:
+        return data
+    required = set(schema.get("required", ()))
+    cleaned = {}
+    for name, value in data.items():
+        spec = fields.get(name) or {}
+        if name not in required and (value is None or (value == "" and _is_string(spec))):
+            continue
+        if isinstance(value, dict) and spec.get("properties"):
+            value = drop_unset(value, spec)
+        cleaned[name] = value
+    return cleaned
+
+
+def _is_string(spec: dict[str, Any]) -> bool:
+    kind = spec.get("type")
+    return kind == "string" or (isinstance(kind, list) and "string" in kind)
+
+
+def validate(
+    data: dict[str, Any], schema: dict[str, Any], path: Path | str, *, fix: str = ""
+) -> None:
     """Check `data` against a JSON Schema; every violation in one ConfigError paragraph."""
     import jsonschema
 

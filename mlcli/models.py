@@ -75,6 +75,7 @@ class ModelVersion:
     root_name: str
     is_dir: bool
     files: tuple[ModelFile, ...] = field(default=())
+    updated_time: str | None = None
 
     @property
     def id(self) -> str:
@@ -91,6 +92,8 @@ class ModelVersion:
             "name": self.name,
             "version": self.version,
             "createdTime": self.created_time,
+            "updatedTime": self.updated_time or self.created_time,
+            "updatedAt": self.updated_time or self.created_time,
             "description": self.description,
             "tags": dict(self.tags),
             "properties": dict(self.properties),
@@ -100,4 +103,11 @@ class ModelVersion:
             "isFolder": self.is_dir,
             "sizeBytes": self.size,
             "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
+            # v1 fields that scripts read: runs, experiments and datasets are Azure's, never set
+            # here, so they are null as v1 printed them for a model registered from files.
+            "experimentName": None,
+            "runId": None,
+            "sampleInputDatasetId": None,
+            "sampleOutputDatasetId": None,
+            "resourceRequirements": None,
         }

@@ -1,5 +1,10 @@
 """Where mlcli keeps its state: one folder per workspace, shared caches beside them.
 
+Which workspace a command uses: -w/--workspace-name, else $MLCLI_WORKSPACE, else the
+`workspace_name` of the project's v1 config file (`.azureml/config.json`, `config.json` or
+`aml_config/config.json` in the current folder or a parent, as `az ml folder attach` and
+`Workspace.from_config()` use it), else "default".
+
 $MLCLI_HOME (default ~/.mlcli)
   workspaces/<workspace>/registry.db   models, versions, services (SQLite, WAL)
   workspaces/<workspace>/store/        model files by sha256 (content-addressed)
@@ -8,6 +13,7 @@ $MLCLI_HOME (default ~/.mlcli)
   runtime/<code hash>/                 the scoring server's code, staged for environments
 """
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -41,7 +47,7 @@ class Workspace:
 
     @classmethod
     def named(cls, name: str | None = None) -> "Workspace":
-        name = name or os.environ.get("MLCLI_WORKSPACE") or DEFAULT_WORKSPACE
+        name = name or os.environ.get("MLCLI_WORKSPACE") or project_workspace() or DEFAULT_WORKSPACE
         if not _WORKSPACE_NAME.match(name):
             raise ConfigError(
                 f"workspace name {name!r} is not valid.",
@@ -61,3 +67,37 @@ class Workspace:
     @property
     def services_dir(self) -> Path:
         return self.root / "services"
+
+
+# Where v1 kept a project's workspace, in the order Workspace.from_config() looked.
+PROJECT_CONFIGS = (
+    Path(".azureml") / "config.json",
+    Path("config.json"),
+    Path("aml_config/config.json"),
+)
+
+
+def project_config(start: Path | None = None) -> Path | None:
+    """The nearest v1 workspace config file at or above `start` (the current folder): a JSON
+    object with a `workspace_name` (a `config.json` of any other kind is not one)."""
+    folder = (start or Path.cwd()).resolve()
+    for candidate_folder in (folder, *folder.parents):
+        for relative in PROJECT_CONFIGS:
+            candidate = candidate_folder / relative
+            if candidate.is_file() and _workspace_name_in(candidate):
+                return candidate
+    return None
+
+
+def project_workspace(start: Path | None = None) -> str | None:
+    found = project_config(start)
+    return _workspace_name_in(found) if found else None
+
+
+def _workspace_name_in(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = data.get("workspace_name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else None

@@ -28,6 +28,7 @@ from mlcli.model_files import ProgressReporter, collect_sources, human_size
 from mlcli.models import ModelFile, ModelRef, ModelVersion, check_name
 from mlcli.paths import Workspace
 from mlcli.store import Store, place_copy, verify_blob
+from mlcli.workspaces import elsewhere_hint
 
 
 class Registry:
@@ -39,10 +40,11 @@ class Registry:
         self.store = Store(workspace.store_dir)
 
     @classmethod
-    def open(cls, workspace: str | Workspace | None = None) -> Registry:
+    def open(cls, workspace: str | Workspace | None = None, *, create: bool = True) -> Registry:
+        """The workspace's registry; `create=False` for commands that only read (db.connect)."""
         if not isinstance(workspace, Workspace):
             workspace = Workspace.named(workspace)
-        return cls(workspace, db.connect(workspace))
+        return cls(workspace, db.connect(workspace, create=create))
 
     def close(self) -> None:
         self.conn.close()
@@ -211,12 +213,13 @@ class Registry:
                     )
                 props[key] = value
             self.conn.execute(
-                "UPDATE model_versions SET tags = ?, properties = ?, description = ?"
-                " WHERE name = ? AND version = ?",
+                "UPDATE model_versions SET tags = ?, properties = ?, description = ?,"
+                " updated_time = ? WHERE name = ? AND version = ?",
                 (
                     json.dumps(tags),
                     json.dumps(props),
                     current.description if description is None else description,
+                    _now(),
                     current.name,
                     current.version,
                 ),
@@ -320,6 +323,7 @@ class Registry:
                 root_name=r["root_name"],
                 is_dir=bool(r["is_dir"]),
                 files=tuple(files.get((r["name"], r["version"]), ())),
+                updated_time=r["updated_time"] or r["created_time"],
             )
             for r in rows
         ]
@@ -332,15 +336,19 @@ class Registry:
             )
         ]
         known = self.conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone()
+        workspace = self.workspace.name
         if version is None or not known:
+            elsewhere = "" if known else elsewhere_hint("models", name, workspace)
             return NotFoundError(
-                f"no model named {name!r} is registered"
-                + (" (all its versions were deleted)." if known else "."),
+                f"no model named {name!r} is registered in workspace {workspace!r}"
+                + (" (all its versions were deleted)." if known else ".")
+                + elsewhere,
                 fix="See the registered names with `ml model list`.",
             )
         return NotFoundError(
             f"model {name!r} has no version {version}"
-            + (f"; its versions are {_ranges(versions)}." if versions else "; none is left."),
+            + (f"; its versions are {_ranges(versions)}" if versions else "; none is left")
+            + f" (workspace {workspace!r}).",
             fix=f"See them with `ml model list -n {name}`.",
         )
 

@@ -105,10 +105,11 @@ class Services:
         self.conn = conn
 
     @classmethod
-    def open(cls, workspace: str | Workspace | None = None) -> Services:
+    def open(cls, workspace: str | Workspace | None = None, *, create: bool = True) -> Services:
+        """The workspace's services; `create=False` for commands that only read (db.connect)."""
         if not isinstance(workspace, Workspace):
             workspace = Workspace.named(workspace)
-        return cls(workspace, db.connect(workspace))
+        return cls(workspace, db.connect(workspace, create=create))
 
     def close(self) -> None:
         self.conn.close()
@@ -130,8 +131,11 @@ class Services:
         """The record, after finishing any deploy whose `ml` process died (see module doc)."""
         record = self.find(name)
         if record is None:
+            from mlcli.workspaces import elsewhere_hint
+
             raise NotFoundError(
-                f"service {name!r} does not exist in workspace {self.workspace.name!r}.",
+                f"service {name!r} does not exist in workspace {self.workspace.name!r}."
+                + elsewhere_hint("services", name, self.workspace.name),
                 where="-n/--name",
                 fix="See the services with `ml service list`.",
             )
@@ -185,6 +189,8 @@ class Services:
             from mlcli.targets.ports import health_problem
 
             error = health_problem(endpoint.host, endpoint.port)
+        handle = endpoint.handle if endpoint else {}
+        raw_settings = settings.get("raw") or {}
         return {
             "name": record.name,
             "state": state,
@@ -199,6 +205,7 @@ class Services:
             "properties": dict(doc.get("properties") or {}),
             "createdTime": record.created_time,
             "updatedTime": record.updated_time,
+            "updatedAt": record.updated_time,  # v1's spelling in `az ml service show`
             "workspaceName": self.workspace.name,
             "revision": record.revision or (record.pending or {}).get("revision"),
             "scoringTimeoutMs": settings.get("scoringTimeoutMs"),
@@ -213,6 +220,18 @@ class Services:
             else None,
             "serverDetails": dict(endpoint.handle) if endpoint else None,
             "error": {"message": error} if error else None,
+            # v1 fields that scripts read; null where nothing here stands for them.
+            "imageId": handle.get("image"),  # LOCAL/ACI: the service's Docker image
+            "environmentDetails": {
+                "name": environment.get("key"),
+                "python": {"version": environment.get("pythonVersion")},
+                "source": environment.get("source"),
+            }
+            if environment
+            else None,
+            "cpu": settings.get("cpu"),
+            "memoryInGB": settings.get("memoryInGB"),
+            "gpu": raw_settings.get("gpuCores"),
         }
 
     # -- write ------------------------------------------------------------------------------

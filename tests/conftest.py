@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["deploy_support"]  # fixtures of the tests that deploy services
+pytest_plugins = ["deploy_support", "sdk_support"]  # fixtures of deploy tests and SDK tests
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -93,6 +94,15 @@ FAILING_INIT = (
     "def init():\n    raise RuntimeError('weights are corrupt')\ndef run(data):\n    return data\n"
 )
 SLOW_INIT = "import time\ndef init():\n    time.sleep(60)\ndef run(data):\n    return data\n"
+
+
+PROGRESS_LINE = re.compile(r"^\d\d:\d\d:\d\d ")
+
+
+def without_progress(stderr: str) -> str:
+    """stderr without the timestamped step lines that a non-terminal gets (cli/output.py)."""
+    lines = stderr.splitlines(keepends=True)
+    return "".join(line for line in lines if not PROGRESS_LINE.match(line))
 
 
 def invoke(*args: str, input: str | None = None) -> Result:

@@ -86,7 +86,7 @@ def test_list_takes_azure_clis_output_and_query_options(built: dict) -> None:
 
 @pytest.mark.slow
 def test_show_finds_an_environment_by_a_prefix_of_its_key(built: dict) -> None:
-    result = CliRunner().invoke(ml, ["environment", "show", "-k", built["key"][:6]])
+    result = CliRunner().invoke(ml, ["env", "show", "-k", built["key"][:6]])
 
     assert result.exit_code == 0, result.stderr
     shown = json.loads(result.stdout)

@@ -22,7 +22,7 @@ from deploy_support import (
 
 pytestmark = pytest.mark.usefixtures("shared_environments")
 
-DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
+DOCKER_CLI = shutil.which("docker") or "docker"  # docker.io, installed by .ci/run
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """mlcli.config and schemas/: loading inference and deployment configs, defaults and errors."""
 
 import json
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,6 +17,7 @@ from mlcli.config import (
     load_inference_config,
     schema,
 )
+from mlcli.environments.build import find_uv
 from mlcli.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -368,7 +368,7 @@ def test_documented_defaults_are_the_loaded_defaults(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_an_installed_wheel_ships_the_schemas(tmp_path: Path) -> None:
     """Non-editable installs read the copies the wheel carries (mlcli/schemas -> schemas/)."""
-    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    uv = str(find_uv())
     subprocess.run(
         [uv, "build", "--wheel", "-q", "-o", str(tmp_path / "dist"), str(REPO)],
         check=True,
@@ -414,7 +414,7 @@ def test_validate_prints_the_config_with_defaults(tmp_path: Path) -> None:
     assert (data["kind"], data["valid"]) == ("deploymentConfig", True)
     assert data["config"]["computeType"] == "AKS"
     assert data["config"]["maxQueueWaitMs"] == 500
-    assert data["config"]["memoryInGB"] == 0.5
+    assert data["config"]["containerResourceRequirements"]["memoryInGB"] == 0.5
 
 
 def test_validate_tells_the_kind_from_the_fields(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from mlcli.environments.build import find_uv, load_environment
 from mlcli.environments.conda import conda_requirements, parse_match_spec
 from mlcli.environments.interpreters import choose_interpreter, installed_interpreters
 from mlcli.environments.spec import minimal_spec, server_requirements
-from mlcli.errors import ConfigError, EnvironmentBuildError
+from mlcli.errors import ConfigError, EnvironmentBuildError, NotFoundError
 from mlcli.paths import envs_dir
 
 
@@ -260,16 +260,25 @@ def test_an_inline_environment_wins_over_the_legacy_conda_file(tmp_path: Path) -
     assert spec.skipped_azureml == ("azureml-defaults",)
 
 
-def test_an_environment_reference_by_name_and_version_is_a_config_error_saying_what_to_give(
-    tmp_path: Path,
-) -> None:
-    ic = inference_config(tmp_path, {"environment": {"name": "AzureML-Minimal", "version": "1"}})
+def test_a_curated_environment_by_name_is_its_python_and_pypi_packages(tmp_path: Path) -> None:
+    ic = inference_config(
+        tmp_path, {"environment": {"name": "AzureML-sklearn-1.0-ubuntu20.04-py38-cpu"}}
+    )
 
-    with pytest.raises(ConfigError) as caught:
+    spec = spec_for(ic)
+
+    assert spec.python == "3.8"
+    assert "scikit-learn==1.0.*" in spec.requirements
+
+
+def test_an_unknown_curated_name_is_not_found_naming_the_families(tmp_path: Path) -> None:
+    ic = inference_config(tmp_path, {"environment": {"name": "AzureML-Triton-22", "version": "1"}})
+
+    with pytest.raises(NotFoundError) as caught:
         spec_for(ic)
 
-    assert "'AzureML-Minimal'" in str(caught.value)
-    assert "condaDependenciesFile" in caught.value.fix
+    assert "'AzureML-Triton-22'" in str(caught.value)
+    assert "AzureML-sklearn|tensorflow|pytorch" in str(caught.value)
 
 
 def test_no_inference_config_and_none_without_conda_file_both_give_the_minimal_set(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import Result
-from deploy_support import aks_app, invoke
+from deploy_support import aks_app, invoke, without_progress
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def kubeconfig(tmp_path: Path, server: str, *, context: str = "test") -> Path:
 def assert_one_paragraph(result: Result, code: int) -> str:
     assert result.exit_code == code, result.stderr
     assert result.stdout == ""
-    text = result.stderr.strip()
+    text = without_progress(result.stderr).strip()
     assert text.startswith("error:")
     assert "Traceback" not in text
     assert "\n\n" not in text  # one paragraph (Rich may wrap it at the terminal's width)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploy_support import port_taken
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sentiment"
@@ -125,6 +126,23 @@ def test_make_demo_on_process_trains_registers_deploys_and_labels_and_reruns_reu
     versions = json.loads(ml("model", "list", "-n", "sentiment").stdout)
     assert [v["version"] for v in versions] == [1]
     assert_scores_like_the_tutorial(demo_service)
+
+
+@pytest.mark.slow
+def test_make_demo_falls_back_to_a_free_port_when_the_configs_is_taken(
+    tmp_path: Path, demo_service: str
+) -> None:
+    with port_taken() as busy:
+        dc = deployment_config(tmp_path, "PROCESS", busy)
+
+        result = run_demo("--models", str(tmp_path / "models"), "--dc", str(dc))
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"port {busy} (deploymentConfig.json) is taken by another program" in result.stdout
+        uri = json.loads(ml("service", "show", "-n", demo_service).stdout)["scoringUri"]
+        assert f":{busy}/" not in uri
+        assert uri in result.stdout.replace("\n", "")  # the port it used is printed
+        assert_scores_like_the_tutorial(demo_service)
 
 
 @pytest.mark.slow

@@ -321,3 +321,25 @@ def test_kill_9_of_the_cli_during_a_local_deploy_leaves_no_container(tmp_path: P
     assert shown["state"] == "Failed"
     assert "interrupted" in shown["error"]["message"]
     assert _gone(started[0].id)
+
+
+def test_image_prune_keeps_an_image_that_another_mlcli_home_still_names(
+    tmp_path: Path, mlcli_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two MLCLI_HOMEs on one engine (two users, two CI jobs): a prune in one must not take
+    the app image of a service the other still has, though no container runs it right now."""
+    register_factor(tmp_path, "factor", 2.0)
+    ic = echo_app(tmp_path)
+    dc = _deployment(tmp_path, {"computeType": "LOCAL"})
+    deployed = ok("model", "deploy", "-n", "owned-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
+    app_image = deployed["serverDetails"]["image"]
+    _container(deployed["serverDetails"]["container"]).remove(force=True)  # a reboot, a docker rm
+    monkeypatch.setenv("MLCLI_HOME", str(tmp_path / "another-home"))
+
+    pruned = ok("image", "prune")
+
+    assert _image_exists(app_image)
+    assert app_image not in [row["tag"] for row in pruned if row["removed"]]
+    monkeypatch.setenv("MLCLI_HOME", str(mlcli_home))
+    restarted = ok("service", "restart", "-n", "owned-svc")
+    assert post(restarted["scoringUri"], {"data": [1]}).json() == {"result": [2.0]}

@@ -16,9 +16,11 @@ SUBGROUPS: dict[str, str] = {
     "model": "mlcli.cli.model:model",
     "config": "mlcli.cli.config:config",
     "env": "mlcli.cli.env:env",
-    "environment": "mlcli.cli.env:environment",  # Azure v1's spelling; hidden alias
+    "environment": "mlcli.cli.environment:environment",  # v1's registered environments
     "service": "mlcli.cli.service:service",
     "image": "mlcli.cli.image:image",
+    "workspace": "mlcli.cli.workspace:workspace",
+    "folder": "mlcli.cli.workspace:folder",
 }
 
 
@@ -40,14 +42,17 @@ class LazyGroup(click.Group):
 
 
 class RootGroup(LazyGroup):
-    """Prints an MlcliError as one paragraph on stderr and exits with its code."""
+    """Prints an MlcliError as one paragraph on stderr and exits with its code; with --debug
+    the traceback comes first, and the exit code is the same (scripts test it)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MlcliError as err:
             if ctx.meta.get("mlcli.debug") or "--debug" in sys.argv:
-                raise
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
             click.secho(f"error: {err}", fg="red", err=True)
             ctx.exit(err.exit_code)
 

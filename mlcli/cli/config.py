@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from mlcli.cli.options import common_options
-from mlcli.cli.output import emit
+from mlcli.cli.output import emit, warn
 
 KINDS = {"inference": "inferenceConfig", "deployment": "deploymentConfig"}
 
@@ -40,10 +40,16 @@ def validate(file: Path, kind: str, output: str, query: str | None) -> None:
     resolved = KINDS.get(kind.lower()) or configs.config_kind(file)
     if resolved == "deploymentConfig":
         parsed = configs.load_deployment_config(file)
+        from mlcli.deploy.overrides import config_file_notes
+
+        for note in config_file_notes(parsed):
+            warn(note)
     else:
         parsed = configs.load_inference_config(file)
+        for note in parsed.notes:
+            warn(note)
     emit(
-        {"file": str(file), "kind": resolved, "valid": True, "config": configs.as_dict(parsed)},
+        {"file": str(file), "kind": resolved, "valid": True, "config": configs.as_document(parsed)},
         output,
         query,
     )

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import signal
 from collections.abc import Callable, Iterator
@@ -39,6 +38,18 @@ def inference_options(f: F) -> F:
                 {"type": _PATH, "help": "Dockerfile steps (LOCAL/ACI)."},
             ),
             (("--bi", "--base-image"), {"help": "Base image (LOCAL/ACI)."}),
+            (
+                ("-e", "--environment-name"),
+                {"help": "A registered environment (ml environment list) or a curated name."},
+            ),
+            (("--ev", "--environment-version"), {"help": "Its version (default: the latest)."}),
+            (
+                ("--as-of",),
+                {
+                    "type": click.DateTime(formats=["%Y-%m-%d"]),
+                    "help": "Resolve the conda file's packages as on this date (YYYY-MM-DD).",
+                },
+            ),
         ]
     ):
         f = click.option(*decls, **kwargs)(f)
@@ -180,9 +191,18 @@ def model_refs(models: tuple[str, ...], metadata_file: Path | None) -> tuple[Any
 
 
 def inference_config(flags: dict[str, Any]) -> Any:
-    """--ic, with --es/--rt/--cf/--sd/--ds/--bi on top. As in Azure, --es, --cf and --ds are
-    relative to the source folder (--sd, or the --ic's sourceDirectory) when there is one;
-    else, or when the file is not there, to the current folder."""
+    """--ic, with --es/--rt/--cf/--sd/--ds/--bi on top; its notes (paths found in the current
+    folder rather than beside the file) printed as warnings."""
+    ic = _inference_config(flags)
+    for note in ic.notes if ic is not None else ():
+        warn(note)
+    return ic
+
+
+def _inference_config(flags: dict[str, Any]) -> Any:
+    """As in Azure, --es, --cf and --ds are relative to the source folder (--sd, or the --ic's
+    sourceDirectory) when there is one; else, or when the file is not there, to the current
+    folder."""
     from mlcli import config
 
     path = flags.pop("ic")
@@ -202,6 +222,19 @@ def inference_config(flags: dict[str, Any]) -> Any:
         value = flags.pop(flag)
         if value is not None:
             overrides[field] = value
+    environment_name = flags.pop("environment_name", None)
+    environment_version = flags.pop("environment_version", None)
+    if environment_name is not None:
+        overrides["environment"] = {"name": environment_name, "version": environment_version}
+    elif environment_version is not None:
+        raise ConfigError(
+            "--ev names a version of an environment, but no environment was named.",
+            where="--ev/--environment-version",
+            fix="Add -e NAME.",
+        )
+    as_of = flags.pop("as_of", None)
+    if as_of is not None:
+        overrides["packagesAsOf"] = as_of.strftime("%Y-%m-%d")
     if ic is None:
         if not overrides:
             return None
@@ -245,15 +278,21 @@ def _flag_file(value: Path, source_dir: Path | str | None, flag: str) -> str:
 
 def deployment_config(flags: dict[str, Any], *, base: Any = None) -> Any:
     """--dc (PROCESS when omitted), with the deploy flags on top; says which do nothing here."""
+    from mlcli.deploy.overrides import with_overrides
+
     overrides = deployment_overrides(flags)
     if base is None:
         from mlcli import config
+        from mlcli.deploy.overrides import config_file_notes
 
         base = config.load_deployment_config(flags.pop("dc"))
+        for note in config_file_notes(base):
+            warn(note)
     else:
         flags.pop("dc", None)
-    dc = dataclasses.replace(base, **overrides) if overrides else base
-    _warn_inapplicable(dc, overrides)
+    dc, notes = with_overrides(base, overrides, FLAG_NAMES_BY_FIELD)
+    for note in notes:
+        warn(note)
     return dc
 
 
@@ -310,52 +349,23 @@ def deployment_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["autoscaler"] = AutoScaler(**scaler)
     if probe:
         overrides["liveness_probe"] = LivenessProbe(**probe)
-    if overrides.get("primary_key") or overrides.get("secondary_key"):
-        overrides.setdefault("auth_enabled", True)
     return overrides
 
 
-_NOT_HERE = {
-    "gpu_cores": "--gc/--gpu-cores: no GPU scheduling on this machine; ignored.",
-    "app_insights_enabled": "--ai: there is no Application Insights here; the server's "
-    "/metrics endpoint and JSON request log stand in for it. Ignored.",
-    "data_collection_storage_enabled": "--md: model data collection is not implemented; ignored.",
-    "autoscaler": "--as/--mi/--ma/--ar/--at: autoscaling is AKS-only; ignored.",
-    "num_replicas": "--nr/--num-replicas: replicas are AKS-only; use --workers for more "
-    "server processes. Ignored.",
-    "liveness_probe": "--ps/--id/--ts/--st/--ft: liveness probes are AKS-only; mlcli waits for "
-    "GET / itself. Ignored.",
-    "namespace": "--namespace: Kubernetes only; ignored.",
-    "compute_target_name": "--ct/--compute-target: AKS clusters only; ignored.",
+# How the warnings of mlcli.deploy.overrides name each setting on the command line.
+FLAG_NAMES_BY_FIELD = {
+    "gpu_cores": "--gc/--gpu-cores",
+    "app_insights_enabled": "--ai",
+    "data_collection_storage_enabled": "--md",
+    "autoscaler": "--as/--mi/--ma/--ar/--at",
+    "num_replicas": "--nr/--num-replicas",
+    "workers": "--workers",
+    "liveness_probe": "--ps/--id/--ts/--st/--ft",
+    "namespace": "--namespace",
+    "compute_target_name": "--ct/--compute-target",
+    "cpu": "--cc/--cpu-cores",
+    "memory_in_gb": "--gb/--memory-gb",
 }
-
-
-# What the Kubernetes manifests (computeType AKS) carry; see mlcli/targets/manifests.py.
-_APPLIED_ON_AKS = {
-    "gpu_cores",
-    "autoscaler",
-    "num_replicas",
-    "liveness_probe",
-    "namespace",
-    "compute_target_name",
-}
-
-
-def _warn_inapplicable(dc: Any, overrides: dict[str, Any]) -> None:
-    if dc.compute_type == "ACI":
-        warn(
-            "computeType ACI runs as a local Docker container here (there is no Azure); "
-            "cpu, memoryInGB, authEnabled and keys are honoured."
-        )
-    for field, message in _NOT_HERE.items():
-        if dc.compute_type == "AKS" and field in _APPLIED_ON_AKS:
-            continue
-        if field in overrides and overrides[field] not in (None, False, 0):
-            warn(message)
-    if dc.compute_type == "PROCESS":
-        for field, flag in (("cpu", "--cc/--cpu-cores"), ("memory_in_gb", "--gb/--memory-gb")):
-            if field in overrides:
-                warn(f"{flag} limits containers (LOCAL/ACI); a PROCESS service ignores it.")
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -13,6 +14,7 @@ import click
 
 from mlcli.cli.options import common_options
 from mlcli.cli.output import emit, progress, quiet, stderr_console
+from mlcli.progress import Notice
 
 TABLE_COLUMNS = ("key", "pythonVersion", "source", "lastUsedTime", "usedBy")
 
@@ -23,12 +25,6 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 @click.group()
 def env() -> None:
     """Build, list, show and prune model environments (one per conda spec, shared)."""
-
-
-# Azure v1's `az ml environment` spelling: the same commands, left out of `ml --help`.
-environment = click.Group(
-    "environment", commands=env.commands, hidden=True, help=env.help, short_help="Alias of env."
-)
 
 
 @env.command("list")
@@ -84,9 +80,19 @@ def show(key: str, output: str, query: str | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Conda environment file to build (overrides the inference config's).",
 )
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Resolve the packages as on this date (YYYY-MM-DD): an unpinned v1 file gets the "
+    "versions it got then.",
+)
 @common_options
 def build(
-    inference_config: Path | None, conda_file: Path | None, output: str, query: str | None
+    inference_config: Path | None,
+    conda_file: Path | None,
+    as_of: Any,
+    output: str,
+    query: str | None,
 ) -> None:
     """Build (or reuse) the environment a deploy would use, without deploying.
 
@@ -94,7 +100,10 @@ def build(
     Example:
         ml env build --cf myenv.yml
         ml env build --ic inferenceConfig.json
+        ml env build --cf tutorial-env.yml --as-of 2021-06-01
     """
+    import dataclasses
+
     from mlcli import environments
 
     if conda_file is not None:
@@ -105,6 +114,8 @@ def build(
         spec = environments.spec_for(load_inference_config(inference_config))
     else:
         spec = environments.minimal_spec()
+    if as_of is not None:
+        spec = dataclasses.replace(spec, as_of=as_of.strftime("%Y-%m-%d"))
     with _progress("building environment") as on_progress:
         built = environments.ensure_environment(spec, on_progress=on_progress)
     emit(built.to_dict(), output, query, columns=TABLE_COLUMNS)
@@ -179,15 +190,16 @@ def _duration(text: str) -> timedelta:
 
 @contextmanager
 def _progress(title: str) -> Iterator[Callable[[str], None]]:
-    """uv's lines (resolved, installed, + package) pass through the live status line; mlcli's
-    notices (python substituted, azureml-* not installed) stay on stderr, unless
-    --only-show-errors."""
+    """Like every command's progress (notices stay, steps pass), with mlcli's own steps kept
+    as lines too: `ml env build` is about them. uv's lines (resolved, + package) pass."""
     with progress(title) as status:
 
         def on_progress(line: str) -> None:
             if line.startswith("uv: "):
                 status(line.removeprefix("uv: "))
-            elif not quiet():
+            elif isinstance(line, Notice) or quiet() or not sys.stderr.isatty():
+                status(line)  # a notice stays; elsewhere than a terminal every step does
+            else:
                 stderr_console().print(line, markup=False, highlight=False, soft_wrap=True)
 
         yield on_progress

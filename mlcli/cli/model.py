@@ -28,10 +28,11 @@ def model() -> None:
     """Register, list, show, download, update and delete model versions."""
 
 
-def _open_registry():  # -> mlcli.registry.Registry, imported lazily
+def _open_registry(*, create: bool = False):  # -> mlcli.registry.Registry, imported lazily
+    """Only `register` creates a workspace; the other commands find it or say it is not there."""
     from mlcli.registry import Registry
 
-    return Registry.open(workspace_name())
+    return Registry.open(workspace_name(), create=create)
 
 
 def _ref(model_id: str):  # -> mlcli.registry.ModelRef
@@ -97,7 +98,7 @@ def register(
     if output_metadata_file is not None:
         _check_writable_folder(output_metadata_file)
     collect_sources(model_path, child_paths)  # refuse bad input before opening the registry
-    registry = _open_registry()
+    registry = _open_registry(create=True)
     with progress(f"Registering {name}") as on_progress:
         registered = registry.register(
             model_path,

@@ -18,6 +18,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 OUTPUT_FORMATS = ("json", "jsonc", "table", "tsv", "yaml", "none")
 DEBUG = "mlcli.debug"
 ONLY_SHOW_ERRORS = "mlcli.only_show_errors"
+VERBOSE = "mlcli.verbose"
 WORKSPACE = "mlcli.workspace"
 
 
@@ -97,10 +98,13 @@ def _set_meta(key: str) -> Callable[[click.Context, click.Parameter, bool], None
 def global_options(f: F) -> F:
     """--debug (tracebacks), --only-show-errors (no progress or warnings), --verbose."""
     f = click.option(
+        "-v",
         "--verbose",
         is_flag=True,
         expose_value=False,
-        help="Accepted for Azure CLI scripts; progress already shows on a terminal.",
+        is_eager=True,
+        callback=_set_meta(VERBOSE),
+        help="Keep every step on screen as a line (a CI log always gets them).",
     )(f)
     f = click.option(
         "--only-show-errors",

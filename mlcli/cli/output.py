@@ -6,14 +6,16 @@ and yaml are imported only by the format that needs them, so `-o json` stays che
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import click
 
-from mlcli.cli.options import ONLY_SHOW_ERRORS
+from mlcli.cli.options import ONLY_SHOW_ERRORS, VERBOSE
 from mlcli.errors import ConfigError
+from mlcli.progress import Notice
 
 _consoles: dict[str, Any] = {}
 
@@ -74,6 +76,11 @@ def quiet() -> bool:
     return bool(ctx and ctx.meta.get(ONLY_SHOW_ERRORS))
 
 
+def verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.meta.get(VERBOSE))
+
+
 def warn(message: str) -> None:
     """A warning on stderr, unless --only-show-errors."""
     if not quiet():
@@ -82,16 +89,51 @@ def warn(message: str) -> None:
 
 @contextlib.contextmanager
 def progress(title: str) -> Iterator[Callable[[str], None]]:
-    """An `on_progress(line)` callback: a live status line on a terminal, silent elsewhere."""
-    if quiet() or not sys.stderr.isatty():
+    """An `on_progress(message)` callback for the core (see mlcli/progress.py).
+
+    A Notice (a decision, a warning) is always a line that stays, on a terminal or in a CI log,
+    unless --only-show-errors. Steps: on a terminal a live status line (each one also kept as
+    a line with -v/--verbose); elsewhere (a CI log, a pipe) a plain line with a timestamp.
+    """
+    if quiet():
         yield _ignore
         return
-    with stderr_console().status(title) as status:
+    if not sys.stderr.isatty():
+        click.echo(_stamped(f"{title} ..."), err=True)
 
-        def on_progress(line: str) -> None:
-            status.update(f"{title}: {line}")
+        def on_plain(message: str) -> None:
+            if isinstance(message, Notice):
+                warn(message)
+            else:
+                click.echo(_stamped(message), err=True)
+
+        yield on_plain
+        return
+    every_step = verbose()
+    console = stderr_console()
+    with console.status(title) as status:
+
+        def on_progress(message: str) -> None:
+            if isinstance(message, Notice):
+                console.print(f"[yellow]warning:[/] {_escape(message)}", highlight=False)
+                return
+            if every_step:
+                console.print(_stamped(message), markup=False, highlight=False)
+            status.update(f"{title}: {_escape(message)}")
 
         yield on_progress
+
+
+def _stamped(message: str) -> str:
+    from datetime import datetime
+
+    return f"{datetime.now().strftime('%H:%M:%S')} {message}"
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _ignore(_line: str) -> None:
@@ -136,10 +178,19 @@ def _tsv_row(row: Any) -> list[Any]:
     return [row]
 
 
+_FRACTION_OF_SECOND = re.compile(r"(T?\d{2}:\d{2}:\d{2})\.\d+")
+
+
 def _cell(value: Any) -> str:
+    """A table cell: lists comma-joined, timestamps to the second, one line."""
     if value is None:
         return ""
-    return str(value).replace("\t", " ").replace("\n", " ")
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    text = str(value).replace("\t", " ").replace("\n", " ")
+    return _FRACTION_OF_SECOND.sub(r"\1", text) if ":" in text else text
 
 
 def _table(data: Any, columns: Sequence[str]) -> str:
@@ -158,12 +209,41 @@ def _table(data: Any, columns: Sequence[str]) -> str:
         header = [k[:1].upper() + k[1:] for k in keys]
         body = [[_cell(r.get(k)) for k in keys] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body if i < len(b))) for i, h in enumerate(header)]
+    widths = _fit(widths, _terminal_width())
+    header = [_clip(h, w) for h, w in zip(header, widths, strict=True)]
+    body = [[_clip(c, w) for c, w in zip(b, widths, strict=False)] for b in body]
     lines = [
         "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
         "  ".join("-" * w for w in widths),
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=False)).rstrip() for b in body]
     return "\n".join(lines)
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width when stdout is one (a pipe or file gets whole cells)."""
+    if not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+def _fit(widths: list[int], total: int | None, floor: int = 8) -> list[int]:
+    """Narrow the widest columns, one character at a time, until the table fits `total`."""
+    if total is None:
+        return widths
+    widths = list(widths)
+    while sum(widths) + 2 * (len(widths) - 1) > total:
+        widest = max(range(len(widths)), key=widths.__getitem__)
+        if widths[widest] <= floor:
+            break
+        widths[widest] -= 1
+    return widths
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def _is_scalar_column(rows: list[dict], key: str) -> bool:

@@ -10,7 +10,7 @@ import click
 from mlcli.cli.deploy import inference_config, inference_options, model_refs
 from mlcli.cli.manifests import manifest_options, prepare_manifests, write_kubernetes
 from mlcli.cli.options import common_options, workspace_name
-from mlcli.cli.output import emit, progress, warn
+from mlcli.cli.output import emit, progress
 from mlcli.errors import ConfigError
 
 
@@ -34,8 +34,6 @@ from mlcli.errors import ConfigError
     help="Also tag the built image with this name; with --dc, the image the manifests run.",
 )
 @manifest_options
-@click.option("-e", "--environment-name", hidden=True, help="Accepted for Azure CLI scripts.")
-@click.option("--ev", "--environment-version", hidden=True, help="Accepted for Azure CLI scripts.")
 @click.option("--no-wait", is_flag=True, hidden=True, help="Accepted; the command always waits.")
 @common_options
 def package(
@@ -45,8 +43,6 @@ def package(
     image_name: str | None,
     deploy_config: Path | None,
     service_name: str | None,
-    environment_name: str | None,
-    ev: str | None,
     no_wait: bool,
     output: str,
     query: str | None,
@@ -67,11 +63,10 @@ def package(
             --image-name registry.example.com/sentiment:1 --output-path ./pkg
         kubectl apply -f ./pkg/kubernetes
     """
+    from mlcli.deploy.inputs import resolve_models
     from mlcli.images.package import package as package_models
     from mlcli.registry import Registry
 
-    if environment_name or ev:
-        warn("-e/--ev: mlcli builds the environment from the inference config; ignored.")
     refs = model_refs(models, model_metadata_file)
     if not refs:
         raise ConfigError(
@@ -92,8 +87,8 @@ def package(
             where="--image-name",
             fix="Leave one out (name the image later with `docker build -t NAME`).",
         )
-    registry = Registry.open(workspace_name())
-    resolved = list({m.id: m for m in (registry.resolve(ref) for ref in refs)}.values())
+    registry = Registry.open(workspace_name(), create=False)
+    resolved = resolve_models(registry, refs)
     manifests = prepare_manifests(
         deploy_config,
         service_name,

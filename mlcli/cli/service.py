@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mlcli.cli.deploy import (
+    FLAG_NAMES_BY_FIELD,
     TABLE_COLUMNS,
     deployment_config,
     deployment_options,
@@ -38,7 +39,12 @@ def service() -> None:
 
 
 @service.command("list")
-@click.option("-c", "--compute-type", help="Only this computeType (PROCESS, LOCAL, ACI).")
+@click.option(
+    "-c",
+    "--compute-type",
+    type=click.Choice(["PROCESS", "LOCAL", "ACI", "AKS"], case_sensitive=False),
+    help="Only this computeType.",
+)
 @click.option("--model-name", help="Only services running a version of this model.")
 @click.option("--model-id", metavar="NAME:N", help="Only services running this model version.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY[=VALUE]", help="Having this tag.")
@@ -72,6 +78,10 @@ def list_(
         tags=parse_pairs(tags, "--tag", value_required=False),
         properties=parse_pairs(properties, "--property", value_required=False),
     )
+    for document in documents:
+        if document.get("state") == "Unhealthy":
+            name = document.get("name")
+            warn(f"{name} is Unhealthy (its server is down): `ml service restart -n {name}`")
     emit(documents, output, query, columns=TABLE_COLUMNS)
 
 
@@ -98,10 +108,16 @@ def show(name: str, output: str, query: str | None) -> None:
 @click.option("-i", "--init", is_flag=True, help="The deploy log (environment build, start-up).")
 @click.option("--follow", is_flag=True, help="Keep printing new lines while the server runs.")
 @click.option(
+    "--readable/--raw",
+    default=None,
+    help="One readable line per record (the default on a terminal), or the server's JSON "
+    "lines as they are (the default in a pipe).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Choice(OUTPUT_FORMATS, case_sensitive=False),
-    help="Plain text when omitted; json, yaml... give {name, logs: [lines]}.",
+    help="Lines when omitted; json, yaml... give {name, logs: [lines]}.",
 )
 @click.option("--query", metavar="JMESPATH", help="JMESPath query (with -o).")
 @workspace_options
@@ -111,6 +127,7 @@ def get_logs(
     num_lines: int | None,
     init: bool,
     follow: bool,
+    readable: bool | None,
     output: str | None,
     query: str | None,
 ) -> None:
@@ -120,11 +137,18 @@ def get_logs(
     Example:
         ml service get-logs -n sentiment-svc -l 50
         ml service get-logs -n sentiment-svc --follow
+        ml service get-logs -n sentiment-svc --raw | jq .message
     """
     from mlcli.deploy import logs
 
     lines = logs(name, tail=num_lines, follow=follow, init=init, workspace=workspace_name())
     if output is None and query is None:
+        if readable is None:
+            readable = sys.stdout.isatty()
+        if readable:
+            from mlcli.cli.logs import readable as as_readable
+
+            lines = (as_readable(line) for line in lines)
         for line in lines:
             click.echo(line)
         return
@@ -225,6 +249,7 @@ def update(
             inference=ic,
             deployment=dc,
             overrides=overrides,
+            override_names=FLAG_NAMES_BY_FIELD,
             add_tags=parse_pairs(add_tags, "--add-tag"),
             remove_tags=remove_tags,
             add_properties=parse_pairs(add_properties, "--add-property"),
@@ -233,6 +258,31 @@ def update(
             workspace=workspace_name(),
             on_progress=on_progress,
             on_warning=warn,
+        )
+    emit(document, output, query, columns=TABLE_COLUMNS)
+
+
+@service.command("restart")
+@_NAME
+@click.option(
+    "--no-wait", is_flag=True, help="Return at once; the restart finishes in the background."
+)
+@common_options
+def restart(name: str, no_wait: bool, output: str, query: str | None) -> None:
+    """Start a service's current revision again: same models, configs and URI, a new server.
+
+    For a server that died (killed, out of memory, the machine rebooted): `ml service list`
+    shows it Unhealthy. No request is dropped if the old server still answers.
+
+    \b
+    Example:
+        ml service restart -n sentiment-svc
+    """
+    from mlcli.deploy import restart as restart_service
+
+    with progress(f"Restarting {name}") as on_progress, interrupted_by_sigterm():
+        document = restart_service(
+            name, wait=not no_wait, workspace=workspace_name(), on_progress=on_progress
         )
     emit(document, output, query, columns=TABLE_COLUMNS)
 

@@ -1,6 +1,6 @@
 """Deploy, update and delete services: models + configs + environment -> a target -> a record.
 
-    rollout.py     deploy() and update(): record the new revision, start it, settle it
+    rollout.py     deploy(), update() and restart(): record the new revision, start it, settle it
     inputs.py      the request, checked: models resolved, entry script and source directory
     launch.py      one revision ready to start: environment, app root, keys, port
     settings.py    deployment config <-> server environment variables <-> the record's spec
@@ -18,7 +18,7 @@ mlcli/app_root.py.
 
 from mlcli.deploy.inputs import DeployRequest
 from mlcli.deploy.operations import delete, get_keys, list_services, logs, regen_key, run, show
-from mlcli.deploy.rollout import deploy, update
+from mlcli.deploy.rollout import deploy, restart, update
 from mlcli.deploy.settings import server_settings
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "list_services",
     "logs",
     "regen_key",
+    "restart",
     "run",
     "server_settings",
     "show",

@@ -8,7 +8,7 @@ NotFoundError raised while the service is still untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,12 +77,19 @@ def model_from_id(registry: Registry, model_id: str) -> ModelVersion:
         ) from exc
 
 
-def app_from_inference(ic: InferenceConfig | None) -> App:
+def app_from_inference(ic: InferenceConfig | None, models: Sequence[ModelVersion] = ()) -> App:
+    """The app an inference config describes; with none, a no-code app for a model registered
+    with a no-code framework (deploy/no_code.py)."""
+    from mlcli.deploy.no_code import NAMES, framework_of, no_code_app
     from mlcli.environments import spec_for
 
+    if (ic is None or ic.entry_script is None) and framework_of(models):
+        return no_code_app(models[0])
     if ic is None or ic.entry_script is None:
         raise ConfigError(
-            "no entry script: mlcli deploys a model with a score.py, as Azure ML v1 does.",
+            "no entry script: a model registered with --model-framework "
+            f"{NAMES} deploys without one (no-code deployment, as in Azure ML v1); any other "
+            "deploy needs a score.py.",
             where="--ic/--inference-config-file",
             fix="Pass --ic inferenceConfig.json (with entryScript), or --es score.py.",
         )

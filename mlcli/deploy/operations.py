@@ -16,7 +16,6 @@ from mlcli.keys import read_keys, regenerate
 from mlcli.paths import Workspace
 from mlcli.services import (
     FAILED,
-    TRANSITIONING,
     ServiceRecord,
     Services,
     deployer_alive,
@@ -31,7 +30,7 @@ def delete(
 ) -> dict[str, Any]:
     """Stop the service's server(s), then remove its record and folder; with `purge`, also
     what it alone used (see purge.py), listed under "purged"."""
-    services = Services.open(workspace)
+    services = Services.open(workspace, create=False)
     record = services.get(name)
     if record.deployer and deployer_alive(record.deployer):
         raise ConflictError(
@@ -53,12 +52,12 @@ def delete(
 
 
 def show(name: str, *, workspace: str | Workspace | None = None) -> dict[str, Any]:
-    services = Services.open(workspace)
+    services = Services.open(workspace, create=False)
     return services.to_document(services.get(name))
 
 
 def list_services(*, workspace: str | Workspace | None = None, **filters: Any) -> list[dict]:
-    services = Services.open(workspace)
+    services = Services.open(workspace, create=False)
     return [services.to_document(r) for r in services.list(**filters)]
 
 
@@ -71,7 +70,7 @@ def logs(
     workspace: str | Workspace | None = None,
 ) -> Iterable[str]:
     """The server's log lines; with `init`, the deploy log (environment build, start-up)."""
-    services = Services.open(workspace)
+    services = Services.open(workspace, create=False)
     record = services.get(name)
     if init:
         from mlcli.targets.logfiles import follow_file
@@ -86,7 +85,7 @@ def logs(
 
 
 def get_keys(name: str, *, workspace: str | Workspace | None = None) -> dict[str, str]:
-    services = Services.open(workspace)
+    services = Services.open(workspace, create=False)
     record = services.get(name)
     return read_keys(_keys_file_of(services, record))
 
@@ -95,7 +94,7 @@ def regen_key(
     name: str, key: str, *, value: str | None = None, workspace: str | Workspace | None = None
 ) -> dict[str, str]:
     """New Primary or Secondary key; the server re-reads the keys file, no redeploy."""
-    services = Services.open(workspace)
+    services = Services.open(workspace, create=False)
     record = services.get(name)
     keys = regenerate(_keys_file_of(services, record), key, value)
     update = getattr(target_for(record.compute_type), "update_keys", None)  # see mlcli/targets
@@ -108,10 +107,10 @@ def run(name: str, data: bytes, *, workspace: str | Workspace | None = None) -> 
     """POST `data` to the scoring URI, as `az ml service run` does; the parsed answer."""
     import http.client
 
-    services = Services.open(workspace)
+    services = Services.open(workspace, create=False)
     record = services.get(name)
-    endpoint = record.endpoint
-    if endpoint is None or record.state in (FAILED, TRANSITIONING):
+    endpoint = record.endpoint  # while an update rolls out, the serving revision answers
+    if endpoint is None or record.state == FAILED:
         raise ConflictError(
             f"service {name!r} is {record.state} and has no scoring URI to call.",
             fix=f"See why with `ml service get-logs -n {name}`.",

@@ -14,7 +14,6 @@ services.Services.recover); Ctrl-C stops the half-started server here.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,8 @@ from mlcli.deploy.inputs import (
 )
 from mlcli.deploy.journal import deploy_log, journal
 from mlcli.deploy.launch import prepare
+from mlcli.deploy.no_code import framework_of, is_no_code
+from mlcli.deploy.overrides import with_overrides
 from mlcli.deploy.settings import deployment_from_settings, spec_doc
 from mlcli.deploy.settle import abandon, finish
 from mlcli.errors import ConfigError, ConflictError
@@ -39,6 +40,7 @@ from mlcli.paths import Workspace
 from mlcli.progress import Progress
 from mlcli.services import (
     TRANSITIONING,
+    UNHEALTHY,
     Services,
     check_service_name,
     deployer_alive,
@@ -61,10 +63,11 @@ def deploy(
     from mlcli.registry import Registry
 
     name = check_service_name(request.name)
-    registry = Registry.open(workspace)
+    # With models named, they must be registered: the workspace exists already.
+    registry = Registry.open(workspace, create=not request.models)
     services = Services(registry.workspace, registry.conn)
     models = resolve_models(registry, request.models)
-    app = app_from_inference(request.inference)
+    app = app_from_inference(request.inference, models)
     target_for(request.deployment.compute_type)  # unknown computeType: refuse before writing
     meta = {
         "description": request.description,
@@ -92,6 +95,7 @@ def update(
     inference: InferenceConfig | None = None,
     deployment: DeploymentConfig | None = None,
     overrides: Mapping[str, Any] | None = None,
+    override_names: Mapping[str, str] | None = None,
     add_tags: Mapping[str, str] | None = None,
     remove_tags: Iterable[str] = (),
     add_properties: Mapping[str, str] | None = None,
@@ -102,15 +106,23 @@ def update(
     on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """`ml service update`: new models, configs or settings roll out a new revision (same URI);
-    tags, properties and description alone change only the record."""
+    tags, properties and description alone change only the record, unless the service's
+    server is down (Unhealthy): then the update starts it again, as `restart` does.
+    `overrides` (fields of DeploymentConfig) go on top of the serving settings; the ones this
+    computeType ignores are reported to `on_warning`, named as in `override_names` (the face's
+    words)."""
     from mlcli.registry import Registry
 
-    registry = Registry.open(workspace)
+    registry = Registry.open(workspace, create=False)
     services = Services(registry.workspace, registry.conn)
     record = services.get(check_service_name(name))
     models = tuple(models)
     meta = updated_meta(record, add_tags, remove_tags, add_properties, description, on_warning)
     rollout = bool(models or inference or deployment or overrides)
+    if not rollout and services.state_of(record) == UNHEALTHY and record.spec:
+        if on_warning is not None:
+            on_warning(f"service {record.name!r} is Unhealthy (its server is down): restarting it")
+        rollout = True
     if not rollout:
         with db.immediate(services.conn):
             current = services.find(record.name) or record
@@ -134,7 +146,12 @@ def update(
         if models
         else [model_from_id(registry, m) for m in spec["models"]]
     )
-    app = app_from_inference(inference) if inference else app_from_record(services, record)
+    if inference:
+        app = app_from_inference(inference)
+    elif models and is_no_code(spec) and framework_of(resolved):
+        app = app_from_inference(None, resolved)  # the new version's framework and its version
+    else:
+        app = app_from_record(services, record)
     base = deployment or deployment_from_settings(spec["settings"])
     if base.compute_type.upper() != record.compute_type:
         raise ConfigError(
@@ -144,7 +161,10 @@ def update(
             fix="Deploy it again with `ml model deploy ... --overwrite` to change computeType.",
         )
     if overrides:
-        base = dataclasses.replace(base, **overrides)
+        base, notes = with_overrides(base, overrides, override_names or {})
+        for note in notes:
+            if on_warning is not None:
+                on_warning(note)
     return roll_out(
         services,
         registry,
@@ -153,6 +173,42 @@ def update(
         app=app,
         deployment=base,
         meta=meta,
+        overwrite=True,
+        wait=wait,
+        on_progress=on_progress,
+    )
+
+
+def restart(
+    name: str,
+    *,
+    wait: bool = True,
+    workspace: str | Workspace | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """`ml service restart`: the current revision again (same models, app, settings and URI),
+    a new server replacing the old one. For a server that died (killed, a reboot), or one
+    that answers but should start afresh (init() again)."""
+    from mlcli.registry import Registry
+
+    registry = Registry.open(workspace, create=False)
+    services = Services(registry.workspace, registry.conn)
+    record = services.get(check_service_name(name))
+    if not record.spec:
+        raise ConflictError(
+            f"service {record.name!r} never became healthy (state {record.state}); there is "
+            "no revision to restart.",
+            fix=f"Deploy it again: ml model deploy -n {record.name} ... --overwrite.",
+        )
+    spec = record.spec
+    return roll_out(
+        services,
+        registry,
+        record.name,
+        models=[model_from_id(registry, m) for m in spec["models"]],
+        app=app_from_record(services, record),
+        deployment=deployment_from_settings(spec["settings"]),
+        meta={},
         overwrite=True,
         wait=wait,
         on_progress=on_progress,
@@ -246,7 +302,7 @@ def roll_out(
         record_pending(services, name, endpoint, compute_type, spec_doc(launch, app, endpoint))
         if not wait:
             hand_over(services, name, revision)
-            report("not waiting (--no-wait): a background ml process finishes the deploy")
+            report("not waiting for it here: a background ml process finishes the deploy")
             return services.to_document(services.find(name) or previous, state=TRANSITIONING)
         return finish(services, name, revision, on_progress=report)
     except BaseException as exc:

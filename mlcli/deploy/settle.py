@@ -216,4 +216,27 @@ def failure_report(target: Any, endpoint: Endpoint) -> tuple[str, str]:
         return "", "(the server wrote no log lines)"
     text = "\n".join(shown[-LOG_TAIL_LINES:])
     text = f"{traceback}\nLast log lines:\n{text}" if traceback else f"Last log lines:\n{text}"
-    return cause, text
+    hint = _packages_hint(traceback)
+    return cause, f"{text}\n{hint}" if hint else text
+
+
+def _packages_hint(traceback: str) -> str:
+    """What to pin when init() failed inside installed packages, or on a missing one."""
+    from mlcli.environments.blame import missing_module, packages_in
+
+    missing = missing_module(traceback)
+    if missing:
+        return (
+            f"The environment has no module {missing!r}: add the package that provides it to "
+            "the conda file's dependencies (or its pip: list)."
+        )
+    involved = packages_in(traceback)
+    if not involved:
+        return ""
+    listed = ", ".join(f"{name} {version}" for name, version in involved)
+    return (
+        f"init() failed inside {listed}, as this environment resolved them (`ml env show` "
+        "lists every version). An unpinned conda file gets today's releases: pin versions "
+        "that work together (name==X.Y), or resolve the file as of the day it was written "
+        "with --as-of YYYY-MM-DD (inferenceConfig: packagesAsOf)."
+    )

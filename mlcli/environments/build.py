@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from mlcli.environments.interpreters import choose_interpreter
 from mlcli.environments.spec import EnvironmentSpec
 from mlcli.errors import EnvironmentBuildError
 from mlcli.paths import envs_dir
-from mlcli.progress import Progress, reporter
+from mlcli.progress import Notice, Progress, reporter
 
 RECORD = "mlcli-env.json"  # written last inside the build folder, before the rename
 LAST_USED = ".last-used"  # its mtime: when a deploy last asked for this environment
@@ -91,8 +91,18 @@ def ensure_environment(
     say = reporter(on_progress)
     if spec.skipped_azureml:
         say(
-            f"{', '.join(spec.skipped_azureml)}: not installed; mlcli's scoring server and "
-            "its azureml compatibility modules stand in for them."
+            Notice(
+                f"{', '.join(spec.skipped_azureml)}: not installed; mlcli's scoring server and "
+                "its azureml compatibility modules stand in for them."
+            )
+        )
+    dropped = [entry for entry in spec.skipped_conda if not _announced_silently(entry)]
+    if dropped:
+        say(
+            Notice(
+                f"{', '.join(dropped)}: conda-only packages (not Python packages), not "
+                "installed; PyPI wheels bundle the libraries they need."
+            )
         )
     existing = load_environment(spec.key, touch=True)
     if existing and existing.python.exists():
@@ -108,6 +118,31 @@ def ensure_environment(
             say(f"environment {spec.key} lost its interpreter {existing.base_python}; rebuilding")
             discard(existing.path)
         return _build(spec, lock_fd, say)
+
+
+# The scoring server's own packages (and what they need at their lower bounds) are never held
+# back to a date: they must be recent enough for the server, whatever the user's file says.
+_SERVER_PACKAGES_NOT_AS_OF = (
+    "httptools", "uvloop", "prometheus-client", "werkzeug", "markupsafe", "inference-schema",
+    "wrapt", "python-dateutil", "pytz", "six",
+)  # fmt: skip
+
+
+def _as_of_flags(spec: EnvironmentSpec) -> list[str]:
+    """uv's exclude-newer for a spec resolved as of a date (the end of that day, UTC)."""
+    if not spec.as_of:
+        return []
+    flags = ["--exclude-newer", f"{spec.as_of}T23:59:59Z"]
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
+    for package in _SERVER_PACKAGES_NOT_AS_OF:
+        flags += ["--exclude-newer-package", f"{package}={tomorrow}"]
+    return flags
+
+
+def _announced_silently(conda_entry: str) -> bool:
+    """python and pip are conda plumbing every file lists: dropping them is no news."""
+    name = re.split(r"[\s=<>!~]", conda_entry.strip(), maxsplit=1)[0].lower()
+    return name in {"python", "pip", "setuptools", "wheel"}
 
 
 def load_environment(key: str, *, touch: bool = False) -> Environment | None:
@@ -181,12 +216,13 @@ def _build(spec: EnvironmentSpec, lock_fd: int, say: Progress) -> Environment:
     uv = find_uv()
     choice = choose_interpreter(spec.python, uv=uv)
     if choice.note:
-        say(choice.note)
+        say(Notice(choice.note))
     interpreter = choice.interpreter
     building = root / f".building-{spec.key}-{os.getpid()}"
     say(
         f"building environment {spec.key}: Python {interpreter.version_text}, "
         f"{len(spec.requirements)} requirements from {spec.source}"
+        + (f", as of {spec.as_of}" if spec.as_of else "")
     )
     try:
         _run_uv(
@@ -199,7 +235,7 @@ def _build(spec: EnvironmentSpec, lock_fd: int, say: Progress) -> Environment:
         requirements.write_text("\n".join(spec.requirements) + "\n", encoding="utf-8")
         python = building / "bin" / "python"
         _run_uv(
-            [uv, "pip", "install", "--python", python, "-r", requirements],
+            [uv, "pip", "install", "--python", python, "-r", requirements, *_as_of_flags(spec)],
             spec=spec,
             lock_fd=lock_fd,
             say=say,

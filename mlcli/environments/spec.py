@@ -7,6 +7,7 @@ whose config asks for the same thing shares one environment.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -43,6 +44,9 @@ class EnvironmentSpec:
     # sha256 of each local file the requirements name (`-r extra.txt`, a wheel), read when the
     # spec is made: a changed file gives a new key, hence a new environment.
     files: tuple[tuple[str, str], ...] = ()
+    # Resolve as if on this date (YYYY-MM-DD): packages uploaded later are not candidates, so
+    # an unpinned v1 conda file gets the versions it got when it was written.
+    as_of: str | None = None
     # Not part of the key: what the messages need to name the user's own words.
     where: str = field(default="", compare=False)  # "/x/env.yml, field dependencies"
     skipped_azureml: tuple[str, ...] = field(default=(), compare=False)
@@ -59,6 +63,8 @@ class EnvironmentSpec:
         }
         if self.files:
             document["files"] = dict(self.files)
+        if self.as_of:
+            document["asOf"] = self.as_of
         canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -72,6 +78,7 @@ class EnvironmentSpec:
             "requirements": list(self.requirements),
             "source": self.source,
             "files": dict(self.files),
+            "asOf": self.as_of,
             "skippedAzureml": list(self.skipped_azureml),
             "skippedConda": list(self.skipped_conda),
         }
@@ -83,6 +90,7 @@ class EnvironmentSpec:
             requirements=tuple(data["requirements"]),
             source=data.get("source", ""),
             files=tuple(sorted((data.get("files") or {}).items())),
+            as_of=data.get("asOf"),
             skipped_azureml=tuple(data.get("skippedAzureml", ())),
             skipped_conda=tuple(data.get("skippedConda", ())),
         )
@@ -97,11 +105,13 @@ def spec_for(ic: InferenceConfig | None) -> EnvironmentSpec:
         return minimal_spec()
     environment = getattr(ic, "environment", None)
     if environment:
-        return _spec_from_environment(ic, environment)
-    conda_file = getattr(ic, "conda_file", None)
-    if conda_file:
-        return spec_for_conda_file(Path(conda_file))
-    return minimal_spec()
+        spec = _spec_from_environment(ic, environment)
+    elif getattr(ic, "conda_file", None):
+        spec = spec_for_conda_file(Path(ic.conda_file))
+    else:
+        spec = minimal_spec()
+    as_of = getattr(ic, "packages_as_of", None)
+    return dataclasses.replace(spec, as_of=as_of) if as_of else spec
 
 
 def spec_for_conda_file(path: Path) -> EnvironmentSpec:
@@ -196,6 +206,27 @@ def _local_file_digests(requirements: tuple[str, ...]) -> tuple[tuple[str, str],
     return tuple(sorted(digests.items()))
 
 
+def named_environment(name: Any, version: Any = None, workspace: Any = None) -> dict[str, Any]:
+    """The v1 Environment document `name` (and `version`) stands for: a curated Azure name
+    mapped to PyPI packages (curated.py), else a version registered in the workspace (the
+    command's own, unless given)."""
+    from mlcli.environments.curated import curated_document, is_curated
+    from mlcli.environments.registered import get_environment
+    from mlcli.paths import Workspace
+
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            "an environment reference needs a name.",
+            where="environment.name (or -e/--environment-name)",
+            fix="Name a registered environment (ml environment list) or a curated one.",
+        )
+    if is_curated(name):
+        return curated_document(name)
+    if not isinstance(workspace, Workspace):
+        workspace = Workspace.named(workspace)
+    return get_environment(workspace, name, version)
+
+
 def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentSpec:
     config_path = Path(getattr(ic, "path", None) or "inferenceConfig.json")
     where = f"{config_path}, field environment"
@@ -203,14 +234,9 @@ def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentS
         raise ConfigError("'environment' must be an object.", where=where)
     python = environment.get("python") or {}
     if set(environment) <= {"name", "version"}:
-        raise ConfigError(
-            f"environment {environment.get('name')!r} (version {environment.get('version')!r}) "
-            "refers to an environment registered in an Azure ML workspace, which mlcli cannot "
-            "fetch.",
-            where=where,
-            fix="Give its conda file instead: condaFile, or environment.python."
-            "condaDependenciesFile, or an inline environment.python.condaDependencies.",
-        )
+        # A reference: a curated name, or an environment registered in the workspace.
+        document = named_environment(environment.get("name"), environment.get("version"))
+        return _spec_from_environment(ic, document)
     if python.get("userManagedDependencies"):
         raise ConfigError(
             "environment.python.userManagedDependencies is true: the packages are meant to be "

@@ -59,9 +59,14 @@ def extra_labels() -> dict[str, str]:
     return labels
 
 
-def labels(**values: str) -> dict[str, str]:
-    """mlcli's labels (keyword names map to org.mlcli.<name>) plus MLCLI_DOCKER_LABELS."""
-    return {**extra_labels(), **{f"{LABEL}.{k.replace('_', '-')}": v for k, v in values.items()}}
+def labels(*, with_home: bool = True, **values: str) -> dict[str, str]:
+    """mlcli's labels (keyword names map to org.mlcli.<name>), the MLCLI_HOME that made it
+    (owners.py; not in a build context written for elsewhere), plus MLCLI_DOCKER_LABELS."""
+    from mlcli.images.owners import HOME, this_home
+
+    ours = {f"{LABEL}.{k.replace('_', '-')}": v for k, v in values.items()}
+    home = {HOME: this_home()} if with_home else {}
+    return {**extra_labels(), **home, **ours}
 
 
 def docker_client() -> docker.DockerClient:
@@ -157,8 +162,13 @@ def remove_unused_images(
     (tags or ids) the env images it ran on: its app images went with its containers, so they
     no longer tell. `ml image prune` calls it for all.
     """
+    from mlcli.images.owners import homes_on_engine, referenced_images
+
     client = docker_client()
     in_use = {c["ImageID"] for c in client.api.containers(all=True)}
+    # ...and what any service record of any MLCLI_HOME on this engine still names
+    named = referenced_images(homes_on_engine(client))
+    in_use |= {image.id for image in filter(None, (find_image(client, n) for n in named))}
     wanted = [f"{KIND}=app"]
     if workspace:
         wanted.append(f"{WORKSPACE}={workspace}")

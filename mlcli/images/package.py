@@ -145,8 +145,8 @@ def write_context(
     write_environment(environment, folder / "env", link=False, on_progress=progress)
     copy_tree(server_runtime_path(), folder / "runtime", link=False)
     layout = lay_out_app(registry, models, inference, folder / "app", link=False)
-    image_labels = labels(
-        kind="package", env=environment.key, models=",".join(m.id for m in models)
+    image_labels = labels(  # no home: the context is built elsewhere
+        with_home=False, kind="package", env=environment.key, models=",".join(m.id for m in models)
     )
     dockerfile = (
         "# Written by `ml model package`. Build anywhere, no registry or network needed:\n"

@@ -40,7 +40,7 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from mlcli.server import outputs, wire
+from mlcli.server import held, outputs, wire
 from mlcli.server.batching import BATCHES_PER_WORKER, Batch, Batcher
 from mlcli.server.settings import ServerSettings
 
@@ -93,8 +93,8 @@ class WorkerProtocol(asyncio.Protocol):
 
 
 class WorkerProcess:
-    __slots__ = ("index", "jobs", "kill_handle", "live", "pid", "process", "ready", "started",
-                 "transport")  # fmt: skip
+    __slots__ = ("held", "index", "jobs", "kill_handle", "live", "pid", "process", "ready",
+                 "started", "transport")  # fmt: skip
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -106,6 +106,7 @@ class WorkerProcess:
         self.jobs: deque[list] = deque()  # [seq, job, answered], oldest (running) first
         self.started = 0.0  # when the oldest job began (loop time)
         self.kill_handle: asyncio.TimerHandle | None = None
+        self.held = None  # the replies it holds back, shared with it (held.py)
 
 
 class Pool:
@@ -163,6 +164,7 @@ class Pool:
 
     async def _spawn(self, worker: WorkerProcess) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        held_fd, worker.held = held.create()
         env = dict(os.environ)
         package_parent = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(
@@ -170,13 +172,14 @@ class Pool:
         )
         try:
             worker.process = subprocess.Popen(
-                [sys.executable, "-m", "mlcli.server.worker", str(child.fileno())],
-                pass_fds=(child.fileno(),),
+                [sys.executable, "-m", "mlcli.server.worker", str(child.fileno()), str(held_fd)],
+                pass_fds=(child.fileno(), held_fd),
                 env=env,
                 stdin=subprocess.DEVNULL,
             )
         finally:
             child.close()
+            os.close(held_fd)
         worker.pid = worker.process.pid
         worker.ready = self.loop.create_future()
         worker.jobs.clear()
@@ -442,6 +445,7 @@ class Pool:
             worker.ready.set_exception(
                 StartupFailed(f"Worker {worker.pid} exited before init() finished")
             )
+        self._recover_held(worker)
         jobs = list(worker.jobs)
         worker.jobs.clear()
         if jobs:
@@ -468,6 +472,17 @@ class Pool:
         code = _exit_code(worker.process)
         log.error("Worker %d exited (exit code %s); starting a new one", worker.pid, code)
         self.loop.create_task(self._restart(worker))
+
+    def _recover_held(self, worker: WorkerProcess) -> None:
+        """Answer the requests whose replies the dead worker held back (held.py): finished,
+        they are not the one that took it down. Replies it did send are skipped."""
+        if worker.held is None:
+            return
+        for message in wire.FrameBuffer().feed(held.recover(worker.held)):
+            if worker.jobs and worker.jobs[0][0] == message[0]:
+                self._on_message(worker, message)
+        worker.held.close()
+        worker.held = None
 
     async def _restart(self, worker: WorkerProcess) -> None:
         attempt = 0

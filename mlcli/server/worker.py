@@ -1,7 +1,8 @@
 """A script worker: imports score.py, calls init() once, then run() for each request it is sent.
 
-Started by the front process as `python -m mlcli.server.worker FD`, where FD is its end of a
-socketpair (see wire.py). It serves one request at a time, like a gunicorn sync worker, and
+Started by the front process as `python -m mlcli.server.worker FD HELD_FD`, where FD is its end
+of a socketpair (see wire.py) and HELD_FD the memory it shares with the front for the replies it
+holds back (see held.py). It serves one request at a time, like a gunicorn sync worker, and
 exits when the front closes the socket. Exit code 3 means the script cannot be served
 (the code gunicorn uses for a worker that failed to boot, which azmlinfsrv also uses).
 """
@@ -19,6 +20,7 @@ import traceback
 from pathlib import Path
 
 from mlcli.server import entry, inputs, logs, outputs, swagger, v1compat, wire
+from mlcli.server.held import HeldReplies
 from mlcli.server.settings import WorkerSettings
 
 BOOT_ERROR = 3
@@ -44,19 +46,19 @@ class _Alarm:
     armed = False  # inside run()
     started = 0.0
     timeout_s = 0.0
-    pending: list = []  # noqa: RUF012  (encoded replies held back; only the main thread)
+    held: HeldReplies | None = None  # encoded replies held back (only the main thread)
     send = None
 
     @classmethod
     def handler(cls, signum, frame) -> None:
+        held = cls.held
         if not cls.armed:
-            if cls.pending:
+            if held is not None and held.count:
                 signal.setitimer(signal.ITIMER_REAL, FLUSH_AFTER_S)
             return
-        if cls.pending:
-            data = b"".join(cls.pending)
-            cls.pending.clear()
-            cls.send(data)
+        if held is not None and held.count:
+            cls.send(held.held())
+            held.clear()
         if time.perf_counter() - cls.started >= cls.timeout_s / 2:
             cls.armed = False
             raise TimeoutError("run() exceeded the scoring timeout")
@@ -251,7 +253,7 @@ class Worker:
         log.error(message, exc_info=True, extra={"fields": {"requestId": request_id}})
 
 
-def serve(sock: socket.socket, worker: Worker) -> None:
+def serve(sock: socket.socket, worker: Worker, held: HeldReplies) -> None:
     frames = wire.FrameBuffer()
     # recv_into one reused buffer: sock.recv(n) would malloc n bytes per call, which for
     # large n is an mmap/mremap/munmap round trip on every request.
@@ -259,9 +261,9 @@ def serve(sock: socket.socket, worker: Worker) -> None:
     view = memoryview(buffer)
     recv_into = sock.recv_into
     send = _Alarm.send = sock.sendall
+    _Alarm.held = held
     encode = wire.encode
     handle = worker.handle
-    pending = _Alarm.pending
     while True:
         size = recv_into(buffer)
         if not size:
@@ -272,21 +274,25 @@ def serve(sock: socket.socket, worker: Worker) -> None:
             continue
         # Requests that arrived together (the front sends a fast script's next request early)
         # are answered with one write: one wake-up of the front instead of several. Held-back
-        # replies go out after FLUSH_AFTER_S if a later run() takes long (see _Alarm).
+        # replies go out after FLUSH_AFTER_S if a later run() takes long (see _Alarm), and sit
+        # where the front finds them if this process dies before sending them (see held.py).
         last = len(requests) - 1
         for index, request in enumerate(requests):
             reply = encode(handle(request))
-            if index < last and len(pending) < MAX_COALESCED - 1:
-                if not pending:
+            if index < last and held.count < MAX_COALESCED - 1 and held.hold(reply):
+                if held.count == 1:
                     signal.setitimer(signal.ITIMER_REAL, FLUSH_AFTER_S)
-                pending.append(reply)
-            else:
-                if pending:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-                pending.append(reply)
-                data = b"".join(pending)
-                pending.clear()
-                send(data)
+                continue
+            if not held.count:
+                send(reply)
+                continue
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            if held.hold(reply):
+                send(held.held())
+            else:  # too large to join them: two writes
+                send(held.held())
+                send(reply)
+            held.clear()
 
 
 def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:
@@ -372,6 +378,7 @@ def _log_model_dir(limit: int = 200) -> None:
 
 def main(argv: list[str]) -> None:
     sock = socket.socket(fileno=int(argv[1]))
+    held = HeldReplies(int(argv[2]))
     # The front decides when workers stop (it closes the socket); a Ctrl-C or a SIGTERM sent
     # to the whole process group must not cut a run() short while the front drains.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -384,7 +391,7 @@ def main(argv: list[str]) -> None:
     sys.stdout = logs.LineStream("stdout")
     sys.stderr = logs.LineStream("stderr")
     worker = boot(settings, sock)
-    serve(sock, worker)
+    serve(sock, worker, held)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
@@ -132,12 +133,47 @@ def register(models: Path, name: str) -> str:
 
 
 def deploy(service: str, model_id: str, inference_config: Path, deployment_config: Path) -> dict:
+    port_flags = []
+    wanted = json.loads(deployment_config.read_text()).get("port")
+    if wanted and not port_is_ours(wanted, service):
+        free = free_port()
+        console.print(
+            f"  port {wanted} (deploymentConfig.json) is taken by another program: "
+            f"deploying on port {free} instead"
+        )
+        port_flags = ["--port", str(free)]
     record = ml(
         "model", "deploy", "-n", service, "-m", model_id,
-        "--ic", shown(inference_config), "--dc", shown(deployment_config), "--overwrite",
+        "--ic", shown(inference_config), "--dc", shown(deployment_config), *port_flags,
+        "--overwrite",
     )  # fmt: skip
     console.print(f"  {service}: {record.get('state')} at {record['scoringUri']}")
     return record
+
+
+def port_is_ours(port: int, service: str) -> bool:
+    """Free, or held by this demo's own service (the --overwrite deploy takes it over)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            pass
+    shown_service = subprocess.run(
+        [sys.executable, "-m", "mlcli", "service", "show", "-n", service, "--only-show-errors"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if shown_service.returncode != 0:
+        return False
+    return f"127.0.0.1:{port}/" in json.loads(shown_service.stdout).get("scoringUri", "")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def score(scoring_uri: str, key: str | None) -> None:

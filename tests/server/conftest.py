@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from mlcli.environments.build import find_uv, uv_environment
+
 SCRIPTS = Path(__file__).parent / "scripts"
 REFERENCE_VERSION = "1.5.1"
 REFERENCE_PACKAGES = (
@@ -247,18 +249,17 @@ def start_mlcli(tmp_path: Path) -> Iterator:
     stop_all(started)
 
 
+def _uv(*args: str) -> None:
+    """uv as mlcli resolves it (its own dependency), never a bare `uv` from PATH."""
+    subprocess.run([str(find_uv()), *args], env=uv_environment(), check=True)
+
+
 def _build_reference(target: Path) -> None:
     staging = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    subprocess.run(
-        ["uv", "venv", "-q", "--relocatable", "--python", python, str(staging)], check=True
-    )
-    subprocess.run(
-        ["uv", "pip", "install", "-q", "--python", str(staging / "bin" / "python"),
-         *REFERENCE_PACKAGES],
-        check=True,
-    )  # fmt: skip
+    _uv("venv", "-q", "--relocatable", "--python", python, str(staging))
+    _uv("pip", "install", "-q", "--python", str(staging / "bin" / "python"), *REFERENCE_PACKAGES)
     (staging / "READY").write_text(" ".join(REFERENCE_PACKAGES))
     staging.rename(target)
 
@@ -325,15 +326,9 @@ def py38_server_python() -> Path:
         if not (target / "READY").exists():
             staging = target.with_name(target.name + f".tmp-{os.getpid()}")
             shutil.rmtree(staging, ignore_errors=True)
-            subprocess.run(
-                ["uv", "venv", "-q", "--relocatable", "--python", str(interpreter), str(staging)],
-                check=True,
-            )
-            subprocess.run(
-                ["uv", "pip", "install", "-q", "--python", str(staging / "bin" / "python"),
-                 "-r", str(requirements)],
-                check=True,
-            )  # fmt: skip
+            _uv("venv", "-q", "--relocatable", "--python", str(interpreter), str(staging))
+            _uv("pip", "install", "-q", "--python", str(staging / "bin" / "python"),
+                "-r", str(requirements))  # fmt: skip
             (staging / "READY").write_text(digest)
             staging.rename(target)
     return target / "bin" / "python"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -202,17 +203,31 @@ def test_a_worker_that_dies_mid_request_answers_502_and_is_replaced(start_mlcli)
 
 @pytest.mark.slow
 def test_requests_queued_behind_a_crashing_one_are_still_served(start_mlcli) -> None:
+    """A fast script's worker is sent several requests at once and holds back the replies of
+    the first ones to send them together; if a later one takes it down, those finished
+    requests still get their replies, and only the crashing one is answered 502 (it is never
+    sent on to crash the next worker too)."""
     server = start_mlcli("crash.py")
-    for _ in range(20):  # a fast run(): the worker gets its next request ahead of time
-        post(server, {})
+    rounds = 5
+    for round_ in range(1, rounds + 1):
+        for _ in range(20):  # a fast run(): the worker gets its next requests ahead of time
+            post(server, {})
+        with ThreadPoolExecutor(8) as pool:
+            before = [pool.submit(post, server, {}) for _ in range(4)]
+            crash = pool.submit(post, server, {"crash": True})
+            after = [pool.submit(post, server, {}) for _ in range(3)]
+            statuses = [f.result().status for f in before + after]
 
-    with ThreadPoolExecutor(8) as pool:
-        crash = pool.submit(post, server, {"crash": True})
-        others = [pool.submit(post, server, {}) for _ in range(7)]
-        statuses = [f.result().status for f in others]
+        assert crash.result().status == 502
+        assert statuses == [200] * 7
+        assert eventually(lambda n=round_: restarts(server) >= n)
+        assert restarts(server) == round_
+    assert restarts(server) == rounds  # one worker lost per crashing request, no more
 
-    assert crash.result().status == 502
-    assert statuses == [200] * 7
+
+def restarts(server) -> int:
+    metrics = server.request("GET", "/metrics").body.decode()
+    return int(float(re.search(r"^mlcli_worker_restarts_total (\S+)$", metrics, re.M)[1]))
 
 
 def test_two_workers_serve_in_parallel(start_mlcli) -> None:
