@@ -152,7 +152,7 @@ def pick_port(host: str, port: int | None, *, shared: bool) -> int:
 PORT_CLAIMS = Path(tempfile.gettempdir()) / "mlcli-ports"
 
 
-def claim_port(host: str, port: int | None, *, shared: bool) -> tuple[int, int]:
+def claim_port(host: str, port: int | None, *, shared: bool) -> tuple[int, int | None]:
     """pick_port, race-free between mlcli deploys: (port, fd of a claim to pass to the server).
 
     A server binds its port at once but listens only once init() has run (so an update's new
@@ -161,17 +161,17 @@ def claim_port(host: str, port: int | None, *, shared: bool) -> tuple[int, int]:
     a shared flock on a per-port file (the deploy passes the descriptor down); a new service
     takes the port only if it can lock that file exclusively, and an update (`shared`) joins
     its previous revision's lock. Claims of one port take turns under a second lock. The
-    files live in the temporary folder, so deploys from every MLCLI_HOME see each other.
+    files live in the temporary folder, so deploys from every MLCLI_HOME see each other; where
+    they cannot be made (a read-only temporary folder) the claim is None: pick_port alone.
     """
-    if not PORT_CLAIMS.is_dir():
-        PORT_CLAIMS.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            PORT_CLAIMS.chmod(0o1777)  # every local user's deploys (like /tmp itself)
     port = port or free_port(host)
-    turn = os.open(PORT_CLAIMS / f"{port}.turn", os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        turn = _lock_file(PORT_CLAIMS / f"{port}.turn")
+    except OSError:
+        return pick_port(host, port, shared=shared), None
     try:
         fcntl.flock(turn, fcntl.LOCK_EX)
-        claim = os.open(PORT_CLAIMS / f"{port}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
+        claim = _lock_file(PORT_CLAIMS / f"{port}.lock")
         try:
             if not shared:
                 try:
@@ -191,6 +191,21 @@ def claim_port(host: str, port: int | None, *, shared: bool) -> tuple[int, int]:
     finally:
         os.close(turn)
     return port, claim
+
+
+def _lock_file(path: Path) -> int:
+    """A read-only descriptor of a lock file, made if missing (flock needs no write access,
+    so one user's file serves every user's deploys)."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.chmod(0o1777)  # every local user's deploys, like /tmp itself
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        # (O_CREAT only when missing: in a sticky folder, fs.protected_regular refuses
+        # O_CREAT on another user's existing file)
+        return os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
 
 
 def free_port(host: str = "127.0.0.1", *, exclude: set[int] | frozenset[int] = frozenset()) -> int:

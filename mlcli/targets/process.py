@@ -81,12 +81,13 @@ class ProcessTarget:
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
         port, claim = claim_port(spec.host, spec.port, shared=spec.reuse_port)
         try:
-            return self._start(spec, port, claim, on_progress)
+            return self._start(spec, port, () if claim is None else (claim,), on_progress)
         finally:
-            os.close(claim)  # the server holds its copy for as long as it runs
+            if claim is not None:
+                os.close(claim)  # the server holds its copy for as long as it runs
 
     def _start(
-        self, spec: LaunchSpec, port: int, claim: int, on_progress: Progress | None
+        self, spec: LaunchSpec, port: int, claim: tuple[int, ...], on_progress: Progress | None
     ) -> Endpoint:
         from mlcli.environments import server_runtime_path
 
@@ -126,7 +127,7 @@ class ProcessTarget:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    pass_fds=(claim,),
+                    pass_fds=claim,
                 )
             except OSError as exc:
                 raise DeployError(
