@@ -590,3 +590,20 @@ def test_ml_service_show_says_why_a_service_whose_worker_cannot_restart_is_unhea
     assert shown["state"] == "Unhealthy"
     assert "the feature store is down" in shown["error"]["message"]
     assert "next in" in shown["error"]["message"]
+
+
+def test_following_a_log_goes_on_into_the_new_file_after_a_rotation(tmp_path: Path) -> None:
+    log_file = tmp_path / "server.log"
+    log_file.write_text("before\n")
+    lines = follow_file(log_file, follow=True, alive=lambda: True, poll_s=0.02)
+    first = next(lines)
+
+    with log_file.open("a") as old:
+        old.write("last of the old file\n")
+    log_file.rename(tmp_path / "server.log.1")
+    log_file.write_text("first of the new file\n")
+
+    assert first == "before"
+    assert next(lines) == "last of the old file"
+    assert next(lines) == "first of the new file"
+    lines.close()
