@@ -16,9 +16,12 @@ past MAX_HEAD_BYTES as its bytes arrive, not once a header ends (httptools buffe
 until then), its URL past MAX_URL_BYTES (414), more than MAX_HEADERS headers (431); a head
 must arrive within `header_timeout_s` of its first byte and a body may pause at most
 `body_timeout_s` between reads (408). A body gathered from many small chunks grows one buffer,
-not a list of small objects. After an error the rest of what the client sends is discarded:
-one answer, no parsing. When the connection count reaches `max_connections` (from
+not a list of small objects, and the bodies held at once across all connections share one
+budget (`max_body_bytes_held`, 503 past it). After an error the rest of what the client sends
+is discarded: one answer, no parsing. When the connection count reaches `max_connections` (from
 RLIMIT_NOFILE, which serve.py raises), the connection idle longest is closed to make room.
+A client that does not read its answers is no longer read from (requests parsed past
+MAX_PIPELINED wait unhandled), and is reset after `send_timeout_s`.
 
 An error answered before the client has sent all of its request (413, 400) is followed by a
 lingering close, as nginx does: the answer goes out, the write side is shut, and what the
@@ -86,6 +89,7 @@ class Request:
         "conn",
         "content_length",
         "headers",
+        "held",
         "http_version",
         "keep_alive",
         "method",
@@ -107,12 +111,15 @@ class Request:
         self.cancelled = False
         self.keep_alive = True
         self.content_length = None
+        self.held = 0  # body bytes counted against the server's budget (HttpServer.hold)
         parsed = httptools.parse_url(url)
         self.raw_path = parsed.path
         self.path = _decode_path(parsed.path)
         self.query = parsed.query or b""
 
     def respond(self, status: int, headers: list, body: bytes, *, close: bool = False) -> None:
+        if self.held:
+            self.conn.server.release(self)
         if self.response is not None or self.cancelled:
             return
         parts = [status_line(status)]
@@ -190,10 +197,13 @@ class Connection(asyncio.Protocol):
         server.connections.add(self)
 
     def connection_lost(self, exc) -> None:
-        self.server.connections.discard(self)
+        server = self.server
+        server.connections.discard(self)
         self.closing = True
         for request in self.pending:
             request.cancelled = True
+            if request.held:
+                server.release(request)
         self.pending.clear()
         self.transport = None
 
@@ -299,6 +309,8 @@ class Connection(asyncio.Protocol):
                 expects_continue = True
         if request.content_length is not None and request.content_length > self.app.max_body:
             self._reject()
+        elif request.content_length and not self.server.hold(request, request.content_length):
+            self._refuse_busy()
         elif expects_continue and len(self.pending) == 1:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -309,6 +321,11 @@ class Connection(asyncio.Protocol):
         if self._body_size > self.app.max_body:
             self._body = None
             self._reject()
+            return
+        request = self._current
+        if request.content_length is None and not self.server.hold(request, len(body)):
+            self._body = None
+            self._refuse_busy()
             return
         held = self._body
         if held is None:
@@ -356,6 +373,15 @@ class Connection(asyncio.Protocol):
                 self.app.handle(parked.popleft())
         finally:
             self._unparking = False
+
+    def _refuse_busy(self) -> None:
+        """503: the bodies already held across connections reach the server's budget."""
+        self._rejected = True
+        self._fail(
+            503,
+            f"The service holds {self.server.limits.max_body_bytes_held} bytes of request "
+            "bodies already (MLCLI_MAX_BODY_BYTES_HELD). Retry later.",
+        )
 
     def _reject(self) -> None:
         """413 before the body has arrived: answer now, drop the rest, close lingering."""
@@ -489,6 +515,7 @@ class HttpServer:
         self.app = app
         self.limits = limits or ClientLimits()
         self.connections: set[Connection] = set()
+        self.bodies_held = 0  # bytes of request bodies being received or waiting to be scored
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -504,6 +531,20 @@ class HttpServer:
         for conn in list(self.connections):
             conn.check_deadlines(now)
         self._sweeper = asyncio.get_running_loop().call_later(1.0, self._sweep)
+
+    def hold(self, request: Request, size: int) -> bool:
+        """Count `size` more body bytes of `request` against the budget shared by every
+        connection (many clients each sending a body under the per-request limit would
+        otherwise add up without bound); False when they do not fit."""
+        if self.bodies_held + size > self.limits.max_body_bytes_held:
+            return False
+        self.bodies_held += size
+        request.held += size
+        return True
+
+    def release(self, request: Request) -> None:
+        self.bodies_held -= request.held
+        request.held = 0
 
     def make_room(self) -> bool:
         """At max_connections: close the connection that has waited on its client longest

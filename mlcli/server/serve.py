@@ -184,6 +184,9 @@ class Service:
         fit = raise_open_files_limit()
         if not limits.max_connections or limits.max_connections > fit:
             limits = dataclasses.replace(limits, max_connections=fit)
+        if not limits.max_body_bytes_held:  # 1 GiB, or 4 bodies at the per-request limit
+            held = max(1 << 30, 4 * self.settings.max_request_bytes)
+            limits = dataclasses.replace(limits, max_body_bytes_held=held)
         self.server = HttpServer(app, limits)
         self.stopped = loop.create_future()
         if self.stopping:

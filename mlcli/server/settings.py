@@ -42,6 +42,8 @@ class ClientLimits:
     keep_alive_s: float = 5.0  # uvicorn's timeout_keep_alive: idle between requests
     send_timeout_s: float = 60.0  # nginx's send_timeout: a client not reading its answers
     max_connections: int = 0  # 0: derived from RLIMIT_NOFILE by serve.py
+    # request bodies held at once, all connections together (0: serve.py derives it)
+    max_body_bytes_held: int = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,8 @@ def _float(
 
 def client_limits_from_environ(environ: Mapping[str, str]) -> ClientLimits:
     """MLCLI_CLIENT_HEADER_TIMEOUT_S, MLCLI_CLIENT_BODY_TIMEOUT_S, MLCLI_CLIENT_SEND_TIMEOUT_S,
-    MLCLI_KEEP_ALIVE_S and MLCLI_MAX_CONNECTIONS; the defaults are nginx's and uvicorn's."""
+    MLCLI_KEEP_ALIVE_S, MLCLI_MAX_CONNECTIONS and MLCLI_MAX_BODY_BYTES_HELD; the defaults are
+    nginx's and uvicorn's."""
     default = ClientLimits()
     return ClientLimits(
         header_timeout_s=_float(
@@ -180,6 +183,7 @@ def client_limits_from_environ(environ: Mapping[str, str]) -> ClientLimits:
             environ, "MLCLI_CLIENT_SEND_TIMEOUT_S", default.send_timeout_s, unit="seconds"
         ),
         max_connections=_int(environ, "MLCLI_MAX_CONNECTIONS", 0, minimum=0),
+        max_body_bytes_held=_int(environ, "MLCLI_MAX_BODY_BYTES_HELD", 0, minimum=0),
     )
 
 

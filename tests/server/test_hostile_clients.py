@@ -607,3 +607,33 @@ def test_following_a_log_goes_on_into_the_new_file_after_a_rotation(tmp_path: Pa
     assert next(lines) == "last of the old file"
     assert next(lines) == "first of the new file"
     lines.close()
+
+
+def test_bodies_held_across_connections_are_bounded_and_the_next_one_gets_503(
+    start_mlcli,
+) -> None:
+    server = start_mlcli("slow.py", env={"MLCLI_MAX_BODY_BYTES_HELD": str(2 * MB)})
+    body = json.dumps({"sleep": 2, "pad": "x" * (MB - 100)}).encode()  # just under 1 MB
+    answers: list = []
+
+    def score() -> None:
+        answers.append(status_seen_by_urllib(server.port, body))
+
+    clients = [threading.Thread(target=score) for _ in range(2)]
+    for client in clients:
+        client.start()
+    wait_for(lambda: _in_flight(server) >= 2, timeout=20)  # both bodies in, being scored
+    third = status_seen_by_urllib(server.port, body)
+    for client in clients:
+        client.join(timeout=30)
+    after = status_seen_by_urllib(server.port, body)
+
+    assert sorted(answers) == [200, 200]
+    assert third == 503
+    assert after == 200
+
+
+def _in_flight(server) -> int:
+    metrics = server.request("GET", "/metrics").body.decode()
+    line = next(x for x in metrics.splitlines() if x.startswith("mlcli_http_requests_in_flight"))
+    return int(float(line.split()[1])) - 1  # less the /metrics request itself
