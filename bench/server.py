@@ -3,13 +3,19 @@
 Serves the same two entry scripts (an echo and a CPU-light numpy model) with both servers at
 the same worker count (1 and 2), loads each with wrk (another process, 127.0.0.1) at
 concurrency 8 and 64, alternating the servers round by round so both see the same machine
-load (the median run of each is shown), and prints req/s, p50 and p99 with the ratios.
+load (the median run of each is shown), and prints req/s, p50 and p99 with the ratios, and
+the CPU time the servers' processes used per request (read from /proc: a busy machine
+disturbs it far less than req/s).
 
     .venv/bin/python bench/server.py                          # 3 rounds of 5 s runs
     .venv/bin/python bench/server.py --rounds 1 --duration 3  # a quick look
+    .venv/bin/python bench/server.py --baseline /tmp/base     # before/after a change: /tmp/base
+        holds another commit's tree (git archive <commit> | tar -x -C /tmp/base), whose
+        server then runs in azmlinfsrv's place
 
 azmlinfsrv comes from the virtual environment the server tests cache under
-~/.cache/mlcli-tests/ (built here with uv if missing). Needs `wrk` (Debian package).
+~/.cache/mlcli-tests/ (built here with mlcli's uv, find_uv(), if missing). Needs `wrk`
+(Debian package).
 """
 
 from __future__ import annotations
@@ -102,10 +108,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, kind: str, script: Path, workers: int, reference: Path) -> None:
+    def __init__(
+        self, kind: str, script: Path, workers: int, reference: Path, *, tree: Path = PROJECT
+    ) -> None:
+        """azmlinfsrv (kind "azmlinfsrv"), or mlcli's server from the checkout `tree`."""
         self.kind = kind
         self.port = free_port()
-        if kind == "mlcli":
+        if kind != "azmlinfsrv":
             command = [sys.executable, "-m", "mlcli.server", "--host", "127.0.0.1"]
             command += ["--entry-script", script.name, "--port", str(self.port)]
             command += ["--workers", str(workers)]
@@ -114,7 +123,7 @@ class Server:
             command += ["--entry_script", script.name, "--port", str(self.port)]
             command += ["--worker_count", str(workers)]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "MLCLI_"))}
-        env["PYTHONPATH"] = str(PROJECT)
+        env["PYTHONPATH"] = str(tree)
         self.log = (script.parent / f"{kind}-{self.port}.log").open("wb")
         self.process = subprocess.Popen(
             command,
@@ -139,6 +148,21 @@ class Server:
             time.sleep(0.1)
         raise SystemExit(f"{self.kind} not healthy after 120 s")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server and its workers (its own session, so one
+        process group): per request, a figure a busy machine disturbs far less than req/s."""
+        ticks = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:  # the process group
+                ticks += int(fields[11]) + int(fields[12])  # utime + stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -162,6 +186,7 @@ def wrk(port: int, lua: Path, concurrency: int, duration: float) -> dict:
         if match:
             errors += sum(int(g) for g in match.groups())
     return {
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),
         "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1)),
@@ -174,6 +199,8 @@ def median(runs: list[dict]) -> dict:
     ordered = sorted(runs, key=lambda run: run["rps"])
     chosen = dict(ordered[len(ordered) // 2])
     chosen["errors"] = sum(run["errors"] for run in runs)
+    cpu = sorted(run["cpu_us"] for run in runs)
+    chosen["cpu_us"] = cpu[len(cpu) // 2]
     return chosen
 
 
@@ -194,6 +221,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--scripts", nargs="+", default=["echo", "model"], choices=SCRIPTS)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of mlcli (e.g. from `git worktree add`) whose server takes "
+        "azmlinfsrv's place: a before/after comparison of a change, in one run",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `make bench-tools` installs it (Debian package)")
@@ -207,8 +240,12 @@ def main() -> None:
     )
     header = (
         "| workers | script | conc | azmlinfsrv req/s | mlcli req/s | ratio | azml p50 ms "
-        "| mlcli p50 ms | azml p99 ms | mlcli p99 ms | p99 mlcli/azml | errors a/m | load |"
+        "| mlcli p50 ms | azml p99 ms | mlcli p99 ms | p99 mlcli/azml | errors a/m | load "
+        "| azml CPU us/req | mlcli CPU us/req |"
     )
+    if args.baseline:
+        print(f"baseline: mlcli's server from {args.baseline} in the azmlinfsrv columns")
+        header = header.replace("azmlinfsrv", "baseline").replace("azml", "base")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     with tempfile.TemporaryDirectory(prefix="mlcli-bench-server-") as tmp:
@@ -223,10 +260,18 @@ def main() -> None:
                 'wrk.headers["Content-Type"] = "application/json"\n'
             )
             for workers in args.workers:
-                servers = {
-                    kind: Server(kind, folder / "score.py", workers, reference)
-                    for kind in ("azmlinfsrv", "mlcli")
-                }
+                if args.baseline:
+                    servers = {
+                        "azmlinfsrv": Server(
+                            "baseline", folder / "score.py", workers, reference, tree=args.baseline
+                        ),
+                        "mlcli": Server("mlcli", folder / "score.py", workers, reference),
+                    }
+                else:
+                    servers = {
+                        kind: Server(kind, folder / "score.py", workers, reference)
+                        for kind in ("azmlinfsrv", "mlcli")
+                    }
                 try:
                     for server in servers.values():
                         wrk(server.port, lua, 8, 1)  # warm up
@@ -234,13 +279,18 @@ def main() -> None:
                         runs: dict[str, list[dict]] = {kind: [] for kind in servers}
                         for _ in range(args.rounds):  # alternate: both see the same load
                             for kind, server in servers.items():
-                                runs[kind].append(wrk(server.port, lua, concurrency, args.duration))
+                                cpu = server.cpu_seconds()
+                                run = wrk(server.port, lua, concurrency, args.duration)
+                                used = server.cpu_seconds() - cpu
+                                run["cpu_us"] = used * 1e6 / max(1, run["requests"])
+                                runs[kind].append(run)
                         a, m = median(runs["azmlinfsrv"]), median(runs["mlcli"])
                         print(
                             f"| {workers} | {name} | {concurrency} | {a['rps']:.0f} | "
                             f"{m['rps']:.0f} | {m['rps'] / a['rps']:.1f}x | {a['p50']:.2f} | "
                             f"{m['p50']:.2f} | {a['p99']:.2f} | {m['p99']:.2f} | "
-                            f"{m['p99'] / a['p99']:.2f} | {a['errors']}/{m['errors']} | {load()} |",
+                            f"{m['p99'] / a['p99']:.2f} | {a['errors']}/{m['errors']} | {load()} | "
+                            f"{a['cpu_us']:.0f} | {m['cpu_us']:.0f} |",
                             flush=True,
                         )
                 finally:

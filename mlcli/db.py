@@ -5,6 +5,7 @@ records how many steps a file has had. A new table or column is a new entry at t
 an edit of an old one, so an existing registry upgrades in place on its next open.
 """
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -86,7 +87,7 @@ def connect(workspace: Workspace, *, create: bool = True) -> sqlite3.Connection:
         target = ":memory:"
     try:
         if target != ":memory:":
-            workspace.root.mkdir(parents=True, exist_ok=True)
+            make_private(workspace.root, workspace.db_path)
         conn = sqlite3.connect(
             target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
@@ -102,6 +103,17 @@ def connect(workspace: Workspace, *, create: bool = True) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable against process death
     _migrate(conn)
     return conn
+
+
+def make_private(root: Path, db_path: Path) -> None:
+    """The workspace folder 0700 and registry.db 0600 (SQLite gives its -wal and -shm files
+    the database's mode): service records, logs and keys are no other local user's business."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if root.stat().st_mode & 0o077:
+        root.chmod(0o700)  # a workspace made before this rule
+    os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
+    if db_path.stat().st_mode & 0o077:
+        db_path.chmod(0o600)
 
 
 @contextmanager

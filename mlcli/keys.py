@@ -30,7 +30,9 @@ def write_keys(path: Path, primary: str, secondary: str) -> dict[str, str]:
     for label, key in (("primaryKey", primary), ("secondaryKey", secondary)):
         check_key(key, where=label)
     keys = {"primaryKey": primary, "secondaryKey": secondary}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.stat().st_mode & 0o077:
+        path.parent.chmod(0o700)  # the service's folder: its keys, logs and app root
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

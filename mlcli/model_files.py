@@ -48,6 +48,7 @@ def collect_sources(
             fix="Point -p at the model's real file or folder.",
         ) from exc
     root = Path(os.path.normpath(path.absolute()))  # keeps a symlink's own name
+    _check_name(root.name, root)
     if real.is_file():
         if child_paths:
             raise ConfigError(
@@ -106,6 +107,7 @@ def _walk(real_root: Path, start: Path, shown_root: Path) -> list[Source]:
 
     def visit(entry: Path, rel: PurePosixPath, ancestors: frozenset[Path]) -> None:
         shown = shown_root / rel
+        _check_name(rel.name, shown)
         try:
             st = entry.lstat()
         except OSError as exc:
@@ -158,6 +160,21 @@ def _walk(real_root: Path, start: Path, shown_root: Path) -> list[Source]:
         for child_name in names:
             visit(folder / child_name, rel / child_name, ancestors)
     return out
+
+
+def _check_name(name: str, shown: Path) -> None:
+    """Refuse a file name that is not UTF-8: the registry stores names as text, and Azure's
+    model paths are text too. Python hands such a name over with lone surrogates."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        printable = os.fsencode(shown).decode("utf-8", "backslashreplace")
+        raise ConfigError(
+            f"the file name {printable} is not valid UTF-8.",
+            where="-p/--model-path",
+            fix="Rename it with UTF-8 characters (for example with `convmv -f latin1 -t utf8`), "
+            "or leave it out with --child-path.",
+        ) from None
 
 
 def _check_readable(path: Path, shown: str) -> None:

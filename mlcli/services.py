@@ -184,11 +184,16 @@ class Services:
         settings = spec.get("settings") or {}
         environment = spec.get("environment") or {}
         error = doc.get("error")
+        state = state or self.state_of(record)
+        if state == UNHEALTHY and not error and endpoint is not None:
+            from mlcli.targets.ports import health_problem
+
+            error = health_problem(endpoint.host, endpoint.port)
         handle = endpoint.handle if endpoint else {}
         raw_settings = settings.get("raw") or {}
         return {
             "name": record.name,
-            "state": state or self.state_of(record),
+            "state": state,
             "computeType": record.compute_type,
             "scoringUri": f"{endpoint.base_url}/score" if endpoint else None,
             "swaggerUri": f"{endpoint.base_url}/swagger.json" if endpoint else None,

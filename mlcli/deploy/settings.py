@@ -108,7 +108,8 @@ def settings_doc(dc: DeploymentConfig) -> dict[str, Any]:
         "batching": dataclasses.asdict(batching) if batching is not None else None,
         "collectModelData": bool(dc.data_collection_storage_enabled),
         "appInsightsEnabled": bool(dc.app_insights_enabled),
-        "raw": dc.raw,
+        # keys live in the service's keys file only (0600), never in the record
+        "raw": {k: v for k, v in dc.raw.items() if k != "keys"} if dc.raw else dc.raw,
         "path": str(dc.path) if dc.path else None,
     }
 

@@ -73,7 +73,12 @@ class ScoringApp:
         elif request.method == "OPTIONS":
             self.finish(request, path, (200, OPTIONS_HEADERS, b""), ids)
         elif path == "/":
-            self.finish(request, path, (200, [HTML_TYPE], b"Healthy"), ids)
+            unready = self.pool.failing and self.pool.unready()
+            if unready:
+                reply = outputs.error_reply(503, f"No scoring worker is ready: {unready}.")
+                self.finish(request, path, reply, ids)
+            else:
+                self.finish(request, path, (200, [HTML_TYPE], b"Healthy"), ids)
         elif path == "/swagger.json":
             self.finish(request, path, self._swagger(request.query), ids)
         else:

@@ -8,7 +8,26 @@ it to the app, which answers through a callback; one write() sends status, heade
 Handled here: keep-alive (HTTP/1.1 default, HTTP/1.0 on request), pipelined requests
 (answered in order), `Expect: 100-continue`, HEAD (headers only), bodies over the limit
 (413, then close), malformed requests (400, then close), idle connections (closed after
-KEEP_ALIVE_S), and a graceful close for shutdown.
+`keep_alive_s`), and a graceful close for shutdown.
+
+A hostile client costs one connection's worth of work and bounded memory (ClientLimits, whose
+defaults are nginx's and gunicorn's): a request head (request line and headers) is refused
+past MAX_HEAD_BYTES as its bytes arrive, not once a header ends (httptools buffers a header
+until then), its URL past MAX_URL_BYTES (414), more than MAX_HEADERS headers (431); a head
+must arrive within `header_timeout_s` of its first byte and a body may pause at most
+`body_timeout_s` between reads (408). A body gathered from many small chunks grows one buffer,
+not a list of small objects, and the bodies held at once across all connections share one
+budget (`max_body_bytes_held`, 503 past it). After an error the rest of what the client sends
+is discarded: one answer, no parsing. When the connection count reaches `max_connections` (from
+RLIMIT_NOFILE, which serve.py raises), the connection idle longest is closed to make room.
+A client that does not read its answers is no longer read from (requests parsed past
+MAX_PIPELINED wait unhandled), and is reset after `send_timeout_s`.
+
+An error answered before the client has sent all of its request (413, 400) is followed by a
+lingering close, as nginx does: the answer goes out, the write side is shut, and what the
+client still sends is read and dropped for up to LINGER_S. Closing at once would reset the
+connection while the client is still sending, and a client reading the answer only after
+sending its body (urllib, requests) would see ConnectionResetError instead of the 413.
 
 A kept-alive connection closed by the server can race a request the client is sending on it
 at that moment: the request is lost (a client does not resend a POST). So on shutdown,
@@ -20,17 +39,34 @@ then are the still idle ones closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 import time
 from collections import deque
 from http import HTTPStatus
 
 import httptools
 
-KEEP_ALIVE_S = 5.0  # idle time before a kept-alive connection is closed (uvicorn's default)
-STALLED_S = 60.0  # a request whose bytes stop arriving for this long is dropped
-MAX_HEADER_BYTES = 64 * 1024
+from mlcli.server.settings import ClientLimits
+
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers (nginx: 4 buffers of 8 KB)
+MAX_URL_BYTES = 16 * 1024  # gunicorn's limit_request_line is 4094, nginx's buffer 8 KB
+MAX_HEADERS = 100  # gunicorn's limit_request_fields
 MAX_PIPELINED = 16  # requests read ahead of their answers before reading pauses
 DRAIN_GRACE_S = 1.0  # on shutdown, how long idle kept-alive connections may still bring a request
+LINGER_S = 30.0  # nginx's lingering_time: the longest a refused client's bytes are drained
+LINGER_IDLE_S = 5.0  # nginx's lingering_timeout: ... or until it pauses this long
+
+
+class Refused(Exception):
+    """Raised in a parser callback: answer `status` with `message`, then close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
 
 STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
@@ -53,6 +89,7 @@ class Request:
         "conn",
         "content_length",
         "headers",
+        "held",
         "http_version",
         "keep_alive",
         "method",
@@ -74,12 +111,15 @@ class Request:
         self.cancelled = False
         self.keep_alive = True
         self.content_length = None
+        self.held = 0  # body bytes counted against the server's budget (HttpServer.hold)
         parsed = httptools.parse_url(url)
         self.raw_path = parsed.path
         self.path = _decode_path(parsed.path)
         self.query = parsed.query or b""
 
     def respond(self, status: int, headers: list, body: bytes, *, close: bool = False) -> None:
+        if self.held:
+            self.conn.server.release(self)
         if self.response is not None or self.cancelled:
             return
         parts = [status_line(status)]
@@ -116,21 +156,31 @@ class Connection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.app = server.app
+        self.limits = server.limits
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.pending: deque[Request] = deque()
+        self._parked: deque[Request] = deque()  # parsed, not yet handed to the app
+        self._unparking = False
         self.closing = False
         self.peer = None
         self.sockname = None
-        self.last_active = time.monotonic()
+        self.last_active = self.phase_started = time.monotonic()
         self._url = b""
         self._headers: list = []
         self._header_bytes = 0
-        self._body: list[bytes] = []
+        self._head_bytes = 0  # bytes received since the current head began
+        self._in_head = True  # the next bytes belong to a request line or headers
+        self._heads = 0  # heads parsed on this connection
+        self._body: bytes | bytearray | None = None
         self._body_size = 0
         self._current: Request | None = None
         self._rejected = False  # answered before its body arrived (413): ignore the rest
+        self._failed = False  # answered with an error: what the client sends now is dropped
+        self._linger = False  # close with a lingering close once the error is written
+        self._lingering = 0.0  # since when the lingering close is under way (0: not)
         self._paused = False
+        self._write_blocked = 0.0  # since when the client has not been reading its answers
         self._receiving = False  # between the first byte of a request and its end
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -139,46 +189,104 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
         self.sockname = transport.get_extra_info("sockname")
-        self.server.connections.add(self)
+        server = self.server
+        if len(server.connections) >= self.limits.max_connections and not server.make_room():
+            self.closing = True
+            transport.close()
+            return
+        server.connections.add(self)
 
     def connection_lost(self, exc) -> None:
-        self.server.connections.discard(self)
+        server = self.server
+        server.connections.discard(self)
         self.closing = True
         for request in self.pending:
             request.cancelled = True
+            if request.held:
+                server.release(request)
         self.pending.clear()
         self.transport = None
 
+    def pause_writing(self) -> None:
+        # A client that sends requests but does not read the answers: stop reading its
+        # requests, or their answers would pile up in memory.
+        self._write_blocked = time.monotonic()
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_blocked = 0.0
+        if self._parked:
+            self._unpark()
+        if not self._paused and self.transport is not None:
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self._failed:
+            return  # one answer per error; the rest is dropped (and lingered over)
+        if self._in_head:
+            # Counted as the bytes arrive: httptools holds a header until it ends.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                allowed = len(data) - (self._head_bytes - MAX_HEAD_BYTES)
+                heads = self._heads
+                view = memoryview(data)  # slices without copies (a body may follow the head)
+                self._feed(view[:allowed])
+                if self._failed:
+                    return
+                if self._heads == heads:  # the head went on past the limit
+                    self._fail(431, f"The request head exceeds {MAX_HEAD_BYTES} bytes.")
+                    return
+                data = view[allowed:]
+        try:  # (not through _feed: one call less per request)
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._parse_failed(exc)
+
+    def _feed(self, data: bytes | memoryview) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._parse_failed(exc)
+
+    def _parse_failed(self, exc: Exception) -> None:
+        if isinstance(exc, httptools.HttpParserUpgrade):
             self._fail(400, "Protocol upgrades are not supported.")
-        except httptools.HttpParserError:
+        elif isinstance(exc.__context__, Refused):
+            self._fail(exc.__context__.status, exc.__context__.message)
+        else:
             self._fail(400, "Invalid HTTP request.")
 
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._receiving = True
+        self.phase_started = self.last_active  # set by data_received just before
         self._url = b""
         self._headers = []
         self._header_bytes = 0
-        self._body = []
+        self._body = None
         self._body_size = 0
         self._rejected = False
 
     def on_url(self, url: bytes) -> None:
+        # pieces as they arrive (one piece per read at most): += stays cheap, the total bounded
         self._url += url
+        if len(self._url) > MAX_URL_BYTES:
+            raise Refused(414, f"The request URL exceeds {MAX_URL_BYTES} bytes.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
-        if self._header_bytes > MAX_HEADER_BYTES:
-            raise httptools.HttpParserError("headers too large")
+        if self._header_bytes > MAX_HEAD_BYTES:
+            raise Refused(431, f"The request head exceeds {MAX_HEAD_BYTES} bytes.")
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads += 1
+        if len(self._headers) > MAX_HEADERS:  # (their bytes are bounded as they arrive)
+            raise Refused(431, f"The request has more than {MAX_HEADERS} headers.")
         parser = self.parser
         request = Request(
             self,
@@ -200,8 +308,9 @@ class Connection(asyncio.Protocol):
             elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
         if request.content_length is not None and request.content_length > self.app.max_body:
-            self._rejected = True
-            self.app.reject(request, 413)
+            self._reject()
+        elif request.content_length and not self.server.hold(request, request.content_length):
+            self._refuse_busy()
         elif expects_continue and len(self.pending) == 1:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -210,23 +319,78 @@ class Connection(asyncio.Protocol):
             return
         self._body_size += len(body)
         if self._body_size > self.app.max_body:
-            self._rejected = True
-            self._body = []
-            self.app.reject(self._current, 413)
+            self._body = None
+            self._reject()
             return
-        self._body.append(body)
+        request = self._current
+        if request.content_length is None and not self.server.hold(request, len(body)):
+            self._body = None
+            self._refuse_busy()
+            return
+        held = self._body
+        if held is None:
+            self._body = body
+        elif type(held) is bytes:
+            # A body in many pieces (tiny chunks) grows one buffer: a list of small bytes
+            # objects would cost ~50 bytes of overhead per piece.
+            grown = self._body = bytearray(held)
+            grown += body
+        else:
+            held += body
 
     def on_message_complete(self) -> None:
         request = self._current
         self._current = None
         self._header_bytes = 0
         self._receiving = False
+        self._in_head = True
+        self._head_bytes = 0
         if request is None or self._rejected:
             return
         body = self._body
-        request.body = body[0] if len(body) == 1 else b"".join(body)
-        self._body = []
-        self.app.handle(request)
+        self._body = None
+        request.body = b"" if body is None else body if type(body) is bytes else bytes(body)
+        if self._parked or self._write_blocked or self._paused:
+            # Many requests can arrive in one read: the ones past MAX_PIPELINED, or sent by
+            # a client that does not read its answers, wait here, so that their answers are
+            # not all held in memory at once.
+            self._parked.append(request)
+        else:
+            self.app.handle(request)
+
+    def _unpark(self) -> None:
+        if self._unparking:  # an answer given at once flushes, and flushing unparks: no recursion
+            return
+        self._unparking = True
+        parked = self._parked
+        try:
+            while (
+                parked
+                and not self._write_blocked
+                and len(self.pending) - len(parked) < MAX_PIPELINED
+                and self.transport is not None
+            ):
+                self.app.handle(parked.popleft())
+        finally:
+            self._unparking = False
+
+    def _refuse_busy(self) -> None:
+        """503: the bodies already held across connections reach the server's budget."""
+        self._rejected = True
+        self._fail(
+            503,
+            f"The service holds {self.server.limits.max_body_bytes_held} bytes of request "
+            "bodies already (MLCLI_MAX_BODY_BYTES_HELD). Retry later.",
+        )
+
+    def _reject(self) -> None:
+        """413 before the body has arrived: answer now, drop the rest, close lingering."""
+        self._rejected = self._failed = self._linger = True
+        if not self._paused:
+            self._paused = True
+            if not self._write_blocked:
+                self.transport.pause_reading()
+        self.app.reject(self._current, 413)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -239,21 +403,36 @@ class Connection(asyncio.Protocol):
             if transport is None:
                 continue
             transport.write(request.response)
-            self.last_active = time.monotonic()
+            self.last_active = self.phase_started = time.monotonic()
             if not request.keep_alive:
-                self._close()
+                self._close_after_answer()
                 return
-        if self._paused and transport is not None and len(pending) <= MAX_PIPELINED:
+        if self._parked:
+            self._unpark()
+        if (
+            self._paused
+            and transport is not None
+            and len(pending) <= MAX_PIPELINED
+            and not self._failed
+        ):
             self._paused = False
-            transport.resume_reading()
+            self.last_active = self.phase_started = time.monotonic()
+            if not self._write_blocked:
+                transport.resume_reading()
         if self.closing and not pending and self._current is None:
             self._close()
 
-    def _fail(self, status: int, message: str) -> None:
+    def _fail(self, status: int, message: str, *, linger: bool = True) -> None:
         from mlcli.server.outputs import error_reply
 
         if self.transport is None:
             return
+        self._failed = True
+        self._linger = linger
+        if not self._paused:  # until the error is written (behind earlier answers, maybe)
+            self._paused = True
+            if not self._write_blocked:
+                self.transport.pause_reading()
         if self._current is not None and self._current.response is None:
             request = self._current
         else:
@@ -262,6 +441,28 @@ class Connection(asyncio.Protocol):
         self._current = None
         _, headers, body = error_reply(status, message)
         request.respond(status, headers, body, close=True)
+
+    def _close_after_answer(self) -> None:
+        transport = self.transport
+        if not self._linger or transport is None or not transport.can_write_eof():
+            self._close()
+            return
+        self.closing = True
+        self._lingering = time.monotonic()
+        transport.write_eof()  # the answer, then FIN; what the client still sends is read
+        if self._paused:
+            self._paused = False
+            if not self._write_blocked:
+                transport.resume_reading()
+
+    def _reset(self) -> None:
+        """Drop the connection with a reset: close() would keep the unread answers in the
+        kernel until the client reads them, which it does not."""
+        sock = self.transport.get_extra_info("socket")
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.closing = True
+        self.transport.abort()
 
     def _close(self) -> None:
         self.closing = True
@@ -276,21 +477,45 @@ class Connection(asyncio.Protocol):
         if not self.pending and not self._receiving:
             self._close()
 
-    def idle_too_long(self, now: float) -> bool:
-        idle = now - self.last_active
-        if self.pending:
-            return False
-        if self._current is not None or self._header_bytes:
-            return idle > STALLED_S
-        return idle > KEEP_ALIVE_S
+    def check_deadlines(self, now: float) -> None:
+        """Close what has been idle too long; answer 408 to a head or body that stalls; drop
+        a client that has read none of its answers for `send_timeout_s` (nginx's send_timeout)."""
+        if self._write_blocked:  # not reading meanwhile: no other deadline runs
+            if now - self._write_blocked > self.limits.send_timeout_s and self.transport:
+                self._reset()
+            return
+        if self._lingering:
+            if now - self._lingering > LINGER_S or now - self.last_active > LINGER_IDLE_S:
+                self._close()
+            return
+        if self._failed or self._paused:
+            return
+        limits = self.limits
+        if self._current is not None:  # headers in, body under way
+            if now - self.last_active > limits.body_timeout_s:
+                self._fail(408, "The request body stopped arriving.", linger=False)
+        elif self._receiving:  # a head under way
+            if now - self.phase_started > limits.header_timeout_s:
+                self._fail(408, "The request head took too long to arrive.", linger=False)
+        elif not self.pending and now - self.last_active > limits.keep_alive_s:
+            self._close()
+
+    def evictable_since(self) -> float | None:
+        """When this connection began waiting on its client (idle, or sending a head);
+        None while it holds a request or is closing."""
+        if self.pending or self.closing or self._lingering:
+            return None
+        return self.phase_started
 
 
 class HttpServer:
-    """Listens on an already-bound socket and closes idle connections once a second."""
+    """Listens on an already-bound socket; checks the connections' deadlines once a second."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, limits: ClientLimits | None = None) -> None:
         self.app = app
+        self.limits = limits or ClientLimits()
         self.connections: set[Connection] = set()
+        self.bodies_held = 0  # bytes of request bodies being received or waiting to be scored
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -304,9 +529,36 @@ class HttpServer:
     def _sweep(self) -> None:
         now = time.monotonic()
         for conn in list(self.connections):
-            if conn.idle_too_long(now):
-                conn._close()
+            conn.check_deadlines(now)
         self._sweeper = asyncio.get_running_loop().call_later(1.0, self._sweep)
+
+    def hold(self, request: Request, size: int) -> bool:
+        """Count `size` more body bytes of `request` against the budget shared by every
+        connection (many clients each sending a body under the per-request limit would
+        otherwise add up without bound); False when they do not fit."""
+        if self.bodies_held + size > self.limits.max_body_bytes_held:
+            return False
+        self.bodies_held += size
+        request.held += size
+        return True
+
+    def release(self, request: Request) -> None:
+        self.bodies_held -= request.held
+        request.held = 0
+
+    def make_room(self) -> bool:
+        """At max_connections: close the connection that has waited on its client longest
+        (nginx reuses its idle keep-alive connections the same way). False if none can go."""
+        oldest = None
+        oldest_since = 0.0
+        for conn in self.connections:
+            since = conn.evictable_since()
+            if since is not None and (oldest is None or since < oldest_since):
+                oldest, oldest_since = conn, since
+        if oldest is None:
+            return False
+        oldest._close()
+        return True
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Stop accepting, answer every request already received or arriving on an open

@@ -6,6 +6,7 @@ from different processes do not interleave (a pipe write of up to PIPE_BUF bytes
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -211,3 +212,85 @@ class AccessLog:
 def _write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data) :]
+
+
+class RotatingLog:
+    """The server's stdout and stderr (and its workers', which inherit them) written to a file
+    that is rotated by size: `path` grows to `max_bytes`, then becomes path.1 (path.1 becomes
+    path.2...), and only `backups` old files are kept, so prints in a loop cannot fill a disk.
+
+    Every process writes into one pipe; a thread of the front process copies it to the file,
+    rotating between whole lines. (Each process renaming the file itself would leave the
+    others writing to the renamed one.) Started when MLCLI_LOG_FILE is set, as PROCESS deploys
+    set it; LOCAL containers log through Docker instead.
+    """
+
+    PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ: room for bursts while the copying thread waits
+    CHUNK = 1 << 16
+
+    def __init__(self, path: str, *, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._thread = None
+
+    def start(self) -> None:
+        import threading
+
+        read_fd, write_fd = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            import fcntl
+
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, self.PIPE_SIZE)
+        os.dup2(write_fd, STDOUT_FD)
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        self._thread = threading.Thread(
+            target=self._copy, args=(read_fd,), name="log-rotation", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close this process's ends of the pipe; the copy ends once the workers' are closed."""
+        if self._thread is None:
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, STDOUT_FD)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        self._thread.join(timeout)
+
+    def _copy(self, read_fd: int) -> None:
+        out = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        size = os.fstat(out).st_size
+        while True:
+            data = os.read(read_fd, self.CHUNK)
+            if not data:
+                break
+            while size + len(data) > self.max_bytes:
+                # the file ends with the last whole line that fits (a line longer than a
+                # whole file is split)
+                cut = data.rfind(b"\n", 0, max(0, self.max_bytes - size)) + 1
+                if cut == 0 and size == 0:
+                    cut = self.max_bytes
+                _write_all(out, data[:cut])
+                os.close(out)
+                self._rotate()
+                out = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                data, size = data[cut:], 0
+            _write_all(out, data)
+            size += len(data)
+        os.close(out)
+        os.close(read_fd)
+
+    def _rotate(self) -> None:
+        from pathlib import Path
+
+        for index in range(self.backups - 1, 0, -1):
+            older = Path(f"{self.path}.{index}")
+            if older.exists():
+                older.replace(f"{self.path}.{index + 1}")
+        if self.backups > 0:
+            Path(self.path).replace(f"{self.path}.1")
+        else:
+            Path(self.path).unlink()

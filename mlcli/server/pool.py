@@ -14,6 +14,10 @@ The scoring timeout is kept here: at the limit the request is answered 500 (azml
 run() as azmlinfsrv's own alarm does, so an ordinary hung run() recovers; a worker still
 silent KILL_GRACE_S later is killed and replaced. A worker that dies is replaced too: the
 request it was running is answered 502, the ones queued behind it go to another worker.
+A replacement whose init() fails (a model file gone, a database down) is retried with
+backoff, 1 s doubling to RESTART_BACKOFF_MAX_S, as a supervisor (Kubernetes' CrashLoopBackOff)
+would, instead of taking the server down; while no worker is ready, GET / and /score answer
+503 with the failure, the attempt and the next retry.
 Everything is callbacks on the event loop: no task, future or lock per request.
 
 Jobs are objects with `message(seq, needs_headers) -> tuple` (the wire request), `finish(reply)`,
@@ -58,6 +62,8 @@ PREFETCH_BELOW_MS = 2.0
 OVERRUN_FACTOR = 4
 OVERRUN_MIN_S = 0.005
 TICK_S = 0.01  # resolution of the queue-wait and scoring-timeout deadlines
+RESTART_BACKOFF_S = 1.0  # first retry of a replacement worker whose init() failed
+RESTART_BACKOFF_MAX_S = 60.0
 
 
 class StartupFailed(Exception):
@@ -104,10 +110,9 @@ class WorkerProcess:
 
 
 class Pool:
-    def __init__(self, settings: ServerSettings, metrics, on_fatal) -> None:
+    def __init__(self, settings: ServerSettings, metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.on_fatal = on_fatal  # called with a message when the service cannot go on
         self.loop = asyncio.get_running_loop()
         self.workers: list[WorkerProcess] = []
         self.run_ewma_ms = PREFETCH_BELOW_MS  # no prefetch until run() proves fast
@@ -127,6 +132,7 @@ class Pool:
         self.batches = False  # the script has a run_batch() the workers will use
         self.batcher: Batcher | None = None
         self.closing = False
+        self.failing: dict[int, str] = {}  # replacement workers whose init() fails: why
         self._seq = 0
         self._ticker: asyncio.TimerHandle | None = None
         metrics.queued = lambda: len(self.slot_waiters)
@@ -221,10 +227,21 @@ class Pool:
 
     # -- admission and dispatch ------------------------------------------------------------
 
+    def unready(self) -> str | None:
+        """Why no worker can take a request now (every one failing init()), else None."""
+        if not self.failing or any(worker.live for worker in self.workers):
+            return None
+        return next(iter(self.failing.values()))
+
     def submit(self, job) -> None:
         """Queue a job for a worker; job.finish(reply) is called exactly once (or never if
         the job is cancelled before it runs)."""
         job.queued_at = self.loop.time()
+        if self.failing:
+            why = self.unready()
+            if why is not None:
+                job.finish(self._busy(f"no scoring worker is ready ({why})"))
+                return
         if self.slots > 0 and not self.slot_waiters:
             self.slots -= 1
             self._admit(job)
@@ -419,6 +436,7 @@ class Pool:
         self._kill(worker)
 
     def _on_lost(self, worker: WorkerProcess) -> None:
+        was_live = worker.live
         worker.live = False
         if worker.kill_handle is not None:
             worker.kill_handle.cancel()
@@ -448,7 +466,7 @@ class Pool:
                         run_failed=True,
                     )
                 )
-        if self.closing:
+        if self.closing or not was_live:  # one that died in init(): _restart() retries it
             return
         self.metrics.restarts.inc()
         code = _exit_code(worker.process)
@@ -467,20 +485,36 @@ class Pool:
         worker.held = None
 
     async def _restart(self, worker: WorkerProcess) -> None:
-        if self.closing:
+        attempt = 0
+        while not self.closing:
+            try:
+                await self._spawn(worker)
+                await self._await_ready(worker)
+            except StartupFailed as exc:
+                _exit_code(worker.process)  # reap it
+                attempt += 1
+                delay = min(RESTART_BACKOFF_MAX_S, RESTART_BACKOFF_S * 2 ** (attempt - 1))
+                self.failing[worker.index] = (
+                    f"a replacement worker failed to start: {exc}; attempt {attempt}, "
+                    f"next in {delay:g} s"
+                )
+                log.error(
+                    "Replacement worker failed to start (attempt %d): %s; retrying in %g s",
+                    attempt,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if self.closing:  # stopped while this one started: close() has not seen it
+                worker.transport.close()
+                return
+            self.failing.pop(worker.index, None)
+            if attempt:
+                log.info("Worker %d started after %d failed attempt(s)", worker.pid, attempt)
+            worker.live = True
+            self._feed()
             return
-        try:
-            await self._spawn(worker)
-            await self._await_ready(worker)
-        except StartupFailed as exc:
-            if not self.closing:
-                self.on_fatal(str(exc))
-            return
-        if self.closing:  # stopped while this one started: close() has not seen it
-            worker.transport.close()
-            return
-        worker.live = True
-        self._feed()
 
     def _kill(self, worker: WorkerProcess) -> None:
         if worker.process is not None and worker.process.poll() is None:

@@ -11,6 +11,7 @@ cannot be imported or whose init() fails exits 3 with the traceback in the log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -45,6 +46,28 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
+FD_RESERVE = 64  # descriptors kept for the workers' sockets, log files and the like
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard one; how many connections fit under it.
+
+    The soft limit is 1024 by default: a thousand slow clients would then use up every
+    descriptor, and accept() would fail for everyone, health checks included. Servers
+    raise it themselves (nginx worker_rlimit_nofile; Go's runtime does it at start).
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("Could not raise the open files limit from %d to %d (%s)", soft, hard, exc)
+    return max(16, min(soft, 1 << 20) - FD_RESERVE)
 
 
 def steer_new_connections_here(sock: socket.socket) -> None:
@@ -78,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return USAGE_ERROR
     export(settings, os.environ)
+    rotation = None
+    if settings.log_file:
+        rotation = logs.RotatingLog(
+            settings.log_file, max_bytes=settings.log_max_bytes, backups=settings.log_backups
+        )
+        rotation.start()
     level = logging.getLevelName(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
     logs.configure(("mlcli.server",), level=level if isinstance(level, int) else logging.INFO)
     try:
@@ -91,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return loop.run_until_complete(Service(settings, sock).run())
     finally:
         loop.close()
+        if rotation is not None:
+            rotation.stop()
 
 
 class Service:
@@ -99,7 +130,6 @@ class Service:
     def __init__(self, settings: ServerSettings, sock: socket.socket) -> None:
         self.settings = settings
         self.sock = sock
-        self.exit_code = 0
         self.server = None
         self.stopped: asyncio.Future | None = None
         self.stopping = False
@@ -119,7 +149,7 @@ class Service:
         )
         self.metrics = Metrics()
         collect.attach(self.metrics.registry, os.environ)
-        self.pool = Pool(settings, self.metrics, on_fatal=self._fatal)
+        self.pool = Pool(settings, self.metrics)
         starting = loop.create_task(self.pool.start())
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, starting)
@@ -137,7 +167,7 @@ class Service:
         await self._serve()
         await self.pool.close()
         log.info("Stopped")
-        return self.exit_code
+        return 0
 
     async def _serve(self) -> None:
         from mlcli.server.app import ScoringApp
@@ -152,7 +182,14 @@ class Service:
             keys = KeyFile(self.settings.keys_file)
         app = ScoringApp(self.settings, self.pool, self.metrics, access_log, keys)
         app.telemetry = telemetry.start_front(os.environ, loop, self.metrics.registry)
-        self.server = HttpServer(app)
+        limits = self.settings.client_limits
+        fit = raise_open_files_limit()
+        if not limits.max_connections or limits.max_connections > fit:
+            limits = dataclasses.replace(limits, max_connections=fit)
+        if not limits.max_body_bytes_held:  # 1 GiB, or 4 bodies at the per-request limit
+            held = max(1 << 30, 4 * self.settings.max_request_bytes)
+            limits = dataclasses.replace(limits, max_body_bytes_held=held)
+        self.server = HttpServer(app, limits)
         self.stopped = loop.create_future()
         if self.stopping:
             return
@@ -184,10 +221,3 @@ class Service:
             self.stopped.set_result(None)
         elif not starting.done():
             starting.cancel()
-
-    def _fatal(self, message: str) -> None:
-        log.error("Cannot continue: %s", message)
-        self.exit_code = BOOT_ERROR
-        self.stopping = True
-        if self.stopped is not None and not self.stopped.done():
-            self.stopped.set_result(None)

@@ -20,6 +20,8 @@ DEFAULT_WORKER_TIMEOUT_S = 300  # gunicorn's --timeout as azmlinfsrv sets it
 DEFAULT_MAX_QUEUE_WAIT_MS = 60_000  # no AKS config: a generous bound, never an endless queue
 DEFAULT_MAX_QUEUE_LENGTH = 4096  # requests waiting at once before new ones get 503
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+DEFAULT_LOG_MAX_BYTES = 20 * 1024 * 1024  # a log file is rotated at this size...
+DEFAULT_LOG_BACKUPS = 4  # ... and this many rotated files are kept (server.log.1 ... .4)
 # Dynamic batching (deploymentConfig `batching`): on for every script that defines
 # run_batch(items), unless MLCLI_BATCH=off. Defaults as in deploymentConfig.schema.json.
 DEFAULT_BATCH_MAX_SIZE = 32
@@ -29,6 +31,19 @@ BATCH_SWITCH = {"on": True, "1": True, "true": True, "off": False, "0": False, "
 
 class SettingsError(Exception):
     """A flag or environment variable the user must fix; the message names it."""
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """How long a client may take, and how many connections are kept (http.py)."""
+
+    header_timeout_s: float = 60.0  # nginx's client_header_timeout: the whole head
+    body_timeout_s: float = 60.0  # nginx's client_body_timeout: between two reads of a body
+    keep_alive_s: float = 5.0  # uvicorn's timeout_keep_alive: idle between requests
+    send_timeout_s: float = 60.0  # nginx's send_timeout: a client not reading its answers
+    max_connections: int = 0  # 0: derived from RLIMIT_NOFILE by serve.py
+    # request bodies held at once, all connections together (0: serve.py derives it)
+    max_body_bytes_held: int = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,10 @@ class ServerSettings:
     log_bodies: bool
     server_version: str | None  # the x-ms-server-version header; None: not sent
     batching: Batching | None = None  # None: every request is its own run() call
+    client_limits: ClientLimits = ClientLimits()
+    log_file: str | None = None  # MLCLI_LOG_FILE: stdout and stderr go there, rotated by size
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    log_backups: int = DEFAULT_LOG_BACKUPS
 
 
 @dataclass(frozen=True)
@@ -129,7 +148,9 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return value
 
 
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+def _float(
+    environ: Mapping[str, str], name: str, default: float, *, unit: str = "milliseconds"
+) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -139,10 +160,31 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         value = -1.0
     if not value >= 0 or value == float("inf"):  # also NaN
         raise SettingsError(
-            f"Environment variable {name}={raw!r} is not a number of milliseconds >= 0. Set it "
+            f"Environment variable {name}={raw!r} is not a number of {unit} >= 0. Set it "
             f"to, for example, 10 or unset it (default {default:g})."
         )
     return value
+
+
+def client_limits_from_environ(environ: Mapping[str, str]) -> ClientLimits:
+    """MLCLI_CLIENT_HEADER_TIMEOUT_S, MLCLI_CLIENT_BODY_TIMEOUT_S, MLCLI_CLIENT_SEND_TIMEOUT_S,
+    MLCLI_KEEP_ALIVE_S, MLCLI_MAX_CONNECTIONS and MLCLI_MAX_BODY_BYTES_HELD; the defaults are
+    nginx's and uvicorn's."""
+    default = ClientLimits()
+    return ClientLimits(
+        header_timeout_s=_float(
+            environ, "MLCLI_CLIENT_HEADER_TIMEOUT_S", default.header_timeout_s, unit="seconds"
+        ),
+        body_timeout_s=_float(
+            environ, "MLCLI_CLIENT_BODY_TIMEOUT_S", default.body_timeout_s, unit="seconds"
+        ),
+        keep_alive_s=_float(environ, "MLCLI_KEEP_ALIVE_S", default.keep_alive_s, unit="seconds"),
+        send_timeout_s=_float(
+            environ, "MLCLI_CLIENT_SEND_TIMEOUT_S", default.send_timeout_s, unit="seconds"
+        ),
+        max_connections=_int(environ, "MLCLI_MAX_CONNECTIONS", 0, minimum=0),
+        max_body_bytes_held=_int(environ, "MLCLI_MAX_BODY_BYTES_HELD", 0, minimum=0),
+    )
 
 
 def batching_configured(environ: Mapping[str, str]) -> bool:
@@ -231,6 +273,10 @@ def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSett
         log_bodies=environ.get("MLCLI_LOG_BODIES", "") == "1",
         server_version=f"mlcli/{__version__}" if version_enabled else None,
         batching=batching_from_environ(environ),
+        client_limits=client_limits_from_environ(environ),
+        log_file=environ.get("MLCLI_LOG_FILE") or None,
+        log_max_bytes=_int(environ, "MLCLI_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES, minimum=4096),
+        log_backups=_int(environ, "MLCLI_LOG_BACKUPS", DEFAULT_LOG_BACKUPS, minimum=0),
     )
 
 

@@ -39,7 +39,7 @@ from mlcli.targets.ports import (
     steer_new_connections,
     wait_accept_queue_empty,
 )
-from mlcli.targets.process import STOP_GRACE_S
+from mlcli.targets.process import STOP_GRACE_S, drain_grace_s
 from mlcli.targets.procfs import descendants
 
 if TYPE_CHECKING:
@@ -148,6 +148,7 @@ class DockerTarget:
             "python": f"{VENV}/bin/python",  # in the container, not on this host
             "pythonVersion": PYTHON,  # the image's python3 (check_python holds a baseImage to it)
             "logFile": str(spec.log_file),
+            "stopGraceS": drain_grace_s(spec.server_env),
         }
         return Endpoint(spec.host, port, handle)
 
@@ -198,7 +199,8 @@ class DockerTarget:
         if container is None:
             return
         with contextlib.suppress(docker.errors.NotFound):
-            container.stop(timeout=int(STOP_GRACE_S))
+            grace_s = float(endpoint.handle.get("stopGraceS") or STOP_GRACE_S)
+            container.stop(timeout=int(grace_s))
             _save_log(container, Path(endpoint.handle.get("logFile", "")))
             image_id = container.attrs.get("Image", "")
             container.remove(force=True)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import http.client
+import json
 import os
 import socket
 import struct
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +149,65 @@ def pick_port(host: str, port: int | None, *, shared: bool) -> int:
     return port
 
 
+PORT_CLAIMS = Path(tempfile.gettempdir()) / "mlcli-ports"
+
+
+def claim_port(host: str, port: int | None, *, shared: bool) -> tuple[int, int | None]:
+    """pick_port, race-free between mlcli deploys: (port, fd of a claim to pass to the server).
+
+    A server binds its port at once but listens only once init() has run (so an update's new
+    server takes no traffic early); until then the port looks free to another deploy's check,
+    and SO_REUSEPORT would let both servers share it. So each server holds, for its lifetime,
+    a shared flock on a per-port file (the deploy passes the descriptor down); a new service
+    takes the port only if it can lock that file exclusively, and an update (`shared`) joins
+    its previous revision's lock. Claims of one port take turns under a second lock. The
+    files live in the temporary folder, so deploys from every MLCLI_HOME see each other; where
+    they cannot be made (a read-only temporary folder) the claim is None: pick_port alone.
+    """
+    port = port or free_port(host)
+    try:
+        turn = _lock_file(PORT_CLAIMS / f"{port}.turn")
+    except OSError:
+        return pick_port(host, port, shared=shared), None
+    try:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        claim = _lock_file(PORT_CLAIMS / f"{port}.lock")
+        try:
+            if not shared:
+                try:
+                    fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise ConflictError(
+                        f"port {port} is already taken by another mlcli service (starting or "
+                        "running).",
+                        where="deploymentConfig, field port (or --po/--port)",
+                        fix="Choose a free port, or leave the port out and mlcli picks one.",
+                    ) from None
+                pick_port(host, port, shared=False)
+            fcntl.flock(claim, fcntl.LOCK_SH)  # what the server holds
+        except BaseException:
+            os.close(claim)
+            raise
+    finally:
+        os.close(turn)
+    return port, claim
+
+
+def _lock_file(path: Path) -> int:
+    """A read-only descriptor of a lock file, made if missing (flock needs no write access,
+    so one user's file serves every user's deploys)."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.chmod(0o1777)  # every local user's deploys, like /tmp itself
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        # (O_CREAT only when missing: in a sticky folder, fs.protected_regular refuses
+        # O_CREAT on another user's existing file)
+        return os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+
+
 def free_port(host: str = "127.0.0.1", *, exclude: set[int] | frozenset[int] = frozenset()) -> int:
     """A port nothing listens on now, picked by the OS (and not in `exclude`)."""
     for _ in range(50):
@@ -180,3 +242,25 @@ def health_ok(host: str, port: int, *, timeout: float = 2.0) -> bool:
         return False
     finally:
         conn.close()
+
+
+def health_problem(host: str, port: int, *, timeout: float = 2.0) -> str | None:
+    """What a server that answers GET / with an error says (its JSON "message"), else None.
+
+    The scoring server answers 503 with the reason while none of its workers is ready (a
+    replacement whose init() fails and is being retried).
+    """
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        body = response.read(65536)
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    if response.status == 200:
+        return None
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        return f"GET / answers {response.status}: {json.loads(body)['message']}"
+    return f"GET / answers {response.status}"

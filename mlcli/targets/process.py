@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from mlcli.app_root import server_command
@@ -19,9 +19,9 @@ from mlcli.progress import Progress
 from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec
 from mlcli.targets.logfiles import follow_file
 from mlcli.targets.ports import (
+    claim_port,
     health_ok,
     listening_in_group,
-    pick_port,
     steer_new_connections,
     wait_accept_queue_empty,
 )
@@ -35,6 +35,10 @@ from mlcli.targets.procfs import (
 
 TOKEN_VARIABLE = "MLCLI_SERVICE_TOKEN"  # set by deploy in the server's environment
 STOP_GRACE_S = float(os.environ.get("MLCLI_STOP_GRACE_S", "10"))
+# A stopped server answers every request it has received before it exits: one may run for
+# the scoring timeout; the server's own margins (1 s for idle keep-alive connections, 10 s
+# past the timeout for the answers, 10 s for the workers to exit) come on top.
+DRAIN_MARGIN_S = 25.0
 
 # Variables of the CLI's own interpreter that must not leak into a model environment.
 # PYTHONDONTWRITEBYTECODE too: the environment is mlcli's cache, and without .pyc files every
@@ -62,13 +66,31 @@ def _dropped(name: str) -> bool:
     return name in _DROPPED_ENV or name.startswith("MLCLI_")
 
 
+def drain_grace_s(server_env: Mapping[str, str]) -> float:
+    """How long a stopped server may take to drain before it is killed: without this, an
+    update would cut a request longer than a fixed grace and still report success."""
+    timeout_ms = server_env.get("SCORING_TIMEOUT_MS", "")
+    if not timeout_ms.isdigit():
+        return STOP_GRACE_S
+    return max(STOP_GRACE_S, int(timeout_ms) / 1000 + DRAIN_MARGIN_S)
+
+
 class ProcessTarget:
     """Runs `<env python> -m mlcli.server` on 127.0.0.1, no container involved."""
 
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
+        port, claim = claim_port(spec.host, spec.port, shared=spec.reuse_port)
+        try:
+            return self._start(spec, port, () if claim is None else (claim,), on_progress)
+        finally:
+            if claim is not None:
+                os.close(claim)  # the server holds its copy for as long as it runs
+
+    def _start(
+        self, spec: LaunchSpec, port: int, claim: tuple[int, ...], on_progress: Progress | None
+    ) -> Endpoint:
         from mlcli.environments import server_runtime_path
 
-        port = pick_port(spec.host, spec.port, shared=spec.reuse_port)
         app_root = str(spec.app_root)
         env = {k: v for k, v in os.environ.items() if not _dropped(k)}
         env_bin = str(Path(spec.environment.python).parent)
@@ -85,6 +107,7 @@ class ProcessTarget:
         )
         if spec.keys_file:
             env["MLCLI_KEYS_FILE"] = str(spec.keys_file)
+        env["MLCLI_LOG_FILE"] = str(spec.log_file)  # the server rotates it by size
         python = str(spec.environment.python)
         workers = env.get("WORKER_COUNT", "1")
         command = server_command(
@@ -93,7 +116,8 @@ class ProcessTarget:
         if on_progress:
             on_progress(f"starting the scoring server on {spec.host}:{port}")
         spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with spec.log_file.open("ab") as log:
+        log_fd = os.open(spec.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             try:
                 proc = subprocess.Popen(
                     command,
@@ -103,6 +127,7 @@ class ProcessTarget:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    pass_fds=claim,
                 )
             except OSError as exc:
                 raise DeployError(
@@ -118,6 +143,7 @@ class ProcessTarget:
             "python": python,
             "pythonVersion": spec.environment.python_version,
             "logFile": str(spec.log_file),
+            "stopGraceS": drain_grace_s(spec.server_env),
         }
         return Endpoint(spec.host, port, handle)
 
@@ -142,7 +168,8 @@ class ProcessTarget:
 
     def stop(self, endpoint: Endpoint) -> None:
         pid, started = _identity(endpoint)
-        stop_process_group(pid, started, grace_s=STOP_GRACE_S)
+        grace_s = float(endpoint.handle.get("stopGraceS") or STOP_GRACE_S)
+        stop_process_group(pid, started, grace_s=grace_s)
 
     def hand_over(self, new: Endpoint, old: Endpoint) -> None:
         """Before `old` stops: new connections go to `new`, and `old` empties its queue."""
