@@ -107,6 +107,7 @@ def ensure_environment(
     existing = load_environment(spec.key, touch=True)
     if existing and existing.python.exists():
         say(f"using cached environment {spec.key} (Python {existing.python_version})")
+        _say_substitution(spec, existing, say)
         return existing
     with environment_lock(spec.key, on_wait=say) as lock_fd:
         existing = load_environment(spec.key, touch=True)
@@ -137,6 +138,21 @@ def _as_of_flags(spec: EnvironmentSpec) -> list[str]:
     for package in _SERVER_PACKAGES_NOT_AS_OF:
         flags += ["--exclude-newer-package", f"{package}={tomorrow}"]
     return flags
+
+
+def _say_substitution(spec: EnvironmentSpec, existing: Environment, say: Progress) -> None:
+    """A cached environment keeps the interpreter chosen when it was built: say so every time
+    it stands in for another version (the decision is the user's to see, not only once)."""
+    wanted = spec.python
+    if re.fullmatch(r"\d+(\.\d+)*", wanted) and not f"{existing.python_version}.".startswith(
+        f"{wanted}."
+    ):
+        say(
+            Notice(
+                f"python={wanted} is not installed here; environment {existing.key} uses Python "
+                f"{existing.python_version} instead ({existing.base_python})."
+            )
+        )
 
 
 def _announced_silently(conda_entry: str) -> bool:
