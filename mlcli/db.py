@@ -80,7 +80,7 @@ def connect(workspace: Workspace, *, create: bool = True) -> sqlite3.Connection:
     """
     target: Path | str = workspace.db_path
     if not create and not workspace.db_path.exists():
-        from mlcli.workspaces import missing_workspace
+        from mlcli.workspace_index import missing_workspace
 
         if workspace.name != DEFAULT_WORKSPACE:
             raise missing_workspace(workspace.name)

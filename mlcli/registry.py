@@ -28,7 +28,7 @@ from mlcli.model_files import ProgressReporter, collect_sources, human_size
 from mlcli.models import ModelFile, ModelRef, ModelVersion, check_name
 from mlcli.paths import Workspace
 from mlcli.store import Store, place_copy, verify_blob
-from mlcli.workspaces import elsewhere_hint
+from mlcli.workspace_index import elsewhere_hint
 
 
 class Registry:

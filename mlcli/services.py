@@ -131,7 +131,7 @@ class Services:
         """The record, after finishing any deploy whose `ml` process died (see module doc)."""
         record = self.find(name)
         if record is None:
-            from mlcli.workspaces import elsewhere_hint
+            from mlcli.workspace_index import elsewhere_hint
 
             raise NotFoundError(
                 f"service {name!r} does not exist in workspace {self.workspace.name!r}."

@@ -84,7 +84,8 @@ def app_from_inference(ic: InferenceConfig | None, models: Sequence[ModelVersion
     from mlcli.environments import spec_for
 
     if (ic is None or ic.entry_script is None) and framework_of(models):
-        return no_code_app(models[0])
+        script, environment = no_code_app(models[0])
+        return App(script, None, environment, variables={}, inference=None)
     if ic is None or ic.entry_script is None:
         raise ConfigError(
             "no entry script: a model registered with --model-framework "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mlcli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mlcli.deploy.inputs import App
+    from mlcli.environments import EnvironmentSpec
     from mlcli.registry import ModelVersion
 
 SCRIPTS = Path(__file__).parent / "no_code_scripts"
@@ -44,9 +44,8 @@ def is_no_code(spec: dict) -> bool:
     return source.startswith(SOURCE_PREFIX)
 
 
-def no_code_app(model: ModelVersion) -> App:
-    """The generated script and environment for one model of a no-code framework."""
-    from mlcli.deploy.inputs import App
+def no_code_app(model: ModelVersion) -> tuple[Path, EnvironmentSpec]:
+    """The generated entry script and environment for one model of a no-code framework."""
     from mlcli.environments.conda import CondaRequirements
     from mlcli.environments.spec import spec_from_conda
 
@@ -65,13 +64,7 @@ def no_code_app(model: ModelVersion) -> App:
     environment = spec_from_conda(
         requirements, source=f"{SOURCE_PREFIX}{model.framework} ({model.id})"
     )
-    return App(
-        entry_script=SCRIPTS / script,
-        source_directory=None,
-        environment=environment,
-        variables={},
-        inference=None,
-    )
+    return SCRIPTS / script, environment
 
 
 def _is_version(text: str) -> bool:
