@@ -5,6 +5,7 @@ records how many steps a file has had. A new table or column is a new entry at t
 an edit of an old one, so an existing registry upgrades in place on its next open.
 """
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -111,7 +112,12 @@ def make_private(root: Path, db_path: Path) -> None:
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     if root.stat().st_mode & 0o077:
         root.chmod(0o700)  # a workspace made before this rule
-    os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
+    # Created 0600 when new. Never open an existing registry.db here: closing any descriptor
+    # of a file drops every POSIX lock this process holds on it, the locks of its open SQLite
+    # connections included (the SDK keeps one while the CLI runs in the same process), and
+    # SQLite then reports a disk I/O error.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(db_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     if db_path.stat().st_mode & 0o077:
         db_path.chmod(0o600)
 
