@@ -92,16 +92,17 @@ def test_an_environment_on_another_python_is_built_again_for_the_images_3_11(
 
     from mlcli.environments import ensure_environment, minimal_spec
     from mlcli.images import docker_client
-    from mlcli.images.env import ensure_env_image
+    from mlcli.images.env import ensure_env_image, image_environment
 
     environment = ensure_environment(dataclasses.replace(minimal_spec(), python="3.10"))
     progress: list[str] = []
 
-    built = ensure_env_image(
-        docker_client(), environment, base=docker_base_image, on_progress=progress.append
-    )
+    # Said whether or not an earlier test already built the image (then it is reused).
+    source = image_environment(environment, on_progress=progress.append)
+    built = ensure_env_image(docker_client(), environment, base=docker_base_image)
 
     assert environment.python_version.startswith("3.10.")
+    assert source.python_version.startswith("3.11.")
     assert built.tag == f"mlcli/env:{environment.key}"  # keyed by the spec as asked
     assert any("built again for 3.11" in line for line in progress)
     assert _run(built.tag, "python", "-c", "import uvloop; print('ok')").strip() == "ok"
