@@ -271,6 +271,39 @@ def test_a_port_in_use_is_refused_with_exit_4_and_nothing_recorded(tmp_path: Pat
     assert ok("service", "list") == []
 
 
+def test_two_deploys_started_at_once_on_one_port_give_it_to_one_service_only(
+    tmp_path: Path,
+) -> None:
+    """The port check and the container's bind are seconds apart (image, container start);
+    the deploy holds a claim on the port across them and hands it to the container's server,
+    so a second deploy in that window is refused instead of sharing the port."""
+    from mlcli.targets.ports import free_port
+
+    register_factor(tmp_path, "factor", 2.0)
+    ic = echo_app(tmp_path)
+    dc = _deployment(tmp_path, {"computeType": "LOCAL"})
+    ok("model", "deploy", "-n", "warm-svc", "-m", "factor:1", "--ic", ic, "--dc", dc)
+    ok("service", "delete", "-n", "warm-svc")  # the app image exists: both start at once
+    port = str(free_port())
+
+    racing = [
+        ml_process("model", "deploy", "-n", name, "-m", "factor:1", "--ic", ic, "--dc", dc,
+                   "--po", port)
+        for name in ("race-a", "race-b")
+    ]  # fmt: skip
+    results = [(deploy.wait(timeout=300), deploy.communicate()) for deploy in racing]
+
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 4], results
+    refused = next(stderr for code, (_, stderr) in results if code == 4)
+    assert f"port {port}" in refused
+    assert "Traceback" not in refused
+    healthy = [svc["name"] for svc in ok("service", "list") if svc["state"] == "Healthy"]
+    assert len(healthy) == 1
+    scoring = f"http://127.0.0.1:{port}/score"
+    assert post(scoring, {"data": [1]}).json() == {"result": [2.0]}
+
+
 def test_a_crashed_server_is_restarted_by_docker_and_serves_again(tmp_path: Path) -> None:
     from mlcli.services import Services
     from mlcli.targets.docker import _server_pid

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from mlcli.server import collect, logs, telemetry
+from mlcli.server.port_claim import hold_port_claim
 from mlcli.server.settings import ServerSettings, SettingsError, export, resolve
 
 log = logging.getLogger("mlcli.server")
@@ -96,6 +97,7 @@ def steer_new_connections_here(sock: socket.socket) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = resolve(sys.argv[1:] if argv is None else argv, os.environ, str(Path.cwd()))
+        hold_port_claim(os.environ)
         sock = bind(settings.host, settings.port)
     except SettingsError as exc:
         sys.stderr.write(f"error: {exc}\n")

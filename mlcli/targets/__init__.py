@@ -52,6 +52,8 @@ DOWN = "Down"  # gone: exited, killed, container removed, or a pid recycled by s
 # where container targets mount the workspace's collected/<service> folder.
 COLLECT_DIR_VARIABLE = "MLCLI_COLLECT_DIR"
 COLLECT_MOUNT = "/var/mlcli/collected"
+# The port-claim file a container's server locks (mlcli.server.port_claim reads it).
+PORT_CLAIM_VARIABLE = "MLCLI_PORT_CLAIM_FILE"
 
 TARGETS: dict[str, str] = {
     "PROCESS": "mlcli.targets.process:ProcessTarget",

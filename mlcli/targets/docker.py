@@ -27,17 +27,20 @@ from mlcli.targets import (
     COLLECT_MOUNT,
     DOWN,
     HEALTHY,
+    PORT_CLAIM_VARIABLE,
     STARTING,
     Endpoint,
     LaunchSpec,
 )
 from mlcli.targets.logfiles import follow_file, split_lines
 from mlcli.targets.ports import (
+    claim_file,
+    claim_port,
     health_ok,
     listening_in_group,
-    pick_port,
     steer_new_connections,
     wait_accept_queue_empty,
+    wait_claim_held,
 )
 from mlcli.targets.process import STOP_GRACE_S, drain_grace_s
 from mlcli.targets.procfs import descendants
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 
 TOKEN = "org.mlcli.token"
 KEYS_MOUNT = "/var/mlcli/keys"
+CLAIM_MOUNT = "/var/mlcli/port.lock"
 MAX_RESTARTS = 5  # on-failure: a server that keeps crashing stops being restarted
 
 
@@ -57,6 +61,24 @@ class DockerTarget:
     """Runs `python -m mlcli.server` in a container of the service's app image."""
 
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
+        progress = reporter(on_progress)
+        cpu, memory_gb = _limits(spec)
+        if spec.compute_type == "ACI":
+            progress(
+                f"computeType ACI: there is no Azure here, so it runs as a local Docker "
+                f"container with cpu {cpu}, memoryInGB {memory_gb}, "
+                f"authEnabled {str(bool(spec.keys_file)).lower()}"
+            )
+        port, claim = claim_port(spec.host, spec.port, shared=spec.reuse_port)
+        try:
+            return self._start(spec, port, claim, progress)
+        finally:
+            if claim is not None:
+                os.close(claim)  # the container's server holds the claim from here on
+
+    def _start(
+        self, spec: LaunchSpec, port: int, claim: int | None, progress: Progress
+    ) -> Endpoint:
         from mlcli.images.app import (
             APP_ROOT,
             build_app_image,
@@ -66,15 +88,7 @@ class DockerTarget:
         from mlcli.images.base import PYTHON
         from mlcli.images.env import VENV
 
-        progress = reporter(on_progress)
         cpu, memory_gb = _limits(spec)
-        if spec.compute_type == "ACI":
-            progress(
-                f"computeType ACI: there is no Azure here, so it runs as a local Docker "
-                f"container with cpu {cpu}, memoryInGB {memory_gb}, "
-                f"authEnabled {str(bool(spec.keys_file)).lower()}"
-            )
-        port = pick_port(spec.host, spec.port, shared=spec.reuse_port)
         client = docker_client()
         env_image = _env_image(client, spec, progress)
         layout = spec.layout
@@ -112,6 +126,9 @@ class DockerTarget:
             # mount of a file would keep showing the old inode.
             volumes[str(spec.keys_file.parent)] = {"bind": KEYS_MOUNT, "mode": "ro"}
             environment["MLCLI_KEYS_FILE"] = f"{KEYS_MOUNT}/{spec.keys_file.name}"
+        if claim is not None:
+            volumes[str(claim_file(port))] = {"bind": CLAIM_MOUNT, "mode": "ro"}
+            environment[PORT_CLAIM_VARIABLE] = CLAIM_MOUNT
         name = container_name(spec.workspace, spec.service, spec.revision)
         _remove_leftover(client, name, spec)
         container_labels = labels(
@@ -140,6 +157,8 @@ class DockerTarget:
             volumes=volumes,
             **limits,
         )
+        if claim is not None:
+            wait_claim_held(claim, running=lambda: _running(container))
         handle = {
             "container": container.id,
             "containerName": name,
@@ -331,6 +350,17 @@ def _server_pid(endpoint: Endpoint) -> int:
     if init_pid <= 0:
         return 0
     return next((p for p in descendants(init_pid) if listening_in_group(p, endpoint.port)), 0)
+
+
+def _running(container: Any) -> bool:
+    """The container has not exited (yet): its server may still take the port claim."""
+    import docker
+
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return False
+    return container.status in ("created", "running", "restarting")
 
 
 def _container_listens(pid: int, port: int) -> bool:

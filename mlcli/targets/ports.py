@@ -18,6 +18,7 @@ import socket
 import struct
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def claim_port(host: str, port: int | None, *, shared: bool) -> tuple[int, int |
         return pick_port(host, port, shared=shared), None
     try:
         fcntl.flock(turn, fcntl.LOCK_EX)
-        claim = _lock_file(PORT_CLAIMS / f"{port}.lock")
+        claim = _lock_file(claim_file(port))
         try:
             if not shared:
                 try:
@@ -191,6 +192,39 @@ def claim_port(host: str, port: int | None, *, shared: bool) -> tuple[int, int |
     finally:
         os.close(turn)
     return port, claim
+
+
+def claim_file(port: int) -> Path:
+    """The lock file a server of `port` holds (a container opens it through a bind mount)."""
+    return PORT_CLAIMS / f"{port}.lock"
+
+
+def wait_claim_held(claim: int, *, running: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Wait until another process (a container's server) also holds the lock of `claim`, so
+    the deploy can let go of the port without a moment in which nobody claims it. False when
+    `running()` turns false or `timeout` passes first."""
+    inode = os.fstat(claim).st_ino
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(pid != os.getpid() for pid in _flock_holders(inode)):
+            return True
+        if not running():
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def _flock_holders(inode: int) -> list[int]:
+    """The pids /proc/locks shows holding a flock on a file with this inode number."""
+    holders = []
+    with Path("/proc/locks").open(encoding="ascii") as locks:
+        for line in locks:
+            fields = line.split()
+            if len(fields) < 6 or fields[1] != "FLOCK":  # "->" marks a waiter, not a holder
+                continue
+            if fields[5].rsplit(":", 1)[-1] == str(inode):
+                holders.append(int(fields[4]))
+    return holders
 
 
 def _lock_file(path: Path) -> int:
