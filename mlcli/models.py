@@ -6,8 +6,10 @@ the registry (registry.py), deploy and the CLI. mlcli.registry re-exports them.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlcli.errors import ConfigError
@@ -48,6 +50,25 @@ class ModelRef:
                 fix="Write NAME:N, e.g. sentiment:3, or just NAME for the latest version.",
             )
         return cls(name, int(version))
+
+    @classmethod
+    def from_metadata_file(cls, path: Path, *, where: str) -> ModelRef:
+        """The model a `ml model register -t FILE` file names ({"modelId": "NAME:N", ...})."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot read the model metadata file: {exc}.",
+                where=where,
+                fix="Pass the file `ml model register -t FILE` wrote.",
+            ) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("modelId"), str):
+            raise ConfigError(
+                "the file has no modelId.",
+                where=where,
+                fix='It must hold {"modelId": "NAME:N", ...}, as `ml model register -t` writes.',
+            )
+        return cls.parse(data["modelId"], where=where)
 
     def __str__(self) -> str:
         return self.name if self.version is None else f"{self.name}:{self.version}"
