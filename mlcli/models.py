@@ -6,7 +6,6 @@ the registry (registry.py), deploy and the CLI. mlcli.registry re-exports them.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,15 +53,10 @@ class ModelRef:
     @classmethod
     def from_metadata_file(cls, path: Path, *, where: str) -> ModelRef:
         """The model a `ml model register -t FILE` file names ({"modelId": "NAME:N", ...})."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot read the model metadata file: {exc}.",
-                where=where,
-                fix="Pass the file `ml model register -t FILE` wrote.",
-            ) from exc
-        if not isinstance(data, dict) or not isinstance(data.get("modelId"), str):
+        from mlcli.documents import read_document
+
+        data = read_document(path)  # names the file, and the line of a syntax error
+        if not isinstance(data.get("modelId"), str):
             raise ConfigError(
                 "the file has no modelId.",
                 where=where,

@@ -16,7 +16,7 @@ from mlcli.cli.output import emit, progress, warn
 
 F = TypeVar("F", bound=Callable[..., Any])
 TABLE_COLUMNS = ("name", "state", "computeType", "scoringUri", "models")
-_PATH = click.Path(path_type=Path, dir_okay=False)
+FILE_PATH = click.Path(path_type=Path, dir_okay=False)
 
 
 _AKS = {"type": int, "help": "(AKS only.)"}
@@ -27,14 +27,14 @@ _ONE_OR_MORE = click.IntRange(1)
 # puts on top of --ic (mlcli.deploy.overrides.inference_with_overrides applies them).
 INFERENCE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--es", "--entry-script"), "entryScript",
-     {"type": _PATH, "help": "score.py, in --sd if given."}),
+     {"type": FILE_PATH, "help": "score.py, in --sd if given."}),
     (("--rt", "--runtime"), "runtime", {"help": "Runtime (every runtime runs as python)."}),
     (("--cf", "--conda-file"), "condaFile",
-     {"type": _PATH, "help": "Conda file, in --sd if given."}),
+     {"type": FILE_PATH, "help": "Conda file, in --sd if given."}),
     (("--sd", "--source-directory"), "sourceDirectory",
      {"type": click.Path(path_type=Path, file_okay=False), "help": "Source folder."}),
     (("--ds", "--extra-docker-file-steps"), "extraDockerfileSteps",
-     {"type": _PATH, "help": "Dockerfile steps (LOCAL/ACI)."}),
+     {"type": FILE_PATH, "help": "Dockerfile steps (LOCAL/ACI)."}),
     (("--bi", "--base-image"), "baseImage", {"help": "Base image (LOCAL/ACI)."}),
     (("-e", "--environment-name"), "environmentName",
      {"help": "A registered environment (ml environment list) or a curated name."}),
@@ -98,11 +98,11 @@ def _options(
 
 
 inference_options = _options(
-    (("--ic", "--inference-config-file"), {"type": _PATH, "help": "inferenceConfig file."}),
+    (("--ic", "--inference-config-file"), {"type": FILE_PATH, "help": "inferenceConfig file."}),
     INFERENCE_FLAGS,
 )
 deployment_options = _options(
-    (("--dc", "--deploy-config-file"), {"type": _PATH, "help": "deploymentConfig file."}),
+    (("--dc", "--deploy-config-file"), {"type": FILE_PATH, "help": "deploymentConfig file."}),
     DEPLOYMENT_FLAGS,
 )
 
@@ -133,7 +133,7 @@ DEPLOYMENT_NAMES = _names(DEPLOYMENT_FLAGS)
 @click.option(
     "-f",
     "--model-metadata-file",
-    type=_PATH,
+    type=FILE_PATH,
     help="JSON with modelId, written by `ml model register -t`.",
 )
 @inference_options

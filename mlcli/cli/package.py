@@ -7,19 +7,20 @@ from typing import Any
 
 import click
 
-from mlcli.cli.deploy import inference_config, inference_options, model_refs
+from mlcli.cli.deploy import FILE_PATH, inference_config, inference_options, model_refs
 from mlcli.cli.options import common_options, workspace_name
 from mlcli.cli.output import emit, progress, warn
+
+_DC_HELP = (
+    "An AKS deploymentConfig: also write Kubernetes manifests to OUTPUT_PATH/kubernetes, "
+    "for `kubectl apply -f`."
+)
+_NAME_HELP = "Service name in the Kubernetes manifests (with --dc); default: the first model's."
 
 
 @click.command("package")
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME:N", help="Repeatable.")
-@click.option(
-    "-f",
-    "--model-metadata-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="JSON with modelId, written by `ml model register -t`.",
-)
+@click.option("-f", "--model-metadata-file", type=FILE_PATH, help="From `ml model register -t`.")
 @inference_options
 @click.option(
     "--output-path",
@@ -31,20 +32,8 @@ from mlcli.cli.output import emit, progress, warn
     metavar="NAME[:TAG]",
     help="Also tag the built image with this name; with --dc, the image the manifests run.",
 )
-@click.option(
-    "--dc",
-    "--deploy-config-file",
-    "deploy_config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="An AKS deploymentConfig: also write Kubernetes manifests to "
-    "OUTPUT_PATH/kubernetes, for `kubectl apply -f`.",
-)
-@click.option(
-    "-n",
-    "--name",
-    "service_name",
-    help="Service name in the Kubernetes manifests (with --dc); default: the first model's.",
-)
+@click.option("--dc", "--deploy-config-file", "deploy_config", type=FILE_PATH, help=_DC_HELP)
+@click.option("-n", "--name", "service_name", help=_NAME_HELP)
 @click.option("--no-wait", is_flag=True, hidden=True, help="Accepted; the command always waits.")
 @common_options
 def package(
