@@ -28,7 +28,7 @@ from mlcli.errors import ConfigError, NotFoundError
 from mlcli.files import remove_tree
 from mlcli.labels import matches
 from mlcli.paths import Workspace
-from mlcli.targets import ComputeType, Endpoint, ServiceState, stop_by_token, target_for
+from mlcli.targets import Endpoint, ServiceState, stop_by_token, target_for
 from mlcli.targets.procfs import process_matches, process_start_time
 
 TRANSITIONING, HEALTHY = ServiceState.TRANSITIONING, ServiceState.HEALTHY
@@ -228,7 +228,7 @@ class Services:
         found = []
         for row in rows:
             record = self.recover(self._load(row))
-            if compute_type and record.compute_type != ComputeType.of(compute_type):
+            if compute_type and record.compute_type != compute_type.upper():  # "IOT": none
                 continue
             if model_name and not any(m.rpartition(":")[0] == model_name for m in record.models):
                 continue
