@@ -68,13 +68,11 @@ SURFACE: dict[str, frozenset[str]] = {
             *("DeployRequest", "deploy", "UpdateRequest", "update", "restart", "delete"),
             *("show", "list_services", "logs", "run", "get_keys", "regen_key"),
         ),
-        "mlcli.deploy.inputs": ("resolve_models",),
         "mlcli.deploy.packaging": ("PackageRequest", "package"),
         "mlcli.services": ("check_service_name",),
         # images and environments
         "mlcli.images": ("list_images", "remove_unused_images"),
         "mlcli.images.base": ("ensure_base_image",),
-        "mlcli.images.package": ("package",),
         "mlcli.environments": (
             "ensure_environment",
             "find_environment",

@@ -71,17 +71,20 @@ def package(
             fix="Leave one out (name the image later with `docker build -t NAME`).",
         )
     registry = Registry.open(workspace, create=False)
-    resolved = resolve_models(registry, request.models)
-    manifests = _manifests(request, resolved, ic, registry.workspace.name, on_warning)
-    result = package_models(
-        registry,
-        resolved,
-        ic,
-        output_path=request.output_path,
-        image_name=request.image_name,
-        server_extras=_server_extras(request.deployment, ic),
-        on_progress=on_progress,
-    )
+    try:
+        resolved = resolve_models(registry, request.models)
+        manifests = _manifests(request, resolved, ic, registry.workspace.name, on_warning)
+        result = package_models(
+            registry,
+            resolved,
+            ic,
+            output_path=request.output_path,
+            image_name=request.image_name,
+            server_extras=_server_extras(request.deployment, ic),
+            on_progress=on_progress,
+        )
+    finally:
+        registry.close()
     if manifests is not None and request.output_path is not None:
         result["kubernetes"] = write_kubernetes(manifests, request.output_path)
     return result
