@@ -81,6 +81,25 @@ def deployer_alive(deployer: Deployer | None) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Server:
+    """A started server as a record names it: its computeType and where it answers."""
+
+    compute_type: str
+    endpoint: Endpoint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"computeType": self.compute_type, **self.endpoint.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], compute_type: str) -> Server:
+        """`compute_type`: the service's, for a record written before servers named theirs."""
+        return cls(data.get("computeType") or compute_type, Endpoint.from_dict(data))
+
+    def stop(self) -> None:
+        target_for(self.compute_type).stop(self.endpoint)
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
     """The revision a deploy is rolling out, until it serves or is undone."""
 
@@ -151,9 +170,16 @@ class ServiceRecord:
         return Deployer.from_dict(data) if data else None
 
     @property
-    def retired(self) -> list[dict[str, Any]]:
-        """Servers an update replaced, not yet confirmed stopped ({"computeType", endpoint})."""
-        return list(self.document.get("retired") or [])
+    def retired(self) -> list[Server]:
+        """Servers an update replaced, not yet confirmed stopped."""
+        return [Server.from_dict(d, self.compute_type) for d in self.document.get("retired") or []]
+
+    def servers(self, *, pending: bool = False) -> list[Server]:
+        """The serving server, the retired ones and (with `pending`) the one a deploy started."""
+        found = [self.document.get("endpoint"), *(self.document.get("retired") or [])]
+        if pending and self.pending is not None:
+            found.append(self.pending.endpoint)
+        return [Server.from_dict(data, self.compute_type) for data in found if data]
 
     def with_document(self, *, drop: Iterable[str] = (), **changes: Any) -> ServiceRecord:
         """This record with document keys changed (and the `drop` ones removed)."""
@@ -388,9 +414,10 @@ class Services:
         if deployer is None or deployer.alive():
             return record
         pending = record.pending
-        for data in [pending.endpoint if pending else None, *record.retired]:
-            if data:
-                stop_endpoint(data.get("computeType") or record.compute_type, data)
+        if pending is not None and pending.endpoint:
+            Server.from_dict(pending.endpoint, record.compute_type).stop()
+        for server in record.retired:
+            server.stop()
         if pending is not None and pending.token:
             stop_by_token(pending.compute_type or record.compute_type, pending.token)
         with db.immediate(self.conn):
@@ -443,10 +470,6 @@ class Services:
             updated_time=row["updated_time"],
             models=tuple(f"{m['model_name']}:{m['model_version']}" for m in models),
         )
-
-
-def stop_endpoint(compute_type: str, data: Mapping[str, Any]) -> None:
-    target_for(compute_type).stop(Endpoint.from_dict(data))
 
 
 def prune_revisions(service_dir: Path, *, keep: set[str]) -> None:

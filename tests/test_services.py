@@ -59,3 +59,13 @@ def test_a_failed_service_whose_update_fails_stays_failed() -> None:
     services = Services.open()
 
     assert services.previous_revision_state(services.find("svc")) == "Failed"
+
+
+def test_retired_servers_read_back_with_the_services_compute_type_when_unnamed() -> None:
+    old = {"host": "127.0.0.1", "port": 8890, "handle": {"pid": 1}}
+    record_service("svc", document={"retired": [old, {**old, "computeType": "LOCAL"}]})
+
+    retired = Services.open().find("svc").retired
+
+    assert [s.compute_type for s in retired] == ["PROCESS", "LOCAL"]
+    assert retired[0].to_dict() == {"computeType": "PROCESS", **old}

@@ -19,7 +19,6 @@ from mlcli.services import (
     FAILED,
     ServiceRecord,
     Services,
-    stop_endpoint,
 )
 from mlcli.targets import Endpoint, target_for
 
@@ -37,9 +36,8 @@ def delete(
             fix="Wait for that deploy to finish (or stop it), then delete.",
         )
     document = services.to_document(record, state=record.state)
-    for data in [record.document.get("endpoint"), *record.retired]:
-        if data:
-            stop_endpoint(data.get("computeType") or record.compute_type, data)
+    for server in record.servers():
+        server.stop()
     with db.immediate(services.conn):
         services.remove(name)
     remove_tree(services.service_dir(name))

@@ -88,6 +88,4 @@ def _environment(record: ServiceRecord) -> list[Purged]:
 
 
 def _endpoints(record: ServiceRecord) -> list[dict[str, Any]]:
-    pending = record.pending
-    found = [record.document.get("endpoint"), pending and pending.endpoint, *record.retired]
-    return [{"handle": {}, **data} for data in found if data]
+    return [server.to_dict() for server in record.servers(pending=True)]

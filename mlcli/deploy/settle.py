@@ -19,7 +19,7 @@ from mlcli import db
 from mlcli.errors import DeployError, MlcliError
 from mlcli.files import remove_tree
 from mlcli.progress import Progress
-from mlcli.services import FAILED, ServiceRecord, Services, prune_revisions, stop_endpoint
+from mlcli.services import FAILED, ServiceRecord, Services, prune_revisions
 from mlcli.targets import DOWN, HEALTHY, Endpoint, target_for
 
 DEPLOY_TIMEOUT_S = float(os.environ.get("MLCLI_DEPLOY_TIMEOUT_S", "600"))
@@ -46,7 +46,7 @@ def finish(
 
     def promote(current: ServiceRecord) -> ServiceRecord:
         old = current.document.get("endpoint")
-        retired = current.retired
+        retired = list(current.document.get("retired") or [])
         if old and (old.get("handle") != served.get("handle")):
             retired.append(old)
         promoted = current.with_document(
@@ -63,13 +63,12 @@ def finish(
         )
 
     saved = services.change(name, promote)
-    for data in saved.retired:
+    for server in saved.retired:
         if on_progress:
-            on_progress(f"stopping the previous server (port {data['port']})")
-        old_type = data.get("computeType") or compute_type
-        if old_type == compute_type:
-            target.hand_over(endpoint, Endpoint.from_dict(data))
-        stop_endpoint(old_type, data)
+            on_progress(f"stopping the previous server (port {server.endpoint.port})")
+        if server.compute_type == compute_type:
+            target.hand_over(endpoint, server.endpoint)
+        server.stop()
     saved = services.change(
         name, lambda current: current.with_document(drop=("deployer",), retired=[])
     )
