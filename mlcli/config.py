@@ -16,11 +16,12 @@ from typing import Any
 
 from mlcli.documents import drop_unset, read_document, validate
 from mlcli.errors import ConfigError
+from mlcli.targets import ComputeType
 
 SCHEMAS_DIR = (
     Path(__file__).parent / "schemas"
 )  # a link to the repo's schemas/, a copy when installed
-COMPUTE_TYPES = ("PROCESS", "LOCAL", "ACI", "AKS")
+COMPUTE_TYPES = tuple(ComputeType)  # PROCESS, LOCAL, ACI, AKS: the targets' table
 _SCHEMA_HINT = "Every field, its type and default: `ml config schema {}`."
 
 
@@ -147,10 +148,10 @@ def inference_config_from_dict(data: dict[str, Any], path: Path | None) -> Infer
     notes: list[str] = []
     source_dir = None
     if data.get("sourceDirectory"):
-        source_dir = _resolve_path(
+        source_dir = resolve_path(
             data["sourceDirectory"], "sourceDirectory", base, None, where, notes, folder=True
         )
-    resolve = functools.partial(_resolve_path, base=base, source_dir=source_dir, where=where)
+    resolve = functools.partial(resolve_path, base=base, source_dir=source_dir, where=where)
     entry = resolve(data["entryScript"], "entryScript", notes=notes)
     uses_env = bool(data.get("environment"))
     conda = extra = None
@@ -211,13 +212,13 @@ def deployment_config_from_document(
             fix=f'Add "computeType": one of {", ".join(COMPUTE_TYPES)}.',
         )
     compute = data["computeType"]
-    if not isinstance(compute, str) or compute.upper() not in COMPUTE_TYPES:
+    if not isinstance(compute, str) or compute.upper() not in ComputeType.__members__:
         raise ConfigError(
             f"computeType: {compute!r} is not one of {', '.join(COMPUTE_TYPES)}.",
             where=shown,
             fix='Use one of them; case does not matter ("local" works too).',
         )
-    data["computeType"] = compute.upper()
+    data["computeType"] = str(ComputeType.of(compute))
     validate(data, schema("deploymentConfig"), shown, fix=_SCHEMA_HINT.format("deployment"))
     return deployment_config_from_dict(data, path)
 
@@ -225,7 +226,7 @@ def deployment_config_from_document(
 def deployment_config_from_dict(data: dict[str, Any], path: Path | None) -> DeploymentConfig:
     """Apply the defaults that depend on computeType and the rules across fields."""
     where = str(path) if path else "deployment config"
-    compute = data["computeType"].upper()
+    compute = str(ComputeType.of(data["computeType"], where=where))
     on_azure = compute in ("ACI", "AKS")
     resources = data.get("containerResourceRequirements") or {}
     scaler = data.get("autoScaler") or {}
@@ -443,7 +444,7 @@ def _schema_text(kind: str) -> str:
     return (SCHEMAS_DIR / f"{kind}.schema.json").read_text(encoding="utf-8")
 
 
-def _resolve_path(
+def resolve_path(
     value: str,
     field_name: str,
     base: Path,
@@ -452,10 +453,13 @@ def _resolve_path(
     notes: list[str],
     *,
     folder: bool = False,
+    relative_to: str | None = None,
 ) -> Path:
     """A config's path, found as Azure found it: under sourceDirectory, then beside the config
     file ("src/score.py" with sourceDirectory "src", which Azure also found), then, as v1's SDK
-    resolved paths, in the current folder; a note says so when that last one is used."""
+    resolved paths, in the current folder; a note says so when that last one is used. A face's
+    file flag (`--es score.py`) is found the same way with `base` the current folder;
+    `relative_to` names its source folder in the error."""
     exists = Path.is_dir if folder else Path.is_file
     candidates = [source_dir / value] if source_dir else []
     candidates.append(base / value)
@@ -463,6 +467,7 @@ def _resolve_path(
     from_cwd = cwd / value
     if from_cwd not in candidates:
         candidates.append(from_cwd)
+    candidates = list(dict.fromkeys(candidates))  # an absolute value is one candidate
     for candidate in candidates:
         if exists(candidate):
             if candidate is from_cwd and base != cwd:
@@ -473,7 +478,8 @@ def _resolve_path(
             return candidate.resolve()
     looked = " or ".join(str(c) for c in candidates)
     kind = "folder" if folder else "file"
-    relative_to = "sourceDirectory" if source_dir else "the config file's folder"
+    if relative_to is None:
+        relative_to = "sourceDirectory" if source_dir else "the config file's folder"
     raise ConfigError(
         f"{field_name}: {value!r} does not exist (looked for {looked}).",
         where=where,

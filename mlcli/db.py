@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mlcli.errors import MlcliError
@@ -172,3 +173,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {step}")
+
+
+def now() -> str:
+    """A row's timestamp: UTC, ISO 8601 to the microsecond (sorts as text)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")

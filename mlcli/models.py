@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlcli.errors import ConfigError
@@ -48,6 +49,20 @@ class ModelRef:
                 fix="Write NAME:N, e.g. sentiment:3, or just NAME for the latest version.",
             )
         return cls(name, int(version))
+
+    @classmethod
+    def from_metadata_file(cls, path: Path, *, where: str) -> ModelRef:
+        """The model a `ml model register -t FILE` file names ({"modelId": "NAME:N", ...})."""
+        from mlcli.documents import read_document
+
+        data = read_document(path)  # names the file, and the line of a syntax error
+        if not isinstance(data.get("modelId"), str):
+            raise ConfigError(
+                "the file has no modelId.",
+                where=where,
+                fix='It must hold {"modelId": "NAME:N", ...}, as `ml model register -t` writes.',
+            )
+        return cls.parse(data["modelId"], where=where)
 
     def __str__(self) -> str:
         return self.name if self.version is None else f"{self.name}:{self.version}"

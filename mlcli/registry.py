@@ -18,12 +18,12 @@ import shutil
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mlcli import db
 from mlcli.errors import ConflictError, MlcliError, NotFoundError
+from mlcli.labels import changed_labels, matches
 from mlcli.model_files import ProgressReporter, collect_sources, human_size
 from mlcli.models import ModelFile, ModelRef, ModelVersion, check_name
 from mlcli.paths import Workspace
@@ -84,7 +84,7 @@ class Registry:
             if on_progress is not None:
                 on_progress(f"writing {human_size(total)} to disk")
             session.make_durable()
-            now = _now()
+            now = db.now()
             with db.immediate(self.conn):
                 row = self.conn.execute(
                     "SELECT next_version FROM models WHERE name = ?", (name,)
@@ -168,7 +168,7 @@ class Registry:
         return [
             m
             for m in models
-            if _matches(m.tags, tags or {}) and _matches(m.properties, properties or {})
+            if matches(m.tags, tags or {}) and matches(m.properties, properties or {})
         ]
 
     def in_use_by(self, name: str, version: int) -> list[str]:
@@ -198,20 +198,16 @@ class Registry:
         to `on_warning`, as Azure's SDK prints it."""
         with db.immediate(self.conn):
             current = self.get(name, version)
-            tags = {**current.tags, **(add_tags or {})}
-            for key in remove_tags:
-                if tags.pop(key, None) is None and on_warning is not None:
-                    on_warning(f"--remove-tag: model {current.id} has no tag {key!r}.")
-            props = dict(current.properties)
-            for key, value in (add_properties or {}).items():
-                if key in props and props[key] != value:
-                    raise ConflictError(
-                        f"model {current.id} already has property {key}={props[key]!r};"
-                        " properties cannot be changed once set.",
-                        where="--add-property",
-                        fix="Use a tag for values that change, or register a new version.",
-                    )
-                props[key] = value
+            tags, props = changed_labels(
+                current.tags,
+                current.properties,
+                add_tags=add_tags,
+                remove_tags=remove_tags,
+                add_properties=add_properties,
+                owner=f"model {current.id}",
+                fix="Use a tag for values that change, or register a new version.",
+                on_warning=on_warning,
+            )
             self.conn.execute(
                 "UPDATE model_versions SET tags = ?, properties = ?, description = ?,"
                 " updated_time = ? WHERE name = ? AND version = ?",
@@ -219,7 +215,7 @@ class Registry:
                     json.dumps(tags),
                     json.dumps(props),
                     current.description if description is None else description,
-                    _now(),
+                    db.now(),
                     current.name,
                     current.version,
                 ),
@@ -362,14 +358,6 @@ def _ranges(numbers: list[int]) -> str:
         else:
             runs.append([n])
     return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
-
-
-def _matches(values: Mapping[str, str], wanted: Mapping[str, str | None]) -> bool:
-    return all(k in values and (v is None or values[k] == v) for k, v in wanted.items())
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _remove(path: Path) -> None:

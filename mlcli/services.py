@@ -13,26 +13,26 @@ revision); `retired` lists servers replaced by an update and not yet confirmed s
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import os
 import re
-import shutil
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mlcli import db
 from mlcli.errors import ConfigError, NotFoundError
+from mlcli.files import remove_tree
+from mlcli.labels import matches
 from mlcli.paths import Workspace
-from mlcli.targets import HEALTHY, Endpoint, stop_by_token, target_for
+from mlcli.targets import Endpoint, ServiceState, stop_by_token, target_for
 from mlcli.targets.procfs import process_matches, process_start_time
 
-TRANSITIONING, UNHEALTHY, FAILED = "Transitioning", "Unhealthy", "Failed"
-STATES = (TRANSITIONING, HEALTHY, UNHEALTHY, FAILED)
+TRANSITIONING, HEALTHY = ServiceState.TRANSITIONING, ServiceState.HEALTHY
+UNHEALTHY, FAILED = ServiceState.UNHEALTHY, ServiceState.FAILED
 
 # Azure's rule for web service names (ACI/AKS): 3-32 characters, lower-case letters, digits
 # and '-', starting with a letter and not ending with '-'. It also keeps folder names safe.
@@ -50,17 +50,96 @@ def check_service_name(name: str, *, where: str = "-n/--name") -> str:
     return name
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+@dataclass(frozen=True, slots=True)
+class Deployer:
+    """The `ml` process deploying a service: pid + start time (a recycled pid is not it)."""
+
+    pid: int
+    start_time: int | None = None
+
+    @classmethod
+    def of_process(cls, pid: int) -> Deployer:
+        return cls(pid, process_start_time(pid))
+
+    @classmethod
+    def this_process(cls) -> Deployer:
+        return cls.of_process(os.getpid())
+
+    def alive(self) -> bool:
+        return process_matches(self.pid, self.start_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "startTime": self.start_time}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Deployer:
+        return cls(int(data["pid"]), data.get("startTime"))
 
 
-def deployer_identity() -> dict[str, int | None]:
-    """This process, as a deploy's owner: pid + start time (a recycled pid is not us)."""
-    return {"pid": os.getpid(), "startTime": process_start_time(os.getpid())}
+def deployer_alive(deployer: Deployer | None) -> bool:
+    return deployer is not None and deployer.alive()
 
 
-def deployer_alive(deployer: Mapping[str, Any] | None) -> bool:
-    return bool(deployer) and process_matches(int(deployer["pid"]), deployer.get("startTime"))
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A started server as a record names it: its computeType and where it answers."""
+
+    compute_type: str
+    endpoint: Endpoint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"computeType": self.compute_type, **self.endpoint.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], compute_type: str) -> Server:
+        """`compute_type`: the service's, for a record written before servers named theirs."""
+        return cls(data.get("computeType") or compute_type, Endpoint.from_dict(data))
+
+    def stop(self) -> None:
+        target_for(self.compute_type).stop(self.endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The revision a deploy is rolling out, until it serves or is undone."""
+
+    revision: int
+    compute_type: str
+    token: str  # in the server's environment: finds it before its endpoint is recorded
+    models: tuple[str, ...]  # "name:N" ids
+    previous_state: str | None  # the service's state before (Failed stays Failed on undo)
+    endpoint: dict[str, Any] | None = None  # {"computeType", **Endpoint.to_dict()}, once started
+    spec: dict[str, Any] | None = None  # settings.spec_doc of the started revision
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "revision": self.revision,
+            "computeType": self.compute_type,
+            "token": self.token,
+            "models": list(self.models),
+            "previousState": self.previous_state,
+        }
+        if self.endpoint is not None:
+            data["endpoint"] = self.endpoint
+        if self.spec is not None:
+            data["spec"] = self.spec
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Pending:
+        return cls(
+            revision=int(data["revision"]),
+            compute_type=data["computeType"],
+            token=data.get("token") or "",
+            models=tuple(data.get("models") or ()),
+            previous_state=data.get("previousState"),
+            endpoint=data.get("endpoint"),
+            spec=data.get("spec"),
+        )
+
+    @property
+    def server(self) -> Endpoint | None:
+        return Endpoint.from_dict(self.endpoint) if self.endpoint else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +160,33 @@ class ServiceRecord:
         return Endpoint.from_dict(data) if data else None
 
     @property
-    def pending(self) -> dict[str, Any] | None:
-        return self.document.get("pending")
+    def pending(self) -> Pending | None:
+        data = self.document.get("pending")
+        return Pending.from_dict(data) if data else None
 
     @property
-    def deployer(self) -> dict[str, Any] | None:
-        return self.document.get("deployer")
+    def deployer(self) -> Deployer | None:
+        data = self.document.get("deployer")
+        return Deployer.from_dict(data) if data else None
+
+    @property
+    def retired(self) -> list[Server]:
+        """Servers an update replaced, not yet confirmed stopped."""
+        return [Server.from_dict(d, self.compute_type) for d in self.document.get("retired") or []]
+
+    def servers(self, *, pending: bool = False) -> list[Server]:
+        """The serving server, the retired ones and (with `pending`) the one a deploy started."""
+        found = [self.document.get("endpoint"), *(self.document.get("retired") or [])]
+        if pending and self.pending is not None:
+            found.append(self.pending.endpoint)
+        return [Server.from_dict(data, self.compute_type) for data in found if data]
+
+    def with_document(self, *, drop: Iterable[str] = (), **changes: Any) -> ServiceRecord:
+        """This record with document keys changed (and the `drop` ones removed)."""
+        document = {**self.document, **changes}
+        for key in drop:
+            document.pop(key, None)
+        return dataclasses.replace(self, document=document)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -154,15 +254,15 @@ class Services:
         found = []
         for row in rows:
             record = self.recover(self._load(row))
-            if compute_type and record.compute_type != compute_type.upper():
+            if compute_type and record.compute_type != compute_type.upper():  # "IOT": none
                 continue
             if model_name and not any(m.rpartition(":")[0] == model_name for m in record.models):
                 continue
             if model_id and not _model_id_matches(model_id, record.models):
                 continue
-            if not _matches(record.document.get("tags") or {}, tags or {}):
+            if not matches(record.document.get("tags") or {}, tags or {}):
                 continue
-            if not _matches(record.document.get("properties") or {}, properties or {}):
+            if not matches(record.document.get("properties") or {}, properties or {}):
                 continue
             found.append(record)
         return found
@@ -177,10 +277,9 @@ class Services:
     def to_document(self, record: ServiceRecord, *, state: str | None = None) -> dict[str, Any]:
         """The JSON `ml service show` prints (and `ml model deploy` at its end)."""
         doc = record.document
-        spec = record.spec or (record.pending or {}).get("spec") or {}
-        endpoint = record.endpoint
-        if endpoint is None and record.pending and record.pending.get("endpoint"):
-            endpoint = Endpoint.from_dict(record.pending["endpoint"])
+        pending = record.pending
+        spec = record.spec or (pending.spec if pending else None) or {}
+        endpoint = record.endpoint or (pending.server if pending else None)
         settings = spec.get("settings") or {}
         environment = spec.get("environment") or {}
         error = doc.get("error")
@@ -207,7 +306,7 @@ class Services:
             "updatedTime": record.updated_time,
             "updatedAt": record.updated_time,  # v1's spelling in `az ml service show`
             "workspaceName": self.workspace.name,
-            "revision": record.revision or (record.pending or {}).get("revision"),
+            "revision": record.revision or (pending.revision if pending else None),
             "scoringTimeoutMs": settings.get("scoringTimeoutMs"),
             "maxConcurrentRequestsPerContainer": settings.get("maxConcurrentRequestsPerContainer"),
             "maxQueueWaitMs": settings.get("maxQueueWaitMs"),
@@ -247,7 +346,7 @@ class Services:
         created_time: str | None = None,
     ) -> ServiceRecord:
         """Insert or replace a record and its service_models rows. Call inside `immediate`."""
-        stamp = now()
+        stamp = db.now()
         self.conn.execute(
             "INSERT INTO services (name, compute_type, state, document, created_time,"
             " updated_time) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
@@ -266,6 +365,37 @@ class Services:
         assert record is not None
         return record
 
+    def put(self, record: ServiceRecord) -> ServiceRecord:
+        """Save `record` as it is (its name, state, document, models). Call inside `immediate`."""
+        return self.save(
+            record.name,
+            compute_type=record.compute_type,
+            state=record.state,
+            document=record.document,
+            models=record.models,
+            created_time=record.created_time,
+        )
+
+    def change(
+        self, name: str, edit: Callable[[ServiceRecord], ServiceRecord | None]
+    ) -> ServiceRecord:
+        """Read-modify-write of one record in one transaction: `edit` gets the stored record
+        and returns the one to save (None: leave it as it is). The record must exist."""
+        with db.immediate(self.conn):
+            current = self.find(name)
+            if current is None:
+                raise NotFoundError(f"service {name!r} was deleted meanwhile.")
+            changed = edit(current)
+            return current if changed is None else self.put(changed)
+
+    def previous_revision_state(self, record: ServiceRecord) -> str:
+        """The state of the serving revision once an update to a new one failed or was
+        interrupted: Failed if the service was Failed before, else as its server answers."""
+        pending = record.pending
+        if pending is not None and pending.previous_state == FAILED:
+            return FAILED
+        return self.state_of(dataclasses.replace(record, state=HEALTHY))
+
     def remove(self, name: str) -> None:
         """Delete the record (its service_models rows go with it). Call inside `immediate`."""
         self.conn.execute("DELETE FROM services WHERE name = ?", (name,))
@@ -281,56 +411,46 @@ class Services:
         Failed when there was none. Nothing is ever promoted to Healthy here.
         """
         deployer = record.deployer
-        if deployer is None or deployer_alive(deployer):
+        if deployer is None or deployer.alive():
             return record
-        pending = record.pending or {}
-        for data in [pending.get("endpoint"), *(record.document.get("retired") or [])]:
-            if data:
-                stop_endpoint(data.get("computeType") or record.compute_type, data)
-        if pending.get("token"):
-            stop_by_token(pending.get("computeType") or record.compute_type, pending["token"])
+        pending = record.pending
+        if pending is not None and pending.endpoint:
+            Server.from_dict(pending.endpoint, record.compute_type).stop()
+        for server in record.retired:
+            server.stop()
+        if pending is not None and pending.token:
+            stop_by_token(pending.compute_type or record.compute_type, pending.token)
         with db.immediate(self.conn):
             current = self.find(record.name)
             if current is None or current.deployer != deployer:
                 return self.recover(current) if current else record  # someone else did it
-            doc = dict(current.document)
-            doc.pop("deployer", None)
-            doc.pop("pending", None)
-            doc["retired"] = []
-            revision = pending.get("revision")
+            revision = pending.revision if pending else None
+            settled = current.with_document(drop=("deployer", "pending"), retired=[])
             if current.endpoint is not None and current.state == TRANSITIONING and current.spec:
-                state = (
-                    FAILED
-                    if pending.get("previousState") == FAILED
-                    else self.state_of(ServiceRecord(**{**_fields(current), "state": HEALTHY}))
-                )
-                doc["error"] = (
-                    f"the update to revision {revision} was interrupted: the ml process "
-                    f"(pid {deployer['pid']}) that ran it ended before the new server was "
+                state = self.previous_revision_state(current)
+                settled = settled.with_document(
+                    error=f"the update to revision {revision} was interrupted: the ml process "
+                    f"(pid {deployer.pid}) that ran it ended before the new server was "
                     "checked; the previous revision keeps serving."
                 )
-                models = current.spec.get("models") or []
+                models = tuple(current.spec.get("models") or ())
             elif current.state == TRANSITIONING:
                 state = FAILED
-                if pending.get("endpoint"):
-                    doc["endpoint"] = pending["endpoint"]  # so get-logs finds its log
-                    doc["spec"] = pending.get("spec") or {}
-                doc["error"] = (
-                    f"the deploy was interrupted: the ml process (pid {deployer['pid']}) that "
-                    "ran it ended before the server became healthy; its server was stopped. "
-                    f"Deploy again with --overwrite, or `ml service delete -n {current.name}`."
+                if pending is not None and pending.endpoint:
+                    # so get-logs finds its log
+                    settled = settled.with_document(
+                        endpoint=pending.endpoint, spec=pending.spec or {}
+                    )
+                settled = settled.with_document(
+                    error=f"the deploy was interrupted: the ml process (pid {deployer.pid}) "
+                    "that ran it ended before the server became healthy; its server was "
+                    f"stopped. Deploy again with --overwrite, or `ml service delete -n "
+                    f"{current.name}`."
                 )
                 models = current.models
             else:
                 state, models = current.state, current.models
-            saved = self.save(
-                current.name,
-                compute_type=current.compute_type,
-                state=state,
-                document=doc,
-                models=models,
-                created_time=current.created_time,
-            )
+            saved = self.put(dataclasses.replace(settled, state=state, models=models))
         keep = {f"r{n}" for n in (saved.revision,) if n}
         prune_revisions(self.service_dir(record.name), keep=keep)
         return saved
@@ -352,10 +472,6 @@ class Services:
         )
 
 
-def stop_endpoint(compute_type: str, data: Mapping[str, Any]) -> None:
-    target_for(compute_type).stop(Endpoint.from_dict(data))
-
-
 def prune_revisions(service_dir: Path, *, keep: set[str]) -> None:
     """Remove revision folders (r1, r2...) other than `keep`: leftovers of replaced servers."""
     if not service_dir.is_dir():
@@ -365,29 +481,7 @@ def prune_revisions(service_dir: Path, *, keep: set[str]) -> None:
             remove_tree(child)
 
 
-def remove_tree(path: Path) -> None:
-    """rmtree that also removes read-only model copies when not running as root."""
-
-    def make_writable(func: Any, target: str, _exc: Any) -> None:
-        parent = Path(target).parent
-        with contextlib.suppress(OSError):
-            parent.chmod(0o700)
-            Path(target).chmod(0o700)
-        func(target)
-
-    if path.exists():
-        shutil.rmtree(path, onerror=make_writable)
-
-
-def _fields(record: ServiceRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in ServiceRecord.__dataclass_fields__}
-
-
 def _model_id_matches(model_id: str, models: Iterable[str]) -> bool:
     if ":" in model_id:
         return model_id in models
     return any(m.rpartition(":")[0] == model_id for m in models)
-
-
-def _matches(values: Mapping[str, str], wanted: Mapping[str, str | None]) -> bool:
-    return all(k in values and (v is None or values[k] == v) for k, v in wanted.items())

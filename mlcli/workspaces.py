@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcli.errors import ConflictError
+from mlcli.files import write_json_atomically
 from mlcli.paths import DEFAULT_WORKSPACE, Workspace, project_config
 from mlcli.workspace_index import missing_workspace, names
 
@@ -94,7 +95,6 @@ def attach(
 ) -> dict[str, Any]:
     """`ml folder attach`: write v1's `.azureml/config.json` in `folder`, so that commands run
     there (and `Workspace.from_config()`) use workspace `name` without -w."""
-    import json
 
     workspace = Workspace.named(name)
     target = folder.resolve() / ".azureml" / "config.json"
@@ -104,9 +104,7 @@ def attach(
         "resource_group": resource_group or "",
         "workspace_name": workspace.name,
     }
-    partial = target.with_name(f".config.json.{datetime.now(UTC).timestamp():.0f}")
-    partial.write_text(json.dumps(document, indent=4) + "\n", encoding="utf-8")
-    partial.replace(target)
+    write_json_atomically(target, document, indent=4, mode=0o644)
     return {**document, "path": str(target), "exists": workspace.db_path.is_file()}
 
 

@@ -117,6 +117,27 @@ def ok(*args: str) -> Any:
     return json.loads(result.stdout) if result.stdout.strip() else None
 
 
+def record_service(
+    name: str,
+    *,
+    models: tuple[str, ...] = (),
+    document: dict[str, Any] | None = None,
+    workspace: str | None = None,
+) -> None:
+    """A Healthy PROCESS service record using `models` ("name:N"), written through the core
+    (as a deploy records it), with no server behind it."""
+    from mlcli import db
+    from mlcli.services import Services
+
+    services = Services.open(workspace)
+    try:
+        with db.immediate(services.conn):
+            services.save(name, compute_type="PROCESS", state="Healthy",
+                          document=document or {}, models=models)  # fmt: skip
+    finally:
+        services.close()
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -167,9 +188,10 @@ def pending_server(name: str) -> dict | None:
     from mlcli.services import Services
 
     record = Services.open().find(name)
-    pending = (record.pending or {}) if record else {}
-    pid = ((pending.get("endpoint") or {}).get("handle") or {}).get("pid")
-    return {"pid": pid, "token": pending["token"]} if pid else None
+    pending = record.pending if record else None
+    server = pending.server if pending else None
+    pid = server.handle.get("pid") if server else None
+    return {"pid": pid, "token": pending.token} if pending and pid else None
 
 
 def post(uri: str, body: Any, *, headers: dict[str, str] | None = None, timeout: float = 30):

@@ -3,15 +3,14 @@
 import json
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from deploy_support import record_service
 
 from mlcli.cli import ml
-from mlcli.db import connect
-from mlcli.paths import Workspace, envs_dir
+from mlcli.paths import envs_dir
 
 
 @pytest.fixture
@@ -35,17 +34,9 @@ def built(conda_file: Path) -> dict:
     return json.loads(result.stdout)
 
 
-def record_service(name: str, env_key: str) -> None:
-    """A service row as deploy writes it: its document names the environment's key."""
-    now = datetime.now(UTC).isoformat()
-    document = {"name": name, "environment": {"key": env_key}}
-    conn = connect(Workspace.named())
-    conn.execute(
-        "INSERT INTO services (name, compute_type, state, document, created_time, updated_time)"
-        " VALUES (?, 'PROCESS', 'Healthy', ?, ?, ?)",
-        (name, json.dumps(document), now, now),
-    )
-    conn.close()
+def record_service_using(name: str, env_key: str) -> None:
+    """A service record as deploy writes it: its document names the environment's key."""
+    record_service(name, document={"name": name, "environment": {"key": env_key}})
 
 
 @pytest.mark.slow
@@ -65,7 +56,7 @@ def test_build_prints_the_environment_and_says_azureml_defaults_is_not_installed
 
 @pytest.mark.slow
 def test_list_shows_each_environment_and_who_uses_it(built: dict) -> None:
-    record_service("svc", built["key"])
+    record_service_using("svc", built["key"])
 
     result = CliRunner().invoke(ml, ["env", "list"])
 
@@ -125,7 +116,7 @@ def test_prune_keeps_recently_used_and_in_use_environments_and_removes_the_rest(
     other = tmp_path / "other.yml"
     other.write_text("dependencies: [python=3.11, packaging]\n")
     in_use = json.loads(CliRunner().invoke(ml, ["env", "build", "--cf", str(other)]).stdout)
-    record_service("svc", in_use["key"])
+    record_service_using("svc", in_use["key"])
     old = time.time() - 3 * 86400
     for key in (built["key"], in_use["key"]):
         os.utime(envs_dir() / key / ".last-used", (old, old))
@@ -148,7 +139,7 @@ def test_prune_with_a_bad_duration_exits_2() -> None:
 
 @pytest.mark.slow
 def test_deleting_an_environment_a_service_uses_is_refused_with_exit_4(built: dict) -> None:
-    record_service("svc", built["key"])
+    record_service_using("svc", built["key"])
 
     refused = CliRunner().invoke(ml, ["env", "delete", "-k", built["key"]])
     forced = CliRunner().invoke(ml, ["env", "delete", "-k", built["key"], "--force"])

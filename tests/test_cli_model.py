@@ -6,7 +6,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from deploy_support import without_progress
+from deploy_support import record_service, without_progress
 
 from mlcli.cli import ml
 from mlcli.paths import Workspace
@@ -254,11 +253,7 @@ def test_delete_never_reuses_the_number(registered_model, model_dir: Path) -> No
 
 
 def test_delete_refuses_while_a_service_uses_the_version(registered_model) -> None:
-    conn = sqlite3.connect(Workspace.named().db_path)
-    with conn:
-        conn.execute("INSERT INTO services VALUES ('svc', 'PROCESS', 'Healthy', '{}', 't', 't')")
-        conn.execute("INSERT INTO service_models VALUES ('svc', 'sentiment', 1)")
-    conn.close()
+    record_service("svc", models=("sentiment:1",))
 
     refused = invoke("model", "delete", "-i", "sentiment:1")
     forced = invoke("model", "delete", "-i", "sentiment:1", "--force")

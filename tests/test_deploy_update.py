@@ -208,3 +208,24 @@ def test_a_failed_service_is_repaired_by_updating_its_entry_script(tmp_path: Pat
     assert repaired["state"] == "Healthy"
     assert repaired["error"] is None
     assert post(repaired["scoringUri"], {"data": [1]}).json() == {"result": [2.0]}
+
+
+def test_update_warns_about_what_this_machine_ignores_as_deploy_does(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 2)
+    script = write(tmp_path / "score.py", ECHO_SCORE)
+    flags = ("--gc", "1", "--cc", "2")
+    deployed = invoke("model", "deploy", "-n", "warned", "-m", "scale:1", "--es", str(script),
+                      *flags)  # fmt: skip
+    assert deployed.exit_code == 0, deployed.stderr
+
+    updated = invoke("service", "update", "-n", "warned", *flags)
+
+    assert updated.exit_code == 0, updated.stderr
+    for note in (
+        "--gc/--gpu-cores: no GPU scheduling on this machine; ignored.",
+        "--cc/--cpu-cores limits containers (LOCAL/ACI); a PROCESS service ignores it.",
+    ):
+        assert f"warning: {note}" in deployed.stderr
+        assert f"warning: {note}" in updated.stderr
+    assert json.loads(updated.stdout)["revision"] == 2
+    assert json.loads(updated.stdout)["state"] == "Healthy"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import Result
-from deploy_support import aks_app, invoke, without_progress
+from deploy_support import aks_app, invoke, ok, without_progress
 
 
 @pytest.fixture
@@ -166,12 +166,6 @@ def aks_config(tmp_path: Path, namespace: str, **fields: Any) -> str:
     data = {"computeType": "AKS", "namespace": namespace, "computeTargetName": context}
     path.write_text(json.dumps({**data, **fields}))
     return str(path)
-
-
-def ok(*args: str) -> Any:
-    result = invoke(*args)
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout) if result.stdout.strip() else None
 
 
 @pytest.mark.kubernetes

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from deploy_support import record_service
 
 from mlcli import db
 from mlcli.errors import ConfigError, ConflictError, NotFoundError
@@ -263,11 +264,7 @@ def test_delete_keeps_blobs_another_version_uses_and_drops_the_rest(
 
 
 def _use_in_service(registry: Registry, name: str, version: int) -> None:
-    with db.immediate(registry.conn):
-        registry.conn.execute(
-            "INSERT INTO services VALUES ('svc', 'PROCESS', 'Healthy', '{}', 'now', 'now')"
-        )
-        registry.conn.execute("INSERT INTO service_models VALUES ('svc', ?, ?)", (name, version))
+    record_service("svc", models=(f"{name}:{version}",), workspace=registry.workspace.name)
 
 
 def test_delete_refuses_a_version_a_service_uses_unless_forced(

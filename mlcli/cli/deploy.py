@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,88 +13,118 @@ import click
 
 from mlcli.cli.options import common_options, parse_pairs, workspace_name
 from mlcli.cli.output import emit, progress, warn
-from mlcli.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 TABLE_COLUMNS = ("name", "state", "computeType", "scoringUri", "models")
-_PATH = click.Path(path_type=Path, dir_okay=False)
+FILE_PATH = click.Path(path_type=Path, dir_okay=False)
 
 
-def inference_options(f: F) -> F:
-    """--ic and the shortcuts that override it (Azure: --es, --rt, --cf, --sd, --ds, --bi)."""
-    for decls, kwargs in reversed(
-        [
-            (("--ic", "--inference-config-file"), {"type": _PATH, "help": "inferenceConfig file."}),
-            (("--es", "--entry-script"), {"type": _PATH, "help": "score.py, in --sd if given."}),
-            (("--rt", "--runtime"), {"help": "Runtime (every runtime runs as python)."}),
-            (("--cf", "--conda-file"), {"type": _PATH, "help": "Conda file, in --sd if given."}),
-            (
-                ("--sd", "--source-directory"),
-                {"type": click.Path(path_type=Path, file_okay=False), "help": "Source folder."},
-            ),
-            (
-                ("--ds", "--extra-docker-file-steps"),
-                {"type": _PATH, "help": "Dockerfile steps (LOCAL/ACI)."},
-            ),
-            (("--bi", "--base-image"), {"help": "Base image (LOCAL/ACI)."}),
-            (
-                ("-e", "--environment-name"),
-                {"help": "A registered environment (ml environment list) or a curated name."},
-            ),
-            (("--ev", "--environment-version"), {"help": "Its version (default: the latest)."}),
-            (
-                ("--as-of",),
-                {
-                    "type": click.DateTime(formats=["%Y-%m-%d"]),
-                    "help": "Resolve the conda file's packages as on this date (YYYY-MM-DD).",
-                },
-            ),
-        ]
-    ):
-        f = click.option(*decls, **kwargs)(f)
-    return f
+_AKS = {"type": int, "help": "(AKS only.)"}
+_PROBE = {"type": int, "help": "Liveness probe (AKS only)."}
+_ONE_OR_MORE = click.IntRange(1)
+
+# (flags, the inferenceConfig field it sets, click options): the shortcuts Azure's CLI
+# puts on top of --ic (mlcli.deploy.overrides.inference_with_overrides applies them).
+INFERENCE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
+    (("--es", "--entry-script"), "entryScript",
+     {"type": FILE_PATH, "help": "score.py, in --sd if given."}),
+    (("--rt", "--runtime"), "runtime", {"help": "Runtime (every runtime runs as python)."}),
+    (("--cf", "--conda-file"), "condaFile",
+     {"type": FILE_PATH, "help": "Conda file, in --sd if given."}),
+    (("--sd", "--source-directory"), "sourceDirectory",
+     {"type": click.Path(path_type=Path, file_okay=False), "help": "Source folder."}),
+    (("--ds", "--extra-docker-file-steps"), "extraDockerfileSteps",
+     {"type": FILE_PATH, "help": "Dockerfile steps (LOCAL/ACI)."}),
+    (("--bi", "--base-image"), "baseImage", {"help": "Base image (LOCAL/ACI)."}),
+    (("-e", "--environment-name"), "environmentName",
+     {"help": "A registered environment (ml environment list) or a curated name."}),
+    (("--ev", "--environment-version"), "environmentVersion",
+     {"help": "Its version (default: the latest)."}),
+    (("--as-of",), "packagesAsOf", {"type": click.DateTime(formats=["%Y-%m-%d"]),
+     "help": "Resolve the conda file's packages as on this date (YYYY-MM-DD)."}),
+]  # fmt: skip
+
+# (flags, the DeploymentConfig field it sets, click options), as `az ml model deploy` names
+# them; "autoscaler.enabled" sets a field of the AutoScaler record.
+DEPLOYMENT_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
+    (("--po", "--port"), "port",
+     {"type": click.IntRange(1, 65535), "help": "Port on 127.0.0.1."}),
+    (("--ae", "--auth-enabled"), "auth_enabled",
+     {"type": bool, "help": "Key auth on (true/false)."}),
+    (("--kp", "--primary-key"), "primary_key", {"help": "Primary key (with --ae true)."}),
+    (("--ks", "--secondary-key"), "secondary_key", {"help": "Secondary key (with --ae true)."}),
+    (("--tm", "--scoring-timeout-ms"), "scoring_timeout_ms",
+     {"type": click.IntRange(1), "help": "run() timeout."}),
+    (("--rm", "--replica-max-concurrent-requests"), "max_concurrent_requests_per_container",
+     {"type": click.IntRange(1), "help": "Requests served at once; more wait."}),
+    (("--mr", "--max-request-wait-time"), "max_queue_wait_ms",
+     {"type": click.IntRange(0), "help": "Longest queue wait in ms, then 503."}),
+    (("--workers",), "workers", {"type": _ONE_OR_MORE, "help": "Server worker processes (mlcli)."}),
+    (("--cc", "--cpu-cores"), "cpu", {"type": float, "help": "CPU cores (LOCAL/ACI)."}),
+    (("--gb", "--memory-gb"), "memory_in_gb",
+     {"type": float, "help": "Memory in GB (LOCAL/ACI)."}),
+    (("--gc", "--gpu-cores"), "gpu_cores", {"type": int, "help": "GPU cores (not supported)."}),
+    (("--ai", "--enable-app-insights"), "app_insights_enabled",
+     {"type": bool, "help": "Telemetry to Application Insights / OTLP."}),
+    (("--md", "--collect-model-data"), "data_collection_storage_enabled",
+     {"type": bool, "help": "Model data collection."}),
+    (("--as", "--autoscale-enabled"), "autoscaler.enabled",
+     {"type": bool, "help": "(AKS only.)"}),
+    (("--mi", "--autoscale-min-replicas"), "autoscaler.min_replicas", _AKS),
+    (("--ma", "--autoscale-max-replicas"), "autoscaler.max_replicas", _AKS),
+    (("--ar", "--autoscale-refresh-seconds"), "autoscaler.refresh_period_seconds", _AKS),
+    (("--at", "--autoscale-target-utilization"), "autoscaler.target_utilization", _AKS),
+    (("--nr", "--num-replicas"), "num_replicas", _AKS),
+    (("--ps", "--period-seconds"), "liveness_probe.period_seconds", _PROBE),
+    (("--id", "--initial-delay-seconds"), "liveness_probe.initial_delay_seconds", _PROBE),
+    (("--ts", "--timeout-seconds"), "liveness_probe.timeout_seconds", _PROBE),
+    (("--st", "--success-threshold"), "liveness_probe.success_threshold", _PROBE),
+    (("--ft", "--failure-threshold"), "liveness_probe.failure_threshold", _PROBE),
+    (("--namespace",), "namespace", {"help": "Kubernetes namespace (AKS only)."}),
+    (("--ct", "--compute-target"), "compute_target_name",
+     {"help": "AKS cluster name (AKS only)."}),
+]  # fmt: skip
 
 
-def deployment_options(f: F) -> F:
-    """--dc and the flags that override it, as `az ml model deploy` names them."""
-    options: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-        (("--dc", "--deploy-config-file"), {"type": _PATH, "help": "deploymentConfig file."}),
-        (("--po", "--port"), {"type": click.IntRange(1, 65535), "help": "Port on 127.0.0.1."}),
-        (("--ae", "--auth-enabled"), {"type": bool, "help": "Key auth on (true/false)."}),
-        (("--kp", "--primary-key"), {"help": "Primary key (with --ae true)."}),
-        (("--ks", "--secondary-key"), {"help": "Secondary key (with --ae true)."}),
-        (("--tm", "--scoring-timeout-ms"), {"type": click.IntRange(1), "help": "run() timeout."}),
-        (
-            ("--rm", "--replica-max-concurrent-requests"),
-            {"type": click.IntRange(1), "help": "Requests served at once; more wait."},
-        ),
-        (
-            ("--mr", "--max-request-wait-time"),
-            {"type": click.IntRange(0), "help": "Longest queue wait in ms, then 503."},
-        ),
-        (("--workers",), {"type": click.IntRange(1), "help": "Server worker processes (mlcli)."}),
-        (("--cc", "--cpu-cores"), {"type": float, "help": "CPU cores (LOCAL/ACI)."}),
-        (("--gb", "--memory-gb"), {"type": float, "help": "Memory in GB (LOCAL/ACI)."}),
-        (("--gc", "--gpu-cores"), {"type": int, "help": "GPU cores (not supported)."}),
-        (("--ai", "--enable-app-insights"), {"type": bool, "help": "(No App Insights here.)"}),
-        (("--md", "--collect-model-data"), {"type": bool, "help": "Model data collection."}),
-        (("--as", "--autoscale-enabled"), {"type": bool, "help": "(AKS only.)"}),
-        (("--mi", "--autoscale-min-replicas"), {"type": int, "help": "(AKS only.)"}),
-        (("--ma", "--autoscale-max-replicas"), {"type": int, "help": "(AKS only.)"}),
-        (("--ar", "--autoscale-refresh-seconds"), {"type": int, "help": "(AKS only.)"}),
-        (("--at", "--autoscale-target-utilization"), {"type": int, "help": "(AKS only.)"}),
-        (("--nr", "--num-replicas"), {"type": int, "help": "(AKS only.)"}),
-        (("--ps", "--period-seconds"), {"type": int, "help": "Liveness probe (AKS only)."}),
-        (("--id", "--initial-delay-seconds"), {"type": int, "help": "Liveness probe (AKS only)."}),
-        (("--ts", "--timeout-seconds"), {"type": int, "help": "Liveness probe (AKS only)."}),
-        (("--st", "--success-threshold"), {"type": int, "help": "Liveness probe (AKS only)."}),
-        (("--ft", "--failure-threshold"), {"type": int, "help": "Liveness probe (AKS only)."}),
-        (("--namespace",), {"help": "Kubernetes namespace (AKS only)."}),
-        (("--ct", "--compute-target"), {"help": "AKS cluster name (AKS only)."}),
-    ]
-    for decls, kwargs in reversed(options):
-        f = click.option(*decls, **kwargs)(f)
-    return f
+def _options(
+    first: tuple[tuple[str, ...], dict[str, Any]], table: list[tuple[tuple[str, ...], str, Any]]
+) -> Callable[[F], F]:
+    def decorate(f: F) -> F:
+        for decls, kwargs in reversed([first, *((d, k) for d, _, k in table)]):
+            f = click.option(*decls, **kwargs)(f)
+        return f
+
+    return decorate
+
+
+inference_options = _options(
+    (("--ic", "--inference-config-file"), {"type": FILE_PATH, "help": "inferenceConfig file."}),
+    INFERENCE_FLAGS,
+)
+deployment_options = _options(
+    (("--dc", "--deploy-config-file"), {"type": FILE_PATH, "help": "deploymentConfig file."}),
+    DEPLOYMENT_FLAGS,
+)
+
+
+def _key(decls: tuple[str, ...]) -> str:
+    """The parameter name Click gives the option (`es` for --es/--entry-script)."""
+    return click.Option(list(decls)).name or ""
+
+
+def _names(table: list[tuple[tuple[str, ...], str, Any]]) -> dict[str, str]:
+    """How notes and errors name each field: "--gc/--gpu-cores", "--as/--mi/--ma/--ar/--at"."""
+    by_field: dict[str, list[tuple[str, ...]]] = {}
+    for decls, field, _ in table:
+        by_field.setdefault(field.partition(".")[0], []).append(decls)
+    return {
+        field: "/".join(d[0] for d in group) if len(group) > 1 else "/".join(group[0])
+        for field, group in by_field.items()
+    }
+
+
+INFERENCE_NAMES = {**_names(INFERENCE_FLAGS), "path": "--ic inferenceConfig.json"}
+DEPLOYMENT_NAMES = _names(DEPLOYMENT_FLAGS)
 
 
 @click.command("deploy")
@@ -104,7 +133,7 @@ def deployment_options(f: F) -> F:
 @click.option(
     "-f",
     "--model-metadata-file",
-    type=_PATH,
+    type=FILE_PATH,
     help="JSON with modelId, written by `ml model register -t`.",
 )
 @inference_options
@@ -137,235 +166,83 @@ def deploy(
         ml model deploy -n sentiment-svc -m sentiment:1 --ic inferenceConfig.json
         ml model deploy -n svc -m a:1 -m b:2 --es score.py --cf env.yml --po 8890
     """
+    from mlcli import config
     from mlcli.deploy import DeployRequest
     from mlcli.deploy import deploy as deploy_service
 
-    refs = model_refs(models, model_metadata_file)
-    ic = inference_config(flags)
-    dc = deployment_config(flags)
-    if dc.compute_type == "PROCESS" and ic and (ic.extra_dockerfile_steps or ic.base_image):
-        warn("extraDockerfileSteps and baseImage shape container images; PROCESS ignores them.")
-    tag_map = {**dc.tags, **parse_pairs(tags, "--tag")}
-    property_map = {**dc.properties, **parse_pairs(properties, "--property")}
     request = DeployRequest(
         name=name,
-        models=refs,
-        inference=ic,
-        deployment=dc,
-        description=description if description is not None else dc.description,
-        tags=tag_map,
-        properties=property_map,
+        models=model_refs(models, model_metadata_file),
+        inference=inference_config(flags),
+        deployment=config.load_deployment_config(flags.pop("dc")),
+        overrides=deployment_overrides(flags),
+        override_names=DEPLOYMENT_NAMES,
+        description=description,
+        tags=parse_pairs(tags, "--tag"),
+        properties=parse_pairs(properties, "--property"),
         overwrite=overwrite,
         wait=not no_wait,
     )
-    with progress(f"Deploying {name}") as on_progress, interrupted_by_sigterm():
-        document = deploy_service(request, workspace=workspace_name(), on_progress=on_progress)
-    emit(document, output, query, columns=TABLE_COLUMNS)
+    roll_out(f"Deploying {name}", deploy_service, request, output, query, on_warning=warn)
 
 
 # --- helpers shared with `ml service update` ---------------------------------------------------
 
 
 def model_refs(models: tuple[str, ...], metadata_file: Path | None) -> tuple[Any, ...]:
-    from mlcli.registry import ModelRef
+    """-m NAME:N (repeatable) and -f FILE (`ml model register -t`), as ModelRefs."""
+    from mlcli.models import ModelRef
 
     refs = [ModelRef.parse(m, where="-m/--model") for m in models]
     if metadata_file is not None:
         where = f"{metadata_file} (-f/--model-metadata-file)"
-        try:
-            data = json.loads(metadata_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot read the model metadata file: {exc}.",
-                where=where,
-                fix="Pass the file `ml model register -t FILE` wrote.",
-            ) from exc
-        if not isinstance(data, dict) or not isinstance(data.get("modelId"), str):
-            raise ConfigError(
-                "the file has no modelId.",
-                where=where,
-                fix='It must hold {"modelId": "NAME:N", ...}, as `ml model register -t` writes.',
-            )
-        refs.append(ModelRef.parse(data["modelId"], where=where))
+        refs.append(ModelRef.from_metadata_file(metadata_file, where=where))
     return tuple(refs)
 
 
 def inference_config(flags: dict[str, Any]) -> Any:
-    """--ic, with --es/--rt/--cf/--sd/--ds/--bi on top; its notes (paths found in the current
-    folder rather than beside the file) printed as warnings."""
-    ic = _inference_config(flags)
+    """--ic with its shortcuts on top (popped from `flags`); its notes (paths found in the
+    current folder rather than beside the file) printed as warnings."""
+    from mlcli.deploy.overrides import inference_with_overrides
+
+    given = {field: flags.pop(_key(decls)) for decls, field, _ in INFERENCE_FLAGS}
+    if given.get("packagesAsOf") is not None:
+        given["packagesAsOf"] = given["packagesAsOf"].strftime("%Y-%m-%d")
+    ic = inference_with_overrides(flags.pop("ic"), given, INFERENCE_NAMES)
     for note in ic.notes if ic is not None else ():
         warn(note)
     return ic
-
-
-def _inference_config(flags: dict[str, Any]) -> Any:
-    """As in Azure, --es, --cf and --ds are relative to the source folder (--sd, or the --ic's
-    sourceDirectory) when there is one; else, or when the file is not there, to the current
-    folder."""
-    from mlcli import config
-
-    path = flags.pop("ic")
-    ic = config.load_inference_config(path) if path is not None else None
-    source_flag = flags.pop("sd")
-    overrides: dict[str, Any] = {}
-    if source_flag is not None:
-        source_dir = Path(source_flag).resolve()
-        overrides["sourceDirectory"] = str(source_dir)
-    else:
-        source_dir = ic.source_directory if ic is not None else None
-    for field, flag in (("entryScript", "es"), ("condaFile", "cf"), ("extraDockerfileSteps", "ds")):
-        value = flags.pop(flag)
-        if value is not None:
-            overrides[field] = _flag_file(Path(value), source_dir, flag)
-    for field, flag in (("runtime", "rt"), ("baseImage", "bi")):
-        value = flags.pop(flag)
-        if value is not None:
-            overrides[field] = value
-    environment_name = flags.pop("environment_name", None)
-    environment_version = flags.pop("environment_version", None)
-    if environment_name is not None:
-        overrides["environment"] = {"name": environment_name, "version": environment_version}
-    elif environment_version is not None:
-        raise ConfigError(
-            "--ev names a version of an environment, but no environment was named.",
-            where="--ev/--environment-version",
-            fix="Add -e NAME.",
-        )
-    as_of = flags.pop("as_of", None)
-    if as_of is not None:
-        overrides["packagesAsOf"] = as_of.strftime("%Y-%m-%d")
-    if ic is None:
-        if not overrides:
-            return None
-        if "entryScript" not in overrides:
-            raise ConfigError(
-                "--cf, --sd, --rt, --ds and --bi complete an entry script, but none was given.",
-                where="--es/--entry-script",
-                fix="Add --es score.py, or pass --ic inferenceConfig.json.",
-            )
-        return config.inference_config_from_dict(overrides, None)
-    if not overrides:
-        return ic
-    if "sourceDirectory" in overrides and "entryScript" not in overrides:
-        overrides["entryScript"] = str(ic.entry_script)
-    return config.inference_config_from_dict({**ic.raw, **overrides}, Path(path))
-
-
-FLAG_NAMES = {
-    "es": "--es/--entry-script",
-    "cf": "--cf/--conda-file",
-    "ds": "--ds/--extra-docker-file-steps",
-}
-
-
-def _flag_file(value: Path, source_dir: Path | str | None, flag: str) -> str:
-    """The absolute path of a file flag: under the source folder if it is there, else from the
-    current folder."""
-    candidates = [Path(source_dir) / value] if source_dir and not value.is_absolute() else []
-    candidates.append(value)
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate.resolve())
-    looked = " or ".join(str(c.resolve()) for c in candidates)
-    where = "--sd/--source-directory" if len(candidates) > 1 else "the current folder"
-    raise ConfigError(
-        f"{value} does not exist (looked for {looked}).",
-        where=FLAG_NAMES[flag],
-        fix=f"Give a file path relative to {where}, or an absolute one.",
-    )
-
-
-def deployment_config(flags: dict[str, Any], *, base: Any = None) -> Any:
-    """--dc (PROCESS when omitted), with the deploy flags on top; says which do nothing here."""
-    from mlcli.deploy.overrides import with_overrides
-
-    overrides = deployment_overrides(flags)
-    if base is None:
-        from mlcli import config
-        from mlcli.deploy.overrides import config_file_notes
-
-        base = config.load_deployment_config(flags.pop("dc"))
-        for note in config_file_notes(base):
-            warn(note)
-    else:
-        flags.pop("dc", None)
-    dc, notes = with_overrides(base, overrides, FLAG_NAMES_BY_FIELD)
-    for note in notes:
-        warn(note)
-    return dc
 
 
 def deployment_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     """The deploy flags given, as DeploymentConfig field values (popped from `flags`)."""
     from mlcli.config import AutoScaler, LivenessProbe
 
-    simple = {
-        "po": "port",
-        "ae": "auth_enabled",
-        "kp": "primary_key",
-        "ks": "secondary_key",
-        "tm": "scoring_timeout_ms",
-        "rm": "max_concurrent_requests_per_container",
-        "mr": "max_queue_wait_ms",
-        "workers": "workers",
-        "cc": "cpu",
-        "gb": "memory_in_gb",
-        "gc": "gpu_cores",
-        "ai": "app_insights_enabled",
-        "md": "data_collection_storage_enabled",
-        "nr": "num_replicas",
-        "namespace": "namespace",
-        "ct": "compute_target_name",
-    }
-    overrides = {
-        field: flags.pop(flag) for flag, field in simple.items() if flags.get(flag) is not None
-    }
-    for flag in simple:
-        flags.pop(flag, None)
-    scaler = {
-        field: flags.pop(flag)
-        for flag, field in (
-            ("as", "enabled"),
-            ("mi", "min_replicas"),
-            ("ma", "max_replicas"),
-            ("ar", "refresh_period_seconds"),
-            ("at", "target_utilization"),
-        )
-        if flags.get(flag) is not None
-    }
-    probe = {
-        field: flags.pop(flag)
-        for flag, field in (
-            ("ps", "period_seconds"),
-            ("id", "initial_delay_seconds"),
-            ("ts", "timeout_seconds"),
-            ("st", "success_threshold"),
-            ("ft", "failure_threshold"),
-        )
-        if flags.get(flag) is not None
-    }
-    if scaler:
-        overrides["autoscaler"] = AutoScaler(**scaler)
-    if probe:
-        overrides["liveness_probe"] = LivenessProbe(**probe)
+    overrides: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {"autoscaler": {}, "liveness_probe": {}}
+    for decls, field, _ in DEPLOYMENT_FLAGS:
+        value = flags.pop(_key(decls))
+        if value is not None:
+            record, _, part = field.partition(".")
+            if part:
+                nested[record][part] = value
+            else:
+                overrides[field] = value
+    if nested["autoscaler"]:
+        overrides["autoscaler"] = AutoScaler(**nested["autoscaler"])
+    if nested["liveness_probe"]:
+        overrides["liveness_probe"] = LivenessProbe(**nested["liveness_probe"])
     return overrides
 
 
-# How the warnings of mlcli.deploy.overrides name each setting on the command line.
-FLAG_NAMES_BY_FIELD = {
-    "gpu_cores": "--gc/--gpu-cores",
-    "app_insights_enabled": "--ai",
-    "data_collection_storage_enabled": "--md",
-    "autoscaler": "--as/--mi/--ma/--ar/--at",
-    "num_replicas": "--nr/--num-replicas",
-    "workers": "--workers",
-    "liveness_probe": "--ps/--id/--ts/--st/--ft",
-    "namespace": "--namespace",
-    "compute_target_name": "--ct/--compute-target",
-    "cpu": "--cc/--cpu-cores",
-    "memory_in_gb": "--gb/--memory-gb",
-}
+def roll_out(
+    title: str, call: Callable[..., Any], what: Any, output: str, query: str | None, **kwargs: Any
+) -> None:
+    """deploy, update or restart with a progress display, SIGTERM taken as Ctrl-C (the
+    half-started server is stopped); the service's JSON printed."""
+    with progress(title) as on_progress, interrupted_by_sigterm():
+        document = call(what, workspace=workspace_name(), on_progress=on_progress, **kwargs)
+    emit(document, output, query, columns=TABLE_COLUMNS)
 
 
 @contextlib.contextmanager

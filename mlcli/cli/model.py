@@ -1,6 +1,5 @@
 """`ml model ...`: register and manage model versions, with `az ml model`'s flags."""
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from mlcli.cli import LazyGroup
 from mlcli.cli.options import common_options, parse_pairs, workspace_name
 from mlcli.cli.output import emit, progress, warn
 from mlcli.errors import ConfigError, ConflictError, MlcliError
+from mlcli.files import write_json_atomically
 
 TABLE_COLUMNS = ("name", "version", "framework", "createdTime", "description")
 
@@ -114,7 +114,9 @@ def register(
     result = registered.to_dict()
     if output_metadata_file is not None:
         try:
-            _write_json_atomically(output_metadata_file, {"modelId": registered.id, **result})
+            write_json_atomically(
+                output_metadata_file, {"modelId": registered.id, **result}, mode=0o644
+            )
         except OSError as exc:
             raise MlcliError(
                 f"{registered.id} is registered, but {output_metadata_file} could not be "
@@ -327,16 +329,3 @@ def _check_writable_folder(path: Path) -> None:
             where="-t/--output-metadata-file",
             fix="Create the folder first or make it writable, or write the file elsewhere.",
         )
-
-
-def _write_json_atomically(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent.resolve())
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

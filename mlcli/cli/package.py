@@ -7,26 +7,20 @@ from typing import Any
 
 import click
 
-from mlcli.cli.deploy import inference_config, inference_options, model_refs
-from mlcli.cli.manifests import (
-    manifest_options,
-    manifest_server_extras,
-    prepare_manifests,
-    write_kubernetes,
-)
+from mlcli.cli.deploy import FILE_PATH, inference_config, inference_options, model_refs
 from mlcli.cli.options import common_options, workspace_name
-from mlcli.cli.output import emit, progress
-from mlcli.errors import ConfigError
+from mlcli.cli.output import emit, progress, warn
+
+_DC_HELP = (
+    "An AKS deploymentConfig: also write Kubernetes manifests to OUTPUT_PATH/kubernetes, "
+    "for `kubectl apply -f`."
+)
+_NAME_HELP = "Service name in the Kubernetes manifests (with --dc); default: the first model's."
 
 
 @click.command("package")
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME:N", help="Repeatable.")
-@click.option(
-    "-f",
-    "--model-metadata-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="JSON with modelId, written by `ml model register -t`.",
-)
+@click.option("-f", "--model-metadata-file", type=FILE_PATH, help="From `ml model register -t`.")
 @inference_options
 @click.option(
     "--output-path",
@@ -38,7 +32,8 @@ from mlcli.errors import ConfigError
     metavar="NAME[:TAG]",
     help="Also tag the built image with this name; with --dc, the image the manifests run.",
 )
-@manifest_options
+@click.option("--dc", "--deploy-config-file", "deploy_config", type=FILE_PATH, help=_DC_HELP)
+@click.option("-n", "--name", "service_name", help=_NAME_HELP)
 @click.option("--no-wait", is_flag=True, hidden=True, help="Accepted; the command always waits.")
 @common_options
 def package(
@@ -68,51 +63,21 @@ def package(
             --image-name registry.example.com/sentiment:1 --output-path ./pkg
         kubectl apply -f ./pkg/kubernetes
     """
-    from mlcli.deploy.inputs import resolve_models
-    from mlcli.images.package import package as package_models
-    from mlcli.registry import Registry
+    from mlcli import config
+    from mlcli.deploy.packaging import PackageRequest
+    from mlcli.deploy.packaging import package as package_models
 
     refs = model_refs(models, model_metadata_file)
-    if not refs:
-        raise ConfigError(
-            "no model to package.",
-            where="-m/--model",
-            fix="Name at least one registered model: -m NAME:N (repeat -m for several).",
-        )
-    ic = inference_config(flags)
-    if ic is None:
-        raise ConfigError(
-            "no entry script: a package serves models through a score.py, as Azure ML v1 does.",
-            where="--ic/--inference-config-file",
-            fix="Pass --ic inferenceConfig.json (with entryScript), or --es score.py.",
-        )
-    if image_name and output_path and not deploy_config:
-        raise ConfigError(
-            "--image-name names a built image; --output-path builds none.",
-            where="--image-name",
-            fix="Leave one out (name the image later with `docker build -t NAME`).",
-        )
-    registry = Registry.open(workspace_name(), create=False)
-    resolved = resolve_models(registry, refs)
-    manifests = prepare_manifests(
-        deploy_config,
-        service_name,
-        resolved,
-        ic,
+    request = PackageRequest(
+        models=refs,
+        inference=inference_config(flags) if refs else None,
         output_path=output_path,
         image_name=image_name,
-        workspace=registry.workspace.name,
+        deployment=config.load_deployment_config(deploy_config) if deploy_config else None,
+        service_name=service_name,
     )
-    with progress("Packaging " + ", ".join(m.id for m in resolved)) as on_progress:
+    with progress("Packaging " + ", ".join(map(str, refs))) as on_progress:
         result = package_models(
-            registry,
-            resolved,
-            ic,
-            output_path=output_path,
-            image_name=image_name,
-            server_extras=manifest_server_extras(deploy_config, ic),
-            on_progress=on_progress,
+            request, workspace=workspace_name(), on_progress=on_progress, on_warning=warn
         )
-    if manifests is not None and output_path is not None:
-        result["kubernetes"] = write_kubernetes(manifests, output_path)
     emit(result, output, query)

@@ -9,15 +9,14 @@ from typing import Any
 import click
 
 from mlcli.cli.deploy import (
-    FLAG_NAMES_BY_FIELD,
+    DEPLOYMENT_NAMES,
     TABLE_COLUMNS,
-    deployment_config,
     deployment_options,
     deployment_overrides,
     inference_config,
     inference_options,
-    interrupted_by_sigterm,
     model_refs,
+    roll_out,
 )
 from mlcli.cli.options import (
     OUTPUT_FORMATS,
@@ -27,7 +26,7 @@ from mlcli.cli.options import (
     workspace_name,
     workspace_options,
 )
-from mlcli.cli.output import emit, progress, warn
+from mlcli.cli.output import emit, warn
 from mlcli.errors import ConfigError
 
 _NAME = click.option("-n", "--name", required=True, help="Service name.")
@@ -236,30 +235,25 @@ def update(
         ml service update -n sentiment-svc -m sentiment:2
         ml service update -n sentiment-svc --add-tag stage=prod
     """
+    from mlcli import config
+    from mlcli.deploy import UpdateRequest
     from mlcli.deploy import update as update_service
 
-    refs = model_refs(models, model_metadata_file)
-    ic = inference_config(flags)
-    dc = deployment_config(flags) if flags.get("dc") else None
-    overrides = deployment_overrides(flags) if dc is None else {}
-    with progress(f"Updating {name}") as on_progress, interrupted_by_sigterm():
-        document = update_service(
-            name,
-            models=refs,
-            inference=ic,
-            deployment=dc,
-            overrides=overrides,
-            override_names=FLAG_NAMES_BY_FIELD,
-            add_tags=parse_pairs(add_tags, "--add-tag"),
-            remove_tags=remove_tags,
-            add_properties=parse_pairs(add_properties, "--add-property"),
-            description=description,
-            wait=not no_wait,
-            workspace=workspace_name(),
-            on_progress=on_progress,
-            on_warning=warn,
-        )
-    emit(document, output, query, columns=TABLE_COLUMNS)
+    dc_file = flags.pop("dc")
+    request = UpdateRequest(
+        name=name,
+        models=model_refs(models, model_metadata_file),
+        inference=inference_config(flags),
+        deployment=config.load_deployment_config(dc_file) if dc_file else None,
+        overrides=deployment_overrides(flags),
+        override_names=DEPLOYMENT_NAMES,
+        add_tags=parse_pairs(add_tags, "--add-tag"),
+        remove_tags=remove_tags,
+        add_properties=parse_pairs(add_properties, "--add-property"),
+        description=description,
+        wait=not no_wait,
+    )
+    roll_out(f"Updating {name}", update_service, request, output, query, on_warning=warn)
 
 
 @service.command("restart")
@@ -280,11 +274,7 @@ def restart(name: str, no_wait: bool, output: str, query: str | None) -> None:
     """
     from mlcli.deploy import restart as restart_service
 
-    with progress(f"Restarting {name}") as on_progress, interrupted_by_sigterm():
-        document = restart_service(
-            name, wait=not no_wait, workspace=workspace_name(), on_progress=on_progress
-        )
-    emit(document, output, query, columns=TABLE_COLUMNS)
+    roll_out(f"Restarting {name}", restart_service, name, output, query, wait=not no_wait)
 
 
 @service.command("get-keys")

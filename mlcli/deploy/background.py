@@ -12,16 +12,15 @@ import os
 import subprocess
 import sys
 
-from mlcli import db
 from mlcli.deploy.journal import deploy_log, journal
 from mlcli.deploy.settle import abandon, finish
-from mlcli.services import Services
-from mlcli.targets import Endpoint, target_for
+from mlcli.services import Deployer, Services
+from mlcli.targets import target_for
 
 
 def hand_over(services: Services, name: str, revision: int) -> None:
     """Start the helper for `revision` and make it the record's deployer."""
-    from mlcli.targets.procfs import process_start_time, track_child
+    from mlcli.targets.procfs import track_child
 
     log = deploy_log(services, name).open("ab")
     with log:
@@ -34,20 +33,8 @@ def hand_over(services: Services, name: str, revision: int) -> None:
             env={**os.environ, "MLCLI_HOME": str(services.workspace.root.parent.parent)},
         )
     track_child(proc)
-    with db.immediate(services.conn):
-        current = services.find(name)
-        assert current is not None
-        services.save(
-            name,
-            compute_type=current.compute_type,
-            state=current.state,
-            document={
-                **current.document,
-                "deployer": {"pid": proc.pid, "startTime": process_start_time(proc.pid)},
-            },
-            models=current.models,
-            created_time=current.created_time,
-        )
+    helper = Deployer.of_process(proc.pid)
+    services.change(name, lambda current: current.with_document(deployer=helper.to_dict()))
 
 
 def finish_in_background(workspace: str, name: str, revision: int) -> int:
@@ -55,14 +42,13 @@ def finish_in_background(workspace: str, name: str, revision: int) -> int:
     services = Services.open(workspace)
     report = journal(deploy_log(services, name), None)
     record = services.find(name)
-    endpoint = None
-    if record and record.pending and record.pending.get("endpoint"):
-        endpoint = Endpoint.from_dict(record.pending["endpoint"])
+    pending = record.pending if record is not None else None
+    endpoint = pending.server if pending is not None else None
     try:
         finish(services, name, revision, on_progress=report)
     except BaseException as exc:
-        if endpoint is not None and record is not None:
-            target_for(record.pending["computeType"]).stop(endpoint)
+        if endpoint is not None and pending is not None:
+            target_for(pending.compute_type).stop(endpoint)
         abandon(services, name, revision, exc, endpoint=endpoint)
         report(f"deploy failed: {exc}")
         return 1

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcli.app_root import check_entry_script
-from mlcli.errors import ConfigError, ConflictError, NotFoundError
+from mlcli.errors import ConfigError, NotFoundError
+from mlcli.labels import changed_labels
 from mlcli.services import ServiceRecord, Services
 
 if TYPE_CHECKING:
@@ -25,7 +26,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class DeployRequest:
-    """What `ml model deploy` asks for, parsed."""
+    """What `ml model deploy` (or the SDK's Model.deploy) asks for, parsed.
+
+    `overrides` (DeploymentConfig fields) go on top of `deployment`, and `tags`, `properties`
+    and `description` on top of its own; `override_names` are the face's words for the
+    overridden fields, used in the notes on what this machine does not honour.
+    """
 
     name: str
     models: tuple[ModelRef, ...]
@@ -36,6 +42,35 @@ class DeployRequest:
     properties: Mapping[str, str] = field(default_factory=dict)
     overwrite: bool = False
     wait: bool = True
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    override_names: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRequest:
+    """What `ml service update` (or the SDK's Webservice.update) asks for, parsed.
+
+    New models, configs or overrides roll out a new revision; tags, properties and the
+    description alone change only the record. `deployment` (a new deploymentConfig) or the
+    serving revision's settings are the base the `overrides` go on.
+    """
+
+    name: str
+    models: tuple[ModelRef, ...] = ()
+    inference: InferenceConfig | None = None
+    deployment: DeploymentConfig | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    override_names: Mapping[str, str] = field(default_factory=dict)
+    add_tags: Mapping[str, str] = field(default_factory=dict)
+    remove_tags: tuple[str, ...] = ()
+    add_properties: Mapping[str, str] = field(default_factory=dict)
+    description: str | None = None
+    wait: bool = True
+
+    @property
+    def rolls_out(self) -> bool:
+        """Whether the request asks for a new revision (not only new tags or description)."""
+        return bool(self.models or self.inference or self.deployment or self.overrides)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +130,19 @@ def app_from_inference(ic: InferenceConfig | None, models: Sequence[ModelVersion
             fix="Pass --ic inferenceConfig.json (with entryScript), or --es score.py.",
         )
     entry, source = check_entry_script(ic)
-    variables = (ic.environment or {}).get("environmentVariables") or {}
     return App(
         entry_script=entry,
         source_directory=source,
         environment=spec_for(ic),
-        variables={str(k): str(v) for k, v in variables.items()},
+        variables=environment_variables(ic),
         inference=ic,
     )
+
+
+def environment_variables(ic: InferenceConfig) -> dict[str, str]:
+    """The inference config's environment.environmentVariables, as strings."""
+    variables = (ic.environment or {}).get("environmentVariables") or {}
+    return {str(k): str(v) for k, v in variables.items()}
 
 
 def app_from_record(services: Services, record: ServiceRecord) -> App:
@@ -123,28 +163,21 @@ def app_from_record(services: Services, record: ServiceRecord) -> App:
 
 def updated_meta(
     record: ServiceRecord,
-    add_tags: Mapping[str, str] | None,
-    remove_tags: Iterable[str],
-    add_properties: Mapping[str, str] | None,
-    description: str | None,
+    request: UpdateRequest,
     on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The record's tags, properties and description after an update: tags added, then
-    removed (Azure's order; a tag to remove that is not there is only reported)."""
-    tags = {**(record.document.get("tags") or {}), **(add_tags or {})}
-    for key in remove_tags:
-        if tags.pop(key, None) is None and on_warning is not None:
-            on_warning(f"--remove-tag: service {record.name!r} has no tag {key!r}.")
-    properties = dict(record.document.get("properties") or {})
-    for key, value in (add_properties or {}).items():
-        if key in properties and properties[key] != value:
-            raise ConflictError(
-                f"service {record.name!r} already has property {key}={properties[key]!r}; "
-                "properties cannot be changed once set (Azure's rule).",
-                where="--add-property",
-                fix="Use a tag for values that change.",
-            )
-        properties[key] = value
-    meta: dict[str, Any] = {"tags": tags, "properties": properties}
-    meta["description"] = record.document.get("description") if description is None else description
-    return meta
+    """The record's tags, properties and description after an update (mlcli/labels.py)."""
+    tags, properties = changed_labels(
+        record.document.get("tags") or {},
+        record.document.get("properties") or {},
+        add_tags=request.add_tags,
+        remove_tags=request.remove_tags,
+        add_properties=request.add_properties,
+        owner=f"service {record.name!r}",
+        fix="Use a tag for values that change.",
+        on_warning=on_warning,
+    )
+    description = request.description
+    if description is None:
+        description = record.document.get("description")
+    return {"tags": tags, "properties": properties, "description": description}

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from mlcli.db import now
 from mlcli.progress import Progress
-from mlcli.services import Services, now
+from mlcli.services import Services
 
 
 def deploy_log(services: Services, name: str) -> Path:

@@ -18,11 +18,11 @@ from mlcli.deploy.settings import (
     server_settings,
     telemetry_settings,
 )
+from mlcli.files import remove_tree
 from mlcli.keys import ensure_keys
 from mlcli.progress import Progress
-from mlcli.services import ServiceRecord, Services, remove_tree
-from mlcli.targets import LaunchSpec
-from mlcli.targets.process import TOKEN_VARIABLE
+from mlcli.services import ServiceRecord, Services
+from mlcli.targets import TOKEN_VARIABLE, ComputeType, LaunchSpec
 
 if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig
@@ -79,7 +79,7 @@ def prepare(
         workspace=services.workspace.name,
         service=name,
         revision=revision,
-        compute_type=deployment.compute_type.upper(),
+        compute_type=ComputeType.of(deployment.compute_type),
         app_root=app_root,
         entry_script=layout.entry_script,
         source_directory=layout.source_directory,

@@ -12,15 +12,13 @@ from mlcli import db
 from mlcli.deploy.journal import deploy_log
 from mlcli.deploy.settle import DEPLOY_TIMEOUT_S
 from mlcli.errors import ConflictError, DeployError
+from mlcli.files import remove_tree
 from mlcli.keys import read_keys, regenerate
 from mlcli.paths import Workspace
 from mlcli.services import (
     FAILED,
     ServiceRecord,
     Services,
-    deployer_alive,
-    remove_tree,
-    stop_endpoint,
 )
 from mlcli.targets import Endpoint, target_for
 
@@ -32,15 +30,14 @@ def delete(
     what it alone used (see purge.py), listed under "purged"."""
     services = Services.open(workspace, create=False)
     record = services.get(name)
-    if record.deployer and deployer_alive(record.deployer):
+    if record.deployer and record.deployer.alive():
         raise ConflictError(
-            f"service {name!r} is being deployed by ml process {record.deployer['pid']}.",
+            f"service {name!r} is being deployed by ml process {record.deployer.pid}.",
             fix="Wait for that deploy to finish (or stop it), then delete.",
         )
     document = services.to_document(record, state=record.state)
-    for data in [record.document.get("endpoint"), *(record.document.get("retired") or [])]:
-        if data:
-            stop_endpoint(data.get("computeType") or record.compute_type, data)
+    for server in record.servers():
+        server.stop()
     with db.immediate(services.conn):
         services.remove(name)
     remove_tree(services.service_dir(name))
@@ -77,7 +74,8 @@ def logs(
 
         path = deploy_log(services, name)
         return follow_file(path, tail=tail) if path.is_file() else iter(())
-    data = record.document.get("endpoint") or (record.pending or {}).get("endpoint")
+    pending = record.pending
+    data = record.document.get("endpoint") or (pending.endpoint if pending else None)
     if not data:
         return iter(())
     target = target_for(data.get("computeType") or record.compute_type)
@@ -97,9 +95,8 @@ def regen_key(
     services = Services.open(workspace, create=False)
     record = services.get(name)
     keys = regenerate(_keys_file_of(services, record), key, value)
-    update = getattr(target_for(record.compute_type), "update_keys", None)  # see mlcli/targets
-    if update is not None and record.endpoint is not None:
-        update(record.endpoint, keys)  # AKS: the keys live in a Secret on the cluster
+    if record.endpoint is not None:  # AKS: the keys live in a Secret on the cluster too
+        target_for(record.compute_type).update_keys(record.endpoint, keys)
     return keys
 
 

@@ -1,21 +1,27 @@
-"""Settings given on top of a deployment config (`ml` flags, the Python SDK's arguments):
-applied in one place, and the ones this machine cannot honour named, so both faces warn alike.
-The same rules name what a deploymentConfig file sets and its computeType ignores
-(`config_file_notes`): a v1 file carries AKS fields into a LOCAL deploy.
+"""Settings given on top of a config (`ml` flags, the Python SDK's arguments): applied in one
+place, and the ones this machine cannot honour named, so both faces warn alike. The same rules
+name what a deploymentConfig file sets and its computeType ignores (`config_file_notes`): a v1
+file carries AKS fields into a LOCAL deploy.
 
-A face calls `with_overrides(dc, overrides, names)` with the fields it was given (keyed by
-DeploymentConfig field name) and the words its user wrote for them (`--gc/--gpu-cores` on the
-command line, `gpu_cores` in Python); it shows the notes it gets back as warnings.
+A face hands deploy/update the fields it was given (keyed by DeploymentConfig field name) and
+the words its user wrote for them (`--gc/--gpu-cores` on the command line, `gpu_cores` in
+Python); deploy applies them with `with_overrides` and reports the notes to the face, which
+shows them as warnings. `inference_with_overrides` does the same for an inference config and
+its shortcuts (`--es score.py --cf env.yml`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcli.errors import ConfigError
+from mlcli.targets import APPLIED_FIELDS
+
 if TYPE_CHECKING:
-    from mlcli.config import DeploymentConfig
+    from mlcli.config import DeploymentConfig, InferenceConfig
 
 # field -> why it does nothing here; {name} is the face's word for the setting.
 NOT_HONOURED = {
@@ -29,19 +35,7 @@ NOT_HONOURED = {
     "compute_target_name": "{name}: AKS clusters only; ignored.",
 }
 
-# What the Kubernetes manifests (computeType AKS) carry; see mlcli/targets/manifests.py.
-APPLIED_ON_AKS = frozenset(
-    {
-        "gpu_cores",
-        "autoscaler",
-        "num_replicas",
-        "liveness_probe",
-        "namespace",
-        "compute_target_name",
-    }
-)
-
-# Container limits: LOCAL and ACI apply them, a PROCESS service has no container.
+# Container limits: noted whatever their value where there is no container (PROCESS).
 CONTAINER_ONLY = ("cpu", "memory_in_gb")
 
 ACI_IS_LOCAL = (
@@ -69,18 +63,18 @@ def not_honoured(
     of None, False or 0 asks for nothing, so it gets none), plus ACI's own."""
     values = given if isinstance(given, Mapping) else dict.fromkeys(given, True)
     notes = [ACI_IS_LOCAL] if dc.compute_type == "ACI" else []
+    applied = APPLIED_FIELDS.get(dc.compute_type, frozenset())
     for field, template in NOT_HONOURED.items():
-        if dc.compute_type == "AKS" and field in APPLIED_ON_AKS:
+        if field in applied:
             continue
         if field in values and values[field] not in (None, False, 0):
             notes.append(
                 template.format(name=names.get(field, field), workers=names.get("workers"))
             )
-    if dc.compute_type == "PROCESS":
-        for field in CONTAINER_ONLY:
-            if field in values:
-                name = names.get(field, field)
-                notes.append(f"{name} limits containers (LOCAL/ACI); a PROCESS service ignores it.")
+    for field in CONTAINER_ONLY:
+        if field in values and field not in applied:
+            name = names.get(field, field)
+            notes.append(f"{name} limits containers (LOCAL/ACI); a PROCESS service ignores it.")
     return notes
 
 
@@ -124,3 +118,86 @@ def config_file_notes(dc: DeploymentConfig) -> list[str]:
     if present:
         notes.append(f"{', '.join(present)}: Azure networking; no meaning here. Ignored.")
     return notes
+
+
+def deployment_notes(dc: DeploymentConfig, ic: InferenceConfig | None) -> list[str]:
+    """What an inference config asks of a computeType that cannot give it."""
+    if dc.compute_type == "PROCESS" and ic and (ic.extra_dockerfile_steps or ic.base_image):
+        return ["extraDockerfileSteps and baseImage shape container images; PROCESS ignores them."]
+    return []
+
+
+# inferenceConfig fields a face gives as files: found under the source folder when it is
+# there, else in the current folder (Azure's rule for --es, --cf and --ds).
+FILE_FIELDS_OF_INFERENCE = ("entryScript", "condaFile", "extraDockerfileSteps")
+
+
+def inference_with_overrides(
+    path: Path | None, overrides: Mapping[str, Any], names: Mapping[str, str]
+) -> InferenceConfig | None:
+    """The inference config at `path` (None: none) with `overrides` on top, keyed by field
+    (sourceDirectory, entryScript, condaFile, extraDockerfileSteps, runtime, baseImage,
+    packagesAsOf, environmentName, environmentVersion); None when neither is given. `names`
+    are the face's words for the fields, for errors."""
+    from mlcli import config
+
+    ic = config.load_inference_config(path) if path is not None else None
+    given = {k: v for k, v in overrides.items() if v is not None}
+    fields: dict[str, Any] = {}
+    source_dir = ic.source_directory if ic is not None else None
+    if "sourceDirectory" in given:
+        source_dir = Path(given["sourceDirectory"]).resolve()
+        fields["sourceDirectory"] = str(source_dir)
+    for field in FILE_FIELDS_OF_INFERENCE:
+        if field in given:
+            fields[field] = str(_face_file(Path(given[field]), source_dir, field, names))
+    for field in ("runtime", "baseImage", "packagesAsOf"):
+        if field in given:
+            fields[field] = given[field]
+    if "environmentName" in given:
+        fields["environment"] = {
+            "name": given["environmentName"],
+            "version": given.get("environmentVersion"),
+        }
+    elif "environmentVersion" in given:
+        word = names.get("environmentVersion", "environmentVersion")
+        raise ConfigError(
+            f"{word} names a version of an environment, but no environment was named.",
+            where=word,
+            fix=f"Add {names.get('environmentName', 'environmentName')} NAME.",
+        )
+    if ic is None:
+        if not fields:
+            return None
+        if "entryScript" not in fields:
+            shortcuts = ", ".join(names.get(f, f) for f in fields)
+            raise ConfigError(
+                f"{shortcuts}: these complete an entry script, but none was given.",
+                where=names.get("entryScript", "entryScript"),
+                fix=f"Add {names.get('entryScript', 'entryScript')} score.py, or pass "
+                f"{names.get('path', 'an inference config')}.",
+            )
+        return config.inference_config_from_dict(fields, None)
+    if not fields:
+        return ic
+    if "sourceDirectory" in fields and "entryScript" not in fields:
+        fields["entryScript"] = str(ic.entry_script)
+    return config.inference_config_from_dict({**ic.raw, **fields}, Path(path))
+
+
+def _face_file(value: Path, source_dir: Path | None, field: str, names: Mapping[str, str]) -> Path:
+    """A file a face named: under the source folder if it is there, else from the current
+    folder (config.resolve_path with the current folder as the base)."""
+    from mlcli import config
+
+    return config.resolve_path(
+        str(value),
+        field,
+        Path.cwd().resolve(),
+        source_dir,
+        names.get(field, field),
+        [],
+        relative_to=f"{names.get('sourceDirectory', 'sourceDirectory')}, or an absolute one"
+        if source_dir
+        else "the current folder, or an absolute one",
+    )

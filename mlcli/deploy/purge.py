@@ -15,15 +15,16 @@ from typing import Any
 
 from mlcli.errors import ConflictError
 from mlcli.services import ServiceRecord, Services
+from mlcli.targets import ComputeType
 
 Purged = dict[str, Any]  # {"kind", "name", "removed", "reason"}
 
 
 def purge(services: Services, record: ServiceRecord) -> list[Purged]:
     """Remove what `record`'s service alone used; call once the service is deleted."""
-    if record.compute_type in ("LOCAL", "ACI"):
+    if record.compute_type in (ComputeType.LOCAL, ComputeType.ACI):
         return _images(services, record)
-    if record.compute_type == "PROCESS":
+    if record.compute_type == ComputeType.PROCESS:
         return _environment(record)
     return []
 
@@ -63,9 +64,9 @@ def _environment(record: ServiceRecord) -> list[Purged]:
     from mlcli.environments import remove_environment, services_using
     from mlcli.environments.build import LAST_USED, load_environment
 
-    key = ((record.spec or (record.pending or {}).get("spec") or {}).get("environment") or {}).get(
-        "key"
-    )
+    pending = record.pending
+    spec = record.spec or (pending.spec if pending else None) or {}
+    key = (spec.get("environment") or {}).get("key")
     env = load_environment(key) if key else None
     if env is None:
         return []
@@ -87,7 +88,4 @@ def _environment(record: ServiceRecord) -> list[Purged]:
 
 
 def _endpoints(record: ServiceRecord) -> list[dict[str, Any]]:
-    document = record.document
-    pending = (document.get("pending") or {}).get("endpoint")
-    found = [document.get("endpoint"), pending, *(document.get("retired") or [])]
-    return [{"handle": {}, **data} for data in found if data]
+    return [server.to_dict() for server in record.servers(pending=True)]

@@ -14,8 +14,10 @@ services.Services.recover); Ctrl-C stops the half-started server here.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlcli import db
@@ -23,6 +25,7 @@ from mlcli.deploy.background import hand_over
 from mlcli.deploy.inputs import (
     App,
     DeployRequest,
+    UpdateRequest,
     app_from_inference,
     app_from_record,
     model_from_id,
@@ -32,25 +35,39 @@ from mlcli.deploy.inputs import (
 from mlcli.deploy.journal import deploy_log, journal
 from mlcli.deploy.launch import prepare
 from mlcli.deploy.no_code import framework_of, is_no_code
-from mlcli.deploy.overrides import with_overrides
+from mlcli.deploy.overrides import config_file_notes, deployment_notes, with_overrides
 from mlcli.deploy.settings import deployment_from_settings, spec_doc
 from mlcli.deploy.settle import abandon, finish
 from mlcli.errors import ConfigError, ConflictError
 from mlcli.paths import Workspace
 from mlcli.progress import Progress
 from mlcli.services import (
-    TRANSITIONING,
     UNHEALTHY,
+    Deployer,
+    Pending,
+    ServiceRecord,
     Services,
     check_service_name,
     deployer_alive,
-    deployer_identity,
 )
-from mlcli.targets import Endpoint, target_for
+from mlcli.targets import ComputeType, Endpoint, ServiceState, target_for
 
 if TYPE_CHECKING:
-    from mlcli.config import DeploymentConfig, InferenceConfig
-    from mlcli.registry import ModelRef, ModelVersion, Registry
+    from mlcli.config import DeploymentConfig
+    from mlcli.registry import ModelVersion, Registry
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """One new revision to roll out: what deploy, update and restart each decided."""
+
+    name: str
+    models: list[ModelVersion]
+    app: App
+    deployment: DeploymentConfig
+    meta: Mapping[str, Any]  # description, tags, properties for the record
+    overwrite: bool
+    wait: bool
 
 
 def deploy(
@@ -58,49 +75,42 @@ def deploy(
     *,
     workspace: str | Workspace | None = None,
     on_progress: Progress | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Deploy (or, with `overwrite`, replace) a service; returns its `ml service show` JSON."""
+    """Deploy (or, with `overwrite`, replace) a service; returns its `ml service show` JSON.
+    What the configs ask for and this machine will not do is reported to `on_warning`."""
     from mlcli.registry import Registry
 
     name = check_service_name(request.name)
+    deployment, notes = with_overrides(
+        request.deployment, request.overrides, request.override_names
+    )
+    notes = [
+        *config_file_notes(request.deployment),
+        *notes,
+        *deployment_notes(deployment, request.inference),
+    ]
+    _report(notes, on_warning)
     # With models named, they must be registered: the workspace exists already.
     registry = Registry.open(workspace, create=not request.models)
     services = Services(registry.workspace, registry.conn)
     models = resolve_models(registry, request.models)
     app = app_from_inference(request.inference, models)
-    target_for(request.deployment.compute_type)  # unknown computeType: refuse before writing
+    target_for(deployment.compute_type)  # unknown computeType: refuse before writing
     meta = {
-        "description": request.description,
-        "tags": dict(request.tags),
-        "properties": dict(request.properties),
+        "description": request.description
+        if request.description is not None
+        else deployment.description,
+        "tags": {**deployment.tags, **request.tags},
+        "properties": {**deployment.properties, **request.properties},
     }
-    return roll_out(
-        services,
-        registry,
-        name,
-        models=models,
-        app=app,
-        deployment=request.deployment,
-        meta=meta,
-        overwrite=request.overwrite,
-        wait=request.wait,
-        on_progress=on_progress,
-    )
+    plan = Rollout(name, models, app, deployment, meta, request.overwrite, request.wait)
+    return roll_out(services, registry, plan, on_progress=on_progress)
 
 
 def update(
-    name: str,
+    request: UpdateRequest,
     *,
-    models: Iterable[ModelRef] = (),
-    inference: InferenceConfig | None = None,
-    deployment: DeploymentConfig | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    override_names: Mapping[str, str] | None = None,
-    add_tags: Mapping[str, str] | None = None,
-    remove_tags: Iterable[str] = (),
-    add_properties: Mapping[str, str] | None = None,
-    description: str | None = None,
-    wait: bool = True,
     workspace: str | Workspace | None = None,
     on_progress: Progress | None = None,
     on_warning: Callable[[str], None] | None = None,
@@ -108,32 +118,21 @@ def update(
     """`ml service update`: new models, configs or settings roll out a new revision (same URI);
     tags, properties and description alone change only the record, unless the service's
     server is down (Unhealthy): then the update starts it again, as `restart` does.
-    `overrides` (fields of DeploymentConfig) go on top of the serving settings; the ones this
-    computeType ignores are reported to `on_warning`, named as in `override_names` (the face's
-    words)."""
+    Overrides go on top of the new deploymentConfig or the serving settings; the notes on
+    what this computeType ignores go to `on_warning`, as deploy's do."""
     from mlcli.registry import Registry
 
     registry = Registry.open(workspace, create=False)
     services = Services(registry.workspace, registry.conn)
-    record = services.get(check_service_name(name))
-    models = tuple(models)
-    meta = updated_meta(record, add_tags, remove_tags, add_properties, description, on_warning)
-    rollout = bool(models or inference or deployment or overrides)
+    record = services.get(check_service_name(request.name))
+    meta = updated_meta(record, request, on_warning)
+    rollout = request.rolls_out
     if not rollout and services.state_of(record) == UNHEALTHY and record.spec:
-        if on_warning is not None:
-            on_warning(f"service {record.name!r} is Unhealthy (its server is down): restarting it")
+        _report([f"service {record.name!r} is Unhealthy (its server is down): restarting it"],
+                on_warning)  # fmt: skip
         rollout = True
     if not rollout:
-        with db.immediate(services.conn):
-            current = services.find(record.name) or record
-            saved = services.save(
-                current.name,
-                compute_type=current.compute_type,
-                state=current.state,
-                document={**current.document, **meta},
-                models=current.models,
-                created_time=current.created_time,
-            )
+        saved = services.change(record.name, lambda current: current.with_document(**meta))
         return services.to_document(saved)
     if not record.spec:
         raise ConflictError(
@@ -142,41 +141,31 @@ def update(
         )
     spec = record.spec
     resolved = (
-        resolve_models(registry, models)
-        if models
+        resolve_models(registry, request.models)
+        if request.models
         else [model_from_id(registry, m) for m in spec["models"]]
     )
-    if inference:
-        app = app_from_inference(inference)
-    elif models and is_no_code(spec) and framework_of(resolved):
+    if request.inference:
+        app = app_from_inference(request.inference)
+    elif request.models and is_no_code(spec) and framework_of(resolved):
         app = app_from_inference(None, resolved)  # the new version's framework and its version
     else:
         app = app_from_record(services, record)
-    base = deployment or deployment_from_settings(spec["settings"])
-    if base.compute_type.upper() != record.compute_type:
+    base = request.deployment or deployment_from_settings(spec["settings"])
+    if ComputeType.of(base.compute_type) != record.compute_type:
         raise ConfigError(
             f"service {record.name!r} runs on {record.compute_type}; an update cannot move it "
             f"to {base.compute_type}.",
             where="--dc, field computeType",
             fix="Deploy it again with `ml model deploy ... --overwrite` to change computeType.",
         )
-    if overrides:
-        base, notes = with_overrides(base, overrides, override_names or {})
-        for note in notes:
-            if on_warning is not None:
-                on_warning(note)
-    return roll_out(
-        services,
-        registry,
-        record.name,
-        models=resolved,
-        app=app,
-        deployment=base,
-        meta=meta,
-        overwrite=True,
-        wait=wait,
-        on_progress=on_progress,
-    )
+    deployment, notes = base, []
+    if request.deployment or request.overrides:  # the settings it serves with say nothing new
+        deployment, notes = with_overrides(base, request.overrides, request.override_names)
+    file_notes = config_file_notes(request.deployment) if request.deployment else []
+    _report([*file_notes, *notes], on_warning)
+    plan = Rollout(record.name, resolved, app, deployment, meta, True, request.wait)
+    return roll_out(services, registry, plan, on_progress=on_progress)
 
 
 def restart(
@@ -201,9 +190,7 @@ def restart(
             fix=f"Deploy it again: ml model deploy -n {record.name} ... --overwrite.",
         )
     spec = record.spec
-    return roll_out(
-        services,
-        registry,
+    plan = Rollout(
         record.name,
         models=[model_from_id(registry, m) for m in spec["models"]],
         app=app_from_record(services, record),
@@ -211,28 +198,21 @@ def restart(
         meta={},
         overwrite=True,
         wait=wait,
-        on_progress=on_progress,
     )
+    return roll_out(services, registry, plan, on_progress=on_progress)
 
 
 def roll_out(
     services: Services,
     registry: Registry,
-    name: str,
+    plan: Rollout,
     *,
-    models: list[ModelVersion],
-    app: App,
-    deployment: DeploymentConfig,
-    meta: Mapping[str, Any],
-    overwrite: bool,
-    wait: bool,
     on_progress: Progress | None,
 ) -> dict[str, Any]:
-    compute_type = deployment.compute_type.upper()
+    name, models, deployment = plan.name, plan.models, plan.deployment
+    compute_type = ComputeType.of(deployment.compute_type)
     target = target_for(compute_type)
-    preflight = getattr(target, "preflight", None)  # optional: see mlcli/targets
-    if preflight is not None:
-        preflight(deployment)
+    target.preflight(deployment)
     existing = services.find(name)
     if existing is not None:
         existing = services.recover(existing)
@@ -240,7 +220,7 @@ def roll_out(
     model_ids = [m.id for m in models]
     with db.immediate(services.conn):
         previous = services.find(name)
-        if previous is not None and not overwrite:
+        if previous is not None and not plan.overwrite:
             raise ConflictError(
                 f"A service with name '{name}' already exists. If you want to overwrite the "
                 "existing service, please use the --overwrite flag.",
@@ -248,24 +228,24 @@ def roll_out(
             )
         if previous is not None and deployer_alive(previous.deployer):
             raise ConflictError(
-                f"service {name!r} is being deployed by ml process {previous.deployer['pid']}.",
+                f"service {name!r} is being deployed by ml process {previous.deployer.pid}.",
                 fix="Wait for that deploy to finish, then try again.",
             )
         last = int((previous.document.get("lastRevision") if previous else 0) or 0)
         revision = last + 1
         document = dict(previous.document) if previous else {"revision": 0}
-        document.update(meta)
+        document.update(plan.meta)
         document.update(
             {
                 "lastRevision": revision,
-                "deployer": deployer_identity(),
-                "pending": {
-                    "revision": revision,
-                    "computeType": compute_type,
-                    "token": token,
-                    "models": model_ids,
-                    "previousState": previous.state if previous else None,
-                },
+                "deployer": Deployer.this_process().to_dict(),
+                "pending": Pending(
+                    revision=revision,
+                    compute_type=compute_type,
+                    token=token,
+                    models=tuple(model_ids),
+                    previous_state=previous.state if previous else None,
+                ).to_dict(),
                 "error": None,
                 "retired": document.get("retired") or [],
             }
@@ -276,7 +256,7 @@ def roll_out(
         services.save(
             name,
             compute_type=previous.compute_type if previous and previous.spec else compute_type,
-            state=TRANSITIONING,
+            state=ServiceState.TRANSITIONING,
             document=document,
             models=in_use,
             created_time=previous.created_time if previous else None,
@@ -293,17 +273,18 @@ def roll_out(
             revision=revision,
             token=token,
             models=models,
-            app=app,
+            app=plan.app,
             deployment=deployment,
             previous=previous,
             on_progress=report,
         )
         endpoint = target.start(launch, report)
-        record_pending(services, name, endpoint, compute_type, spec_doc(launch, app, endpoint))
-        if not wait:
+        record_pending(services, name, endpoint, compute_type, spec_doc(launch, plan.app, endpoint))
+        if not plan.wait:
             hand_over(services, name, revision)
             report("not waiting for it here: a background ml process finishes the deploy")
-            return services.to_document(services.find(name) or previous, state=TRANSITIONING)
+            current = services.find(name) or previous
+            return services.to_document(current, state=ServiceState.TRANSITIONING)
         return finish(services, name, revision, on_progress=report)
     except BaseException as exc:
         if endpoint is not None:
@@ -320,19 +301,17 @@ def record_pending(
     spec: dict[str, Any],
 ) -> None:
     """The started server, in the record, before anything waits for it (kill -9 finds it)."""
-    with db.immediate(services.conn):
-        current = services.find(name)
-        assert current is not None
-        pending = {
-            **(current.pending or {}),
-            "endpoint": {"computeType": compute_type, **endpoint.to_dict()},
-            "spec": spec,
-        }
-        services.save(
-            name,
-            compute_type=current.compute_type,
-            state=current.state,
-            document={**current.document, "pending": pending},
-            models=current.models,
-            created_time=current.created_time,
+
+    def started(current: ServiceRecord) -> ServiceRecord:
+        assert current.pending is not None
+        pending = dataclasses.replace(
+            current.pending, endpoint={"computeType": compute_type, **endpoint.to_dict()}, spec=spec
         )
+        return current.with_document(pending=pending.to_dict())
+
+    services.change(name, started)
+
+
+def _report(notes: list[str], on_warning: Callable[[str], None] | None) -> None:
+    for note in notes if on_warning is not None else ():
+        on_warning(note)

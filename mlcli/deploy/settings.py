@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlcli.targets import COLLECT_DIR_VARIABLE
+from mlcli.targets import COLLECT_DIR_VARIABLE, ComputeType
 
 COLLECT_VARIABLE = "AML_MODEL_DC_STORAGE_ENABLED"  # Azure's switch (mlcli/server/collect.py)
 CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 
 def server_settings(dc: DeploymentConfig) -> dict[str, str]:
-    """deploymentConfig -> the scoring server's environment variables (see INTERFACES.md)."""
+    """deploymentConfig -> the scoring server's environment variables (read by
+    mlcli/server/settings.py)."""
     env = {"WORKER_COUNT": str(dc.workers or 1)}
     if dc.scoring_timeout_ms is not None:
         env["SCORING_TIMEOUT_MS"] = str(dc.scoring_timeout_ms)
@@ -41,7 +42,7 @@ def server_settings(dc: DeploymentConfig) -> dict[str, str]:
         env["MLCLI_MAX_QUEUE_WAIT_MS"] = str(dc.max_queue_wait_ms)
     if dc.max_request_body_mb is not None:
         env["MLCLI_MAX_REQUEST_BYTES"] = str(dc.max_request_bytes)
-    batching = getattr(dc, "batching", None)
+    batching = dc.batching
     if batching is not None and not batching.enabled:
         env["MLCLI_BATCH"] = "off"
     elif batching is not None:
@@ -93,9 +94,9 @@ def collection_settings(dc: DeploymentConfig, workspace: Workspace, service: str
 
 
 def settings_doc(dc: DeploymentConfig) -> dict[str, Any]:
-    batching = getattr(dc, "batching", None)
+    batching = dc.batching
     return {
-        "computeType": dc.compute_type.upper(),
+        "computeType": ComputeType.of(dc.compute_type),
         "port": dc.port,
         "authEnabled": bool(dc.auth_enabled),
         "scoringTimeoutMs": dc.scoring_timeout_ms,

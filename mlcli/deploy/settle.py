@@ -17,8 +17,9 @@ from typing import Any
 
 from mlcli import db
 from mlcli.errors import DeployError, MlcliError
+from mlcli.files import remove_tree
 from mlcli.progress import Progress
-from mlcli.services import FAILED, Services, prune_revisions, remove_tree, stop_endpoint
+from mlcli.services import FAILED, ServiceRecord, Services, prune_revisions
 from mlcli.targets import DOWN, HEALTHY, Endpoint, target_for
 
 DEPLOY_TIMEOUT_S = float(os.environ.get("MLCLI_DEPLOY_TIMEOUT_S", "600"))
@@ -30,61 +31,47 @@ def finish(
 ) -> dict[str, Any]:
     """Wait for the pending revision to answer, then make it the serving one."""
     record = services.find(name)
-    if record is None or (record.pending or {}).get("revision") != revision:
+    pending = record.pending if record is not None else None
+    if pending is None or pending.revision != revision or pending.endpoint is None:
         raise DeployError(f"service {name!r} has no pending revision {revision}.")
-    pending = record.pending or {}
-    compute_type = pending["computeType"]
+    compute_type, served, spec, models = (
+        pending.compute_type,
+        pending.endpoint,
+        pending.spec or {},
+        pending.models,
+    )
     target = target_for(compute_type)
-    endpoint = Endpoint.from_dict(pending["endpoint"])
+    endpoint = Endpoint.from_dict(served)
     await_healthy(name, target, endpoint, on_progress)
-    with db.immediate(services.conn):
-        current = services.find(name)
-        assert current is not None
-        document = dict(current.document)
-        old = document.get("endpoint")
-        retired = list(document.get("retired") or [])
-        if old and (old.get("handle") != pending["endpoint"].get("handle")):
+
+    def promote(current: ServiceRecord) -> ServiceRecord:
+        old = current.document.get("endpoint")
+        retired = list(current.document.get("retired") or [])
+        if old and (old.get("handle") != served.get("handle")):
             retired.append(old)
-        document.update(
-            {
-                "endpoint": pending["endpoint"],
-                "spec": pending["spec"],
-                "revision": revision,
-                "retired": retired,
-                "error": None,
-            }
+        promoted = current.with_document(
+            drop=("pending",),
+            endpoint=served,
+            spec=spec,
+            revision=revision,
+            retired=retired,
+            error=None,
+            authEnabled=bool(spec.get("authEnabled")),
         )
-        document.pop("pending", None)
-        document["authEnabled"] = bool(pending["spec"].get("authEnabled"))
-        saved = services.save(
-            name,
-            compute_type=compute_type,
-            state=HEALTHY,
-            document=document,
-            models=pending["models"],
-            created_time=current.created_time,
+        return dataclasses.replace(
+            promoted, compute_type=compute_type, state=HEALTHY, models=models
         )
-    for data in retired:
+
+    saved = services.change(name, promote)
+    for server in saved.retired:
         if on_progress:
-            on_progress(f"stopping the previous server (port {data['port']})")
-        old_type = data.get("computeType") or compute_type
-        hand_over = getattr(target, "hand_over", None)  # optional: see mlcli/targets
-        if hand_over is not None and old_type == compute_type:
-            hand_over(endpoint, Endpoint.from_dict(data))
-        stop_endpoint(old_type, data)
-    with db.immediate(services.conn):
-        current = services.find(name)
-        assert current is not None
-        document = {**current.document, "retired": []}
-        document.pop("deployer", None)
-        saved = services.save(
-            name,
-            compute_type=current.compute_type,
-            state=current.state,
-            document=document,
-            models=current.models,
-            created_time=current.created_time,
-        )
+            on_progress(f"stopping the previous server (port {server.endpoint.port})")
+        if server.compute_type == compute_type:
+            target.hand_over(endpoint, server.endpoint)
+        server.stop()
+    saved = services.change(
+        name, lambda current: current.with_document(drop=("deployer",), retired=[])
+    )
     if not saved.document.get("authEnabled"):
         services.keys_file(name).unlink(missing_ok=True)
     prune_revisions(services.service_dir(name), keep={f"r{revision}"})
@@ -142,49 +129,44 @@ def abandon(
     update leaves the previous revision serving, with the error noted.
     """
     service_dir = services.service_dir(name)
+    keep: set[str] = set()
     with db.immediate(services.conn):
         current = services.find(name)
-        if current is None or (current.pending or {}).get("revision") != revision:
+        pending = current.pending if current is not None else None
+        if current is None or pending is None or pending.revision != revision:
             return
-        pending = current.pending or {}
-        document = dict(current.document)
-        document.pop("pending", None)
-        document.pop("deployer", None)
+        settled = current.with_document(drop=("pending", "deployer"))
         message = exc.problem.splitlines()[0] if isinstance(exc, MlcliError) else "interrupted"
         if current.spec:  # an update: the old revision keeps serving
-            document["error"] = f"the update to revision {revision} failed: {message}"
-            services.save(
-                name,
-                compute_type=current.compute_type,
-                state=FAILED
-                if pending.get("previousState") == FAILED
-                else services.state_of(dataclasses.replace(current, state=HEALTHY)),
-                document=document,
-                models=current.spec.get("models") or [],
-                created_time=current.created_time,
+            settled = settled.with_document(
+                error=f"the update to revision {revision} failed: {message}"
+            )
+            services.put(
+                dataclasses.replace(
+                    settled,
+                    state=services.previous_revision_state(current),
+                    models=tuple(current.spec.get("models") or ()),
+                )
             )
             keep = {f"r{current.revision}"}
         elif endpoint is not None and isinstance(exc, DeployError):
-            document.update(
-                {
-                    "endpoint": {"computeType": pending["computeType"], **endpoint.to_dict()},
-                    "spec": pending.get("spec") or {},
-                    "revision": revision,
-                    "error": message,
-                }
+            settled = settled.with_document(
+                endpoint={"computeType": pending.compute_type, **endpoint.to_dict()},
+                spec=pending.spec or {},
+                revision=revision,
+                error=message,
             )
-            services.save(
-                name,
-                compute_type=pending["computeType"],
-                state=FAILED,
-                document=document,
-                models=pending.get("models") or [],
-                created_time=current.created_time,
+            services.put(
+                dataclasses.replace(
+                    settled,
+                    compute_type=pending.compute_type,
+                    state=FAILED,
+                    models=pending.models,
+                )
             )
             keep = {f"r{revision}"}
         else:
             services.remove(name)
-            keep = set()
     if keep:
         prune_revisions(service_dir, keep=keep)
     else:

@@ -35,6 +35,7 @@ from typing import Any
 from mlcli.environments.interpreters import choose_interpreter
 from mlcli.environments.spec import EnvironmentSpec
 from mlcli.errors import EnvironmentBuildError
+from mlcli.files import write_json_atomically
 from mlcli.paths import envs_dir
 from mlcli.progress import Notice, Progress, reporter
 
@@ -268,7 +269,7 @@ def _build(spec: EnvironmentSpec, lock_fd: int, say: Progress) -> Environment:
             "spec": spec.to_dict(),
             "frozen": _freeze(python),
         }
-        _write_json_atomically(building / RECORD, record)
+        write_json_atomically(building / RECORD, record, mode=0o644)
         (building / LAST_USED).touch()
         building.rename(root / spec.key)  # publish: the folder appears complete or not
     finally:
@@ -394,9 +395,3 @@ def discard(path: Path) -> None:
     trash = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex[:8]}")
     path.rename(trash)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)

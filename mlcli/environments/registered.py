@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcli.errors import ConfigError, NotFoundError
+from mlcli.files import write_atomically
 from mlcli.paths import Workspace
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -147,9 +148,9 @@ def write_directory(document: dict[str, Any], folder: Path, *, overwrite: bool =
     folder.mkdir(parents=True, exist_ok=True)
     body = json.loads(json.dumps(document))  # a private copy
     conda = (body.get("python") or {}).pop("condaDependencies", None)
-    _write_atomically(folder / ENVIRONMENT_FILE, json.dumps(body, indent=4) + "\n")
+    write_atomically(folder / ENVIRONMENT_FILE, json.dumps(body, indent=4) + "\n")
     if conda is not None:
-        _write_atomically(folder / CONDA_FILE, yaml.safe_dump(conda, sort_keys=False))
+        write_atomically(folder / CONDA_FILE, yaml.safe_dump(conda, sort_keys=False))
     return folder
 
 
@@ -179,10 +180,3 @@ def read_directory(folder: Path) -> dict[str, Any]:
         document.setdefault("python", {})["condaDependencies"] = conda
     _check_name(document.get("name"))
     return document
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    Path(staging).replace(path)

@@ -7,13 +7,13 @@ scoring server and returns an `Endpoint`: the host and port plus a small JSON-ab
 `logs` and `stop` later, from another `ml` process. Targets are imported lazily, by name, so
 `ml model list` never pays for `import docker`.
 
-Optional extras a target module or class may offer (deploy uses them when present):
-`Target.hand_over(new, old)`, called once the new revision is healthy and before the old one
-stops (PROCESS steers the shared port's new connections to the new server, so none is reset
-when the old closes), `Target.preflight(deployment)`, called before anything is recorded or
-built (AKS: is there a cluster to deploy to?), `Target.update_keys(endpoint, keys)` after
-`ml service regen-key` (AKS: the keys Secret), and a module function `stop_by_token(token)`
-that finds a server whose deploy died before recording it.
+Four hooks have no-op defaults in the protocol, so a target overrides only what it needs:
+`hand_over(new, old)`, called once the new revision is healthy and before the old one stops
+(PROCESS steers the shared port's new connections to the new server, so none is reset when
+the old closes), `preflight(deployment)`, called before anything is recorded or built (AKS:
+is there a cluster to deploy to?), `update_keys(endpoint, keys)` after `ml service
+regen-key` (AKS: the keys Secret), and `stop_by_token(token)`, which finds a server whose
+deploy died before recording it (by TOKEN_VARIABLE in its environment, or a label).
 
     process.py   PROCESS: the server as a detached child process of the model's environment
     docker.py    LOCAL and ACI: the server in a Docker container (images: mlcli/images/)
@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,12 +42,46 @@ if TYPE_CHECKING:
     from mlcli.environments import Environment
 
 
-# What `Target.state` reports. deploy/services turn these into Azure's service states: a
-# STARTING server that never answers, or a DOWN one, is Failed during a deploy and Unhealthy
-# after it.
-HEALTHY = "Healthy"  # running and GET / answers 200
-STARTING = "Transitioning"  # running (process or container alive) but not answering yet
-DOWN = "Down"  # gone: exited, killed, container removed, or a pid recycled by someone else
+class ServiceState(StrEnum):
+    """Azure's service states (stored in the record, shown by `ml service show`), and what
+    `Target.state` probes: HEALTHY, TRANSITIONING or DOWN. A server still TRANSITIONING
+    when its deploy gives up, or DOWN, is Failed during a deploy and Unhealthy after it."""
+
+    TRANSITIONING = "Transitioning"  # deploying; a server alive but not answering yet
+    HEALTHY = "Healthy"  # running and GET / answers 200
+    UNHEALTHY = "Unhealthy"  # recorded Healthy, but its server does not answer now
+    FAILED = "Failed"  # the deploy failed; nothing serves
+    DOWN = "Down"  # probes only: exited, killed, container removed, or a pid recycled
+
+
+# What targets report, by their old names.
+HEALTHY, STARTING, DOWN = ServiceState.HEALTHY, ServiceState.TRANSITIONING, ServiceState.DOWN
+
+
+class ComputeType(StrEnum):
+    """A deploymentConfig's computeType (case-insensitive in files and flags)."""
+
+    PROCESS = "PROCESS"
+    LOCAL = "LOCAL"
+    ACI = "ACI"
+    AKS = "AKS"
+
+    @classmethod
+    def of(cls, text: str, *, where: str = "deploymentConfig, field computeType") -> ComputeType:
+        """`text` as a ComputeType, whatever its case; a ConfigError naming the choices."""
+        try:
+            return cls(str(text).upper())
+        except ValueError:
+            raise ConfigError(
+                f"computeType {text!r} cannot be deployed by mlcli.",
+                where=where,
+                fix=f"Use one of {', '.join(sorted(cls))}.",
+            ) from None
+
+
+# Set by deploy in every server's environment: finds a server whose deploy died before
+# recording it (`Target.stop_by_token`).
+TOKEN_VARIABLE = "MLCLI_SERVICE_TOKEN"
 
 # Model data collection (mlcli/server/collect.py): the server's variable for its folder, and
 # where container targets mount the workspace's collected/<service> folder.
@@ -55,11 +90,31 @@ COLLECT_MOUNT = "/var/mlcli/collected"
 # The port-claim file a container's server locks (mlcli.server.port_claim reads it).
 PORT_CLAIM_VARIABLE = "MLCLI_PORT_CLAIM_FILE"
 
-TARGETS: dict[str, str] = {
-    "PROCESS": "mlcli.targets.process:ProcessTarget",
-    "LOCAL": "mlcli.targets.docker:DockerTarget",
-    "ACI": "mlcli.targets.docker:DockerTarget",
-    "AKS": "mlcli.targets.kubernetes:KubernetesTarget",
+TARGETS: dict[ComputeType, str] = {
+    ComputeType.PROCESS: "mlcli.targets.process:ProcessTarget",
+    ComputeType.LOCAL: "mlcli.targets.docker:DockerTarget",
+    ComputeType.ACI: "mlcli.targets.docker:DockerTarget",
+    ComputeType.AKS: "mlcli.targets.kubernetes:KubernetesTarget",
+}
+
+
+# DeploymentConfig fields beyond the common ones that a target applies; the others mean
+# nothing there, and deploy says so (mlcli/deploy/overrides.py).
+_CONTAINER_LIMITS = frozenset({"cpu", "memory_in_gb"})
+APPLIED_FIELDS: dict[ComputeType, frozenset[str]] = {
+    ComputeType.PROCESS: frozenset(),
+    ComputeType.LOCAL: _CONTAINER_LIMITS,
+    ComputeType.ACI: _CONTAINER_LIMITS,
+    # what the Kubernetes manifests carry (manifests.py)
+    ComputeType.AKS: _CONTAINER_LIMITS
+    | {
+        "gpu_cores",
+        "autoscaler",
+        "num_replicas",
+        "liveness_probe",
+        "namespace",
+        "compute_target_name",
+    },
 }
 
 
@@ -118,7 +173,9 @@ class Endpoint:
 
 
 class Target(Protocol):
-    """One way of running the scoring server (a child process, a container, a pod)."""
+    """One way of running the scoring server (a child process, a container, a pod).
+
+    A target class names the protocol as its base to inherit the hooks' no-op defaults."""
 
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
         """Launch the server and return at once; deploy polls `state` until HEALTHY.
@@ -127,8 +184,8 @@ class Target(Protocol):
         """
         ...
 
-    def state(self, endpoint: Endpoint) -> str:
-        """HEALTHY, STARTING or DOWN, probed now (never read from a record)."""
+    def state(self, endpoint: Endpoint) -> ServiceState:
+        """HEALTHY, TRANSITIONING or DOWN, probed now (never read from a record)."""
         ...
 
     def logs(
@@ -141,25 +198,27 @@ class Target(Protocol):
         """Stop the server gracefully (SIGTERM drains), then by force; a no-op when gone."""
         ...
 
+    # -- hooks: no-ops unless a target needs them ---------------------------------------
+
+    def preflight(self, deployment: DeploymentConfig) -> None:
+        """Refuse before anything is recorded or built (AKS: no cluster to deploy to)."""
+
+    def hand_over(self, new: Endpoint, old: Endpoint) -> None:
+        """`new` is healthy and `old` is about to stop: steer new connections to `new`."""
+
+    def update_keys(self, endpoint: Endpoint, keys: Mapping[str, str]) -> None:
+        """`ml service regen-key` wrote new keys; a target that keeps a copy updates it."""
+
+    def stop_by_token(self, token: str) -> None:
+        """Stop a server whose deploy died before recording it (TOKEN_VARIABLE = token)."""
+
 
 def stop_by_token(compute_type: str, token: str) -> None:
-    """Stop a server whose deploy died before recording it, by the token in its environment
-    (MLCLI_SERVICE_TOKEN). Each target module may offer `stop_by_token(token)`."""
-    module_name = TARGETS.get(compute_type.upper(), "").partition(":")[0]
-    if module_name:
-        stop = getattr(importlib.import_module(module_name), "stop_by_token", None)
-        if stop is not None:
-            stop(token)
+    """Stop a server whose deploy died before recording it (see `Target.stop_by_token`)."""
+    target_for(compute_type).stop_by_token(token)
 
 
 def target_for(compute_type: str) -> Target:
     """The target for a deployment config's computeType, importing only that one."""
-    key = compute_type.upper()
-    if key not in TARGETS:
-        raise ConfigError(
-            f"computeType {compute_type!r} cannot be deployed by mlcli.",
-            where="deploymentConfig, field computeType",
-            fix=f"Use one of {', '.join(sorted(TARGETS))}.",
-        )
-    module_name, class_name = TARGETS[key].split(":")
+    module_name, class_name = TARGETS[ComputeType.of(compute_type)].split(":")
     return getattr(importlib.import_module(module_name), class_name)()

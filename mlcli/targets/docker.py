@@ -25,12 +25,12 @@ from mlcli.progress import Progress, reporter
 from mlcli.targets import (
     COLLECT_DIR_VARIABLE,
     COLLECT_MOUNT,
-    DOWN,
-    HEALTHY,
     PORT_CLAIM_VARIABLE,
-    STARTING,
+    TOKEN_VARIABLE,
     Endpoint,
     LaunchSpec,
+    ServiceState,
+    Target,
 )
 from mlcli.targets.logfiles import follow_file, split_lines
 from mlcli.targets.ports import (
@@ -57,7 +57,7 @@ CLAIM_MOUNT = "/var/mlcli/port.lock"
 MAX_RESTARTS = 5  # on-failure: a server that keeps crashing stops being restarted
 
 
-class DockerTarget:
+class DockerTarget(Target):
     """Runs `python -m mlcli.server` in a container of the service's app image."""
 
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
@@ -138,8 +138,8 @@ class DockerTarget:
             revision=str(spec.revision),
             compute_type=spec.compute_type,
         )
-        if spec.server_env.get("MLCLI_SERVICE_TOKEN"):
-            container_labels[TOKEN] = spec.server_env["MLCLI_SERVICE_TOKEN"]
+        if spec.server_env.get(TOKEN_VARIABLE):
+            container_labels[TOKEN] = spec.server_env[TOKEN_VARIABLE]
         limits: dict[str, Any] = {}
         if cpu:
             limits["nano_cpus"] = int(float(cpu) * 1e9)
@@ -175,17 +175,23 @@ class DockerTarget:
         try:
             container = _find(endpoint)
         except DockerUnavailableError:
-            return DOWN  # `ml service list` still lists everything, this one as Unhealthy
+            return (
+                ServiceState.DOWN
+            )  # `ml service list` still lists everything, this one as Unhealthy
         if container is None:
-            return DOWN
+            return ServiceState.DOWN
         state = container.attrs.get("State", {})
         if state.get("Status") != "running" or state.get("Restarting"):
-            return DOWN
+            return ServiceState.DOWN
         serving = _container_listens(state.get("Pid", 0), endpoint.port)
         if serving and health_ok(endpoint.host, endpoint.port):
-            return HEALTHY
+            return ServiceState.HEALTHY
         # Restarted (on-failure) and not serving: init() failed, or the server crashed.
-        return DOWN if container.attrs.get("RestartCount", 0) else STARTING
+        return (
+            ServiceState.DOWN
+            if container.attrs.get("RestartCount", 0)
+            else ServiceState.TRANSITIONING
+        )
 
     def logs(
         self, endpoint: Endpoint, *, tail: int | None = None, follow: bool = False
@@ -209,6 +215,9 @@ class DockerTarget:
         new_pid, old_pid = _server_pid(new), _server_pid(old)
         if new_pid and steer_new_connections(new_pid, new.port) and old_pid:
             wait_accept_queue_empty(old_pid, old.port)
+
+    def stop_by_token(self, token: str) -> None:
+        stop_by_token(token)
 
     def stop(self, endpoint: Endpoint) -> None:
         """Stop (SIGTERM through docker-init: the server drains), keep its log, remove it."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlcli.errors import ConflictError, DeployError, MlcliError
 from mlcli.progress import Progress, reporter
-from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec
+from mlcli.targets import TOKEN_VARIABLE, Endpoint, LaunchSpec, ServiceState, Target
 from mlcli.targets.cluster import (
     TIMEOUT,
     Cluster,
@@ -73,7 +73,7 @@ _clusters: dict[str, Cluster] = {}  # by context: connected once per process
 # --- the target -------------------------------------------------------------------------------
 
 
-class KubernetesTarget:
+class KubernetesTarget(Target):
     """Runs each revision of a service as a Deployment of its package image."""
 
     def __init__(self) -> None:
@@ -100,11 +100,11 @@ class KubernetesTarget:
             models=spec.models,
             image=image,
             deployment=dc,
-            server_env={k: v for k, v in spec.server_env.items() if k != "MLCLI_SERVICE_TOKEN"},
+            server_env={k: v for k, v in spec.server_env.items() if k != TOKEN_VARIABLE},
             keys=keys,
             namespace=namespace,
             revision=spec.revision,
-            token=spec.server_env.get("MLCLI_SERVICE_TOKEN"),
+            token=spec.server_env.get(TOKEN_VARIABLE),
             environment_key=spec.environment.key,
         )
         objects = build_manifests(request)
@@ -148,7 +148,7 @@ class KubernetesTarget:
         try:
             state = _probe(_cluster_of(endpoint), handle)
         except (MlcliError, *unreachable()):  # no kubeconfig, cluster down: not serving
-            state = DOWN
+            state = ServiceState.DOWN
         _state_cache[key] = (time.monotonic(), state)
         return state
 
@@ -223,6 +223,9 @@ class KubernetesTarget:
         handle = endpoint.handle
         secret = keys_secret_for(handle["workspace"], handle["service"], handle["namespace"], keys)
         apply(_cluster_of(endpoint), secret)
+
+    def stop_by_token(self, token: str) -> None:
+        stop_by_token(token)
 
 
 def stop_by_token(token: str) -> None:
@@ -311,20 +314,20 @@ def _probe(cluster: Cluster, handle: Mapping[str, Any]) -> str:
         )
     except ApiException as exc:
         if exc.status == 404:
-            return DOWN
+            return ServiceState.DOWN
         raise
     status = deployment.status
     wanted = int(handle.get("replicas") or 1)
     if (status.available_replicas or 0) >= wanted and (
         status.observed_generation or 0
     ) >= deployment.metadata.generation:
-        return HEALTHY
+        return ServiceState.HEALTHY
     for condition in status.conditions or []:
         if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
-            return DOWN
+            return ServiceState.DOWN
     if any(stuck(pod) for pod in revision_pods(cluster, handle)):
-        return DOWN
-    return STARTING
+        return ServiceState.DOWN
+    return ServiceState.TRANSITIONING
 
 
 def _save_log(target: KubernetesTarget, endpoint: Endpoint) -> None:

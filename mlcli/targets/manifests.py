@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlcli.errors import ConfigError, ConflictError
 from mlcli.images.app import CONTAINER_PORT
-from mlcli.targets import COLLECT_DIR_VARIABLE, COLLECT_MOUNT
+from mlcli.targets import COLLECT_DIR_VARIABLE, COLLECT_MOUNT, ComputeType
 
 if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig
@@ -144,7 +144,7 @@ def check_request(request: ManifestRequest) -> None:
     """Refuse, before anything is written or applied, what a cluster would refuse later."""
     dc = request.deployment
     where = str(dc.path) if dc.path else "deployment config"
-    if dc.compute_type.upper() != "AKS":
+    if dc.compute_type != ComputeType.AKS:
         raise ConfigError(
             f"computeType is {dc.compute_type}; Kubernetes manifests are made from an AKS "
             "deployment config.",

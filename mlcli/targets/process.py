@@ -16,7 +16,7 @@ from pathlib import Path
 from mlcli.app_root import server_command
 from mlcli.errors import DeployError
 from mlcli.progress import Progress
-from mlcli.targets import DOWN, HEALTHY, STARTING, Endpoint, LaunchSpec
+from mlcli.targets import TOKEN_VARIABLE, Endpoint, LaunchSpec, ServiceState, Target
 from mlcli.targets.logfiles import follow_file
 from mlcli.targets.ports import (
     claim_port,
@@ -33,7 +33,6 @@ from mlcli.targets.procfs import (
     track_child,
 )
 
-TOKEN_VARIABLE = "MLCLI_SERVICE_TOKEN"  # set by deploy in the server's environment
 STOP_GRACE_S = float(os.environ.get("MLCLI_STOP_GRACE_S", "10"))
 # A stopped server answers every request it has received before it exits: one may run for
 # the scoring timeout; the server's own margins (1 s for idle keep-alive connections, 10 s
@@ -75,7 +74,7 @@ def drain_grace_s(server_env: Mapping[str, str]) -> float:
     return max(STOP_GRACE_S, int(timeout_ms) / 1000 + DRAIN_MARGIN_S)
 
 
-class ProcessTarget:
+class ProcessTarget(Target):
     """Runs `<env python> -m mlcli.server` on 127.0.0.1, no container involved."""
 
     def start(self, spec: LaunchSpec, on_progress: Progress | None = None) -> Endpoint:
@@ -150,10 +149,14 @@ class ProcessTarget:
     def state(self, endpoint: Endpoint) -> str:
         pid, started = _identity(endpoint)
         if not process_matches(pid, started):
-            return DOWN
+            return ServiceState.DOWN
         if not listening_in_group(pid, endpoint.port):
-            return STARTING
-        return HEALTHY if health_ok(endpoint.host, endpoint.port) else STARTING
+            return ServiceState.TRANSITIONING
+        return (
+            ServiceState.HEALTHY
+            if health_ok(endpoint.host, endpoint.port)
+            else ServiceState.TRANSITIONING
+        )
 
     def logs(
         self, endpoint: Endpoint, *, tail: int | None = None, follow: bool = False
@@ -179,6 +182,9 @@ class ProcessTarget:
         old_pid, old_started = _identity(old)
         if steer_new_connections(new_pid, new.port) and process_matches(old_pid, old_started):
             wait_accept_queue_empty(old_pid, old.port)
+
+    def stop_by_token(self, token: str) -> None:
+        stop_by_token(token)
 
 
 def _identity(endpoint: Endpoint) -> tuple[int, int | None]:

@@ -1,6 +1,6 @@
 """`Model.package`'s result (v1: azureml.core.model.ModelPackage): a Docker image in the local
 engine, or with generate_dockerfile a build context that `save(folder)` copies out; made by
-the same core as `ml model package` (mlcli/images/package.py)."""
+the same core as `ml model package` (mlcli/deploy/packaging.py)."""
 
 from __future__ import annotations
 
@@ -38,10 +38,8 @@ class ModelPackage:
         image_name: str | None,
         image_label: str | None,
     ) -> ModelPackage:
-        from mlcli.deploy.inputs import resolve_models
-        from mlcli.images.package import package
+        from mlcli.deploy.packaging import PackageRequest, package
         from mlcli.models import ModelRef
-        from mlcli.registry import Registry
 
         if inference_config is None:
             raise WebserviceException(
@@ -57,19 +55,14 @@ class ModelPackage:
                         "names a built image; with generate_dockerfile none is built. Ignored."),
         )  # fmt: skip
         context = Path(tempfile.mkdtemp(prefix="mlcli-package-")) / "context"
+        request = PackageRequest(
+            models=tuple(ModelRef(m.name, m.version) for m in models),
+            inference=ic,
+            output_path=context if generate_dockerfile else None,
+            image_name=None if generate_dockerfile else tag,
+        )
         with raising_as(WebserviceException):
-            registry = Registry.open(workspace._folder)
-            try:
-                resolved = resolve_models(registry, [ModelRef(m.name, m.version) for m in models])
-                result = package(
-                    registry,
-                    resolved,
-                    ic,
-                    output_path=context if generate_dockerfile else None,
-                    image_name=None if generate_dockerfile else tag,
-                )
-            finally:
-                registry.close()
+            result = package(request, workspace=workspace._folder)
         return cls(workspace, result, context if generate_dockerfile else None)
 
     def wait_for_creation(self, show_output: bool = False) -> None:

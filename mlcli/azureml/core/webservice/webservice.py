@@ -244,7 +244,7 @@ class Webservice:
         """mlcli.deploy.update with v1's arguments: new models or configs roll out a new
         revision on the same URI; `tags` replaces all tags."""
         from mlcli.azureml.core.webservice.deployment import check_arguments
-        from mlcli.deploy import update
+        from mlcli.deploy import UpdateRequest, update
         from mlcli.models import ModelRef
 
         check_arguments(models, inference_config, deployment_config, where="update")
@@ -253,18 +253,21 @@ class Webservice:
             removed += [k for k in self.tags if k not in tags]
             add_tags = {**(add_tags or {}), **tags}
         with raising_as(WebserviceException):
-            self._document = update(
+            request = UpdateRequest(
                 self.name,
                 models=tuple(ModelRef(m.name, m.version) for m in models or ()),
                 inference=inference_config._core_config() if inference_config else None,
                 deployment=deployment_config._core() if deployment_config else None,
-                overrides=overrides,
+                overrides=dict(overrides or {}),
                 override_names=PARAMETER_NAMES,
                 add_tags={str(k): str(v) for k, v in (add_tags or {}).items()},
-                remove_tags=removed,
+                remove_tags=tuple(removed),
                 add_properties={str(k): str(v) for k, v in (add_properties or {}).items()},
                 description=description,
                 wait=wait,
+            )
+            self._document = update(
+                request,
                 workspace=self.workspace._folder,
                 on_warning=lambda note: warn(note.replace("--remove-tag: ", "tags: ")),
             )
