@@ -41,6 +41,7 @@ class ScoringApp:
     """Answers each parsed Request (http.py) directly, or through the worker pool for /score."""
 
     telemetry = None  # telemetry.RequestTelemetry when configured (serve.py)
+    cors = None  # cors.Cors when AML_CORS_ORIGINS is set (serve.py)
 
     def __init__(self, settings, pool, metrics, access_log, keys=None) -> None:
         self.settings = settings
@@ -109,6 +110,8 @@ class ScoringApp:
         """Send the reply with azmlinfsrv's after-request headers; count it and log it."""
         status, headers, body = reply[0], reply[1], reply[2]
         if ids is not None:
+            if self.cors is not None:
+                headers = headers + self.cors.headers(request.method, request.headers)
             headers = headers + self.version_header + ids.response_headers()
         request.respond(status, headers, body, close=close)
         elapsed = time.perf_counter() - request.started
@@ -119,7 +122,9 @@ class ScoringApp:
             metrics.run_seconds.observe(run_ms / 1000)
         request_id = ids.request_id or ids.generated if ids is not None else ""
         logged_body = request.body if self.log_bodies else None
-        self.access_log.request(request_id, request, status, elapsed, run_ms, logged_body)
+        self.access_log.request(
+            request_id, request, status, elapsed, run_ms, logged_body, len(body)
+        )
         if self.telemetry is not None:
             self.telemetry.request(request, route, status, body, elapsed, ids)
 

@@ -20,29 +20,14 @@ import socket
 import sys
 from pathlib import Path
 
-from mlcli.server import collect, logs, telemetry
+from mlcli.server import banner, collect, logs, sockets, telemetry
 from mlcli.server.settings import ServerSettings, SettingsError, export, resolve
 
 log = logging.getLogger("mlcli.server")
 
 USAGE_ERROR = 2
 BOOT_ERROR = 3
-
-
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise SettingsError(
-            f"Cannot bind {host}:{port} ({exc.strerror}). Another program holds the port "
-            "without SO_REUSEPORT; stop it or choose another --port."
-        ) from None
-    return sock
+PORT_IN_USE = 1  # azmlinfsrv's (gunicorn's "Can't connect to ...")
 
 
 SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
@@ -96,11 +81,20 @@ def steer_new_connections_here(sock: socket.socket) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = resolve(sys.argv[1:] if argv is None else argv, os.environ, str(Path.cwd()))
-        sock = bind(settings.host, settings.port)
     except SettingsError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return USAGE_ERROR
     export(settings, os.environ)
+    bindings = []
+    try:
+        for port in (settings.port, settings.health_port):
+            if port is not None and port not in (b.sock.getsockname()[1] for b in bindings):
+                bindings.append(sockets.bind(settings.host, port, os.environ))
+    except sockets.PortInUse as exc:
+        for binding in bindings:
+            binding.close()
+        sys.stderr.write(f"error: {exc}\n")
+        return PORT_IN_USE
     rotation = None
     if settings.log_file:
         rotation = logs.RotatingLog(
@@ -108,7 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         rotation.start()
     level = logging.getLevelName(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
-    logs.configure(("mlcli.server",), level=level if isinstance(level, int) else logging.INFO)
+    logs.configure(
+        logs.SERVER_LOGGERS,
+        level=level if isinstance(level, int) else logging.INFO,
+        fmt=settings.log_format,
+    )
+    logging_json = None
+    if settings.log_format == "text":
+        logging_json = logs.load_logging_json(settings.app_root, settings.entry_script)
+        banner.show(settings, os.environ)
     try:
         import uvloop
     except ImportError:
@@ -117,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(Service(settings, sock).run())
+        service = Service(settings, [b.sock for b in bindings], logging_json is not None)
+        return loop.run_until_complete(service.run())
     finally:
         loop.close()
+        for binding in bindings:
+            binding.close()
         if rotation is not None:
             rotation.stop()
 
@@ -127,10 +132,13 @@ def main(argv: list[str] | None = None) -> int:
 class Service:
     """The front process: its pool of workers and the HTTP server in front of them."""
 
-    def __init__(self, settings: ServerSettings, sock: socket.socket) -> None:
+    def __init__(
+        self, settings: ServerSettings, socks: list[socket.socket], logging_json: bool = False
+    ) -> None:
         self.settings = settings
-        self.sock = sock
-        self.server = None
+        self.logging_json = logging_json  # access lines through the logging module
+        self.socks = socks  # the server port's, then the health port's (if separate)
+        self.servers: list = []
         self.stopped: asyncio.Future | None = None
         self.stopping = False
 
@@ -174,7 +182,9 @@ class Service:
         from mlcli.server.http import HttpServer
 
         loop = asyncio.get_running_loop()
-        access_log = logs.AccessLog(loop)
+        access_log = logs.AccessLog(
+            loop, fmt=self.settings.log_format, via_logging=self.logging_json
+        )
         keys = None
         if self.settings.keys_file:
             from mlcli.server.auth import KeyFile
@@ -182,6 +192,13 @@ class Service:
             keys = KeyFile(self.settings.keys_file)
         app = ScoringApp(self.settings, self.pool, self.metrics, access_log, keys)
         app.telemetry = telemetry.start_front(os.environ, loop, self.metrics.registry)
+        if self.settings.cors_origins:
+            from mlcli.server.cors import Cors
+
+            app.cors = Cors(self.settings.cors_origins)
+            logging.getLogger("azmlinfsrv").info(
+                "Enabling CORS for the following origins: %s", ", ".join(app.cors.origins)
+            )
         limits = self.settings.client_limits
         fit = raise_open_files_limit()
         if not limits.max_connections or limits.max_connections > fit:
@@ -189,7 +206,7 @@ class Service:
         if not limits.max_body_bytes_held:  # 1 GiB, or 4 bodies at the per-request limit
             held = max(1 << 30, 4 * self.settings.max_request_bytes)
             limits = dataclasses.replace(limits, max_body_bytes_held=held)
-        self.server = HttpServer(app, limits)
+        self.servers = [HttpServer(app, limits) for _ in self.socks]
         self.stopped = loop.create_future()
         if self.stopping:
             return
@@ -197,19 +214,24 @@ class Service:
         # scans, whose pauses would land on requests (p99).
         gc.collect()
         gc.freeze()
-        await self.server.start(self.sock)
-        steer_new_connections_here(self.sock)
+        for server, sock in zip(self.servers, self.socks):
+            await server.start(sock)
+            steer_new_connections_here(sock)
         log.info(
             "Ready: listening on http://%s:%d (GET / is the health probe, POST /score scores)",
             self.settings.host,
             self.settings.port,
         )
+        if len(self.socks) > 1:
+            log.info("Health probe also on its own port: http://%s:%d/",
+                     self.settings.host, self.settings.health_port)  # fmt: skip
         try:
             await self.stopped
             log.info("Shutting down: answering the requests already received")
             # Requests already received may run up to the scoring timeout; idle connections
             # close at once.
-            await self.server.shutdown(timeout=self.settings.scoring_timeout_ms / 1000 + 10)
+            timeout = self.settings.scoring_timeout_ms / 1000 + 10
+            await asyncio.gather(*(server.shutdown(timeout=timeout) for server in self.servers))
         finally:
             access_log.flush()
             if app.telemetry is not None:

@@ -318,15 +318,18 @@ def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:
         script = entry.load(settings.entry_script, batching=settings.batching)
     except entry.ScriptError as exc:
         _fail(sock, str(exc), exc)
+    user_script = logging.getLogger("azmlinfsrv.user_script")
+    user_script.info("Found user script at %s", script.path)
     log.info("Found entry script %s; run() input: %s", script.path, script.mode)
     _log_batching(script, settings)
 
-    log.info("Calling init()")
+    user_script.info("Invoking user's init function")
     try:
         init_ms = entry.run_init(script)
     except BaseException as exc:
         _fail(sock, f"init() of {settings.entry_script} failed: {exc!r}", exc)
         raise  # unreachable: _fail exits
+    user_script.info("Users's init has completed successfully")
     log.info("init() finished in %.1f ms", init_ms)
 
     try:
@@ -339,6 +342,9 @@ def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:
     gc.freeze()
     needs_headers = script.mode == entry.RAW or script.wants_headers or script.batch_wants_headers
     batches = script.run_batch is not None
+    azmlinfsrv = logging.getLogger("azmlinfsrv")
+    azmlinfsrv.info("Scoring timeout is set to %d", settings.scoring_timeout_ms)
+    azmlinfsrv.info("Worker with pid %d ready for serving traffic", os.getpid())
     sock.sendall(wire.encode(("ready", os.getpid(), init_ms, needs_headers, documents, batches)))
     return Worker(script, settings)
 
@@ -398,9 +404,16 @@ def main(argv: list[str]) -> None:
     _die_with_parent()
     settings = WorkerSettings.from_environ(os.environ)
     level = logging.getLevelName(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
-    logs.configure(("mlcli.server",), level=level if isinstance(level, int) else logging.INFO)
-    sys.stdout = logs.LineStream("stdout")
-    sys.stderr = logs.LineStream("stderr")
+    fmt = os.environ.get("MLCLI_LOG_FORMAT", "json")
+    level = level if isinstance(level, int) else logging.INFO
+    logs.configure(logs.SERVER_LOGGERS, level=level, fmt=fmt)
+    if fmt == "text":  # azmlinfsrv's: print() is logged, stdout and stderr stay as they are
+        logs.configure((logs.PRINT_LOGGER,), level=logging.INFO, fmt=fmt)
+        logs.install_print_hook()
+        logs.load_logging_json(settings.app_root, settings.entry_script, quiet=True)
+    else:
+        sys.stdout = logs.LineStream("stdout")
+        sys.stderr = logs.LineStream("stderr")
     telemetry.start_worker(os.environ)
     worker = boot(settings, sock)
     serve(sock, worker, held)

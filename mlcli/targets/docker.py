@@ -36,6 +36,7 @@ from mlcli.targets.ports import (
     health_ok,
     listening_in_group,
     pick_port,
+    port_token,
     steer_new_connections,
     wait_accept_queue_empty,
 )
@@ -93,7 +94,9 @@ class DockerTarget:
             **container_environment(layout),
             **spec.server_env,
             "SERVICE_NAME": spec.service,
+            "MLCLI_PORT_TOKEN": port_token(port),  # lets the next revision share the port
         }
+        environment.setdefault("MLCLI_LOG_FORMAT", "json")  # `ml service get-logs` reads either
         volumes = {
             str(spec.app_root / MODELS / name / str(version)): {
                 "bind": f"{APP_ROOT}/{MODELS}/{name}/{version}",

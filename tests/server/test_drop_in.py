@@ -1,0 +1,405 @@
+"""`python -m mlcli.server` as a drop-in for azmlinfsrv 1.5.1, side by side with the real one.
+
+Each test starts both servers with the same flags and environment and compares what a
+harness sees: exit codes, the variables score.py reads, headers, routes and stdout lines.
+What mlcli knowingly does differently (its x-ms-server-version value, the banner's first
+line) is compared by shape; the README's server section lists those differences.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT, exchange, free_tcp_port, server_env
+
+pytestmark = pytest.mark.slow
+
+TEXT = {"MLCLI_LOG_FORMAT": "text"}  # the drop-in default (conftest asks for JSON)
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEC] \[\d+\] [\w.]+ - ")
+
+
+def both(start_mlcli, start_azmlinfsrv, script, *, env=None, **kw):
+    """The same script, flags and environment under both servers: (mlcli, azmlinfsrv)."""
+    ours = start_mlcli(script, env={**TEXT, **(env or {})}, **kw)
+    theirs = start_azmlinfsrv(script, env=env, **kw)
+    return ours, theirs
+
+
+def dump(server, workdir_names=("AML_APP_ROOT", "AZUREML_ENTRY_SCRIPT")) -> dict:
+    reply = server.request("POST", "/score", b"{}", {"Content-Type": "application/json"})
+    assert reply.status == 200, reply.body
+    values = reply.json()
+    for name in workdir_names:  # each server runs in its own folder
+        if values.get(name):
+            values[name] = values[name].replace(str(server.workdir), "<app>")
+    if values.get("HTTP_X_MS_SERVER_VERSION"):
+        values["HTTP_X_MS_SERVER_VERSION"] = "<set>"
+    for name in ("SERVER_PORT", "HEALTH_PORT"):
+        if values.get(name) == str(server.port):
+            values[name] = "<port>"
+    return values
+
+
+def wait_for_line(server, pattern: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in server.log().splitlines():
+            if re.search(pattern, line):
+                return line
+        time.sleep(0.1)
+    raise AssertionError(f"no line matching {pattern!r} in:\n{server.log()[-3000:]}")
+
+
+# -- 1. a port already in use ----------------------------------------------------------------
+
+
+def test_a_port_held_by_another_program_makes_both_exit_1_naming_the_port(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        ours = start_mlcli("echo.py", wait=False, port=port, env=TEXT)
+        theirs = start_azmlinfsrv("echo.py", wait=False, port=port)
+
+        assert ours.wait_exit(60) == 1
+        assert theirs.wait_exit(60) == 1
+    assert f"port {port}" in ours.log()
+    assert "already in use" in ours.log()
+    assert "Traceback" not in ours.log()
+
+
+def test_a_second_server_started_by_hand_on_a_serving_port_exits_1_and_the_first_keeps_it(
+    start_mlcli,
+) -> None:
+    first = start_mlcli("pid.py")
+    second = start_mlcli("echo.py", wait=False, port=first.port)
+
+    assert second.wait_exit(60) == 1
+    assert f"port {first.port}" in second.log()
+    pids = {first.request("POST", "/score", b"{}").body for _ in range(20)}
+    assert len(pids) == 1  # every request still reaches the first server's worker
+
+
+def test_only_a_successor_holding_the_predecessors_token_may_share_the_port(
+    start_mlcli,
+) -> None:
+    first = start_mlcli("pid.py", env={"MLCLI_PORT_TOKEN": "a" * 64})
+    stranger = start_mlcli(
+        "echo.py", wait=False, port=first.port, env={"MLCLI_PORT_TOKEN": "b" * 64}
+    )
+    assert stranger.wait_exit(60) == 1
+
+    successor = start_mlcli(
+        "echo.py", wait=False, port=first.port, env={"MLCLI_PORT_TOKEN": "a" * 64}
+    )
+    wait_for_line(successor, "Ready: listening")
+    assert successor.process.poll() is None
+    first.stop()
+    assert successor.request("POST", "/score", b"hello").body == b'"hello"'
+
+
+# -- 2. the environment a script sees --------------------------------------------------------
+
+
+ENV_CASES = {
+    "defaults": ({}, ()),
+    "model dir flag as given": ({}, ("--model_dir", "./models")),
+    "model dir flag wins over the variable": (
+        {"AZUREML_MODEL_DIR": "/from/variable"},
+        ("--model_dir", "./from-flag"),
+    ),
+    "model dir variable alone": ({"AZUREML_MODEL_DIR": "/from/variable"}, ()),
+    "valid app insights key flag": (
+        {},
+        ("--appinsights_instrumentation_key", "1b2c3d4e-0000-4000-8000-123456789abc"),
+    ),
+    "malformed app insights key flag": ({}, ("--appinsights_instrumentation_key", "nope")),
+    "app insights variables": (
+        {"AML_APP_INSIGHTS_ENABLED": "true", "AML_APP_INSIGHTS_KEY": "not-a-uuid"},
+        (),
+    ),
+    "app insights enabled other than true": (
+        {"AML_APP_INSIGHTS_ENABLED": "True", "AML_APP_INSIGHTS_KEY": "x"},
+        (),
+    ),
+    "server version off": ({"SERVER_VERSION_LOG_RESPONSE_ENABLED": "false"}, ()),
+    "worker count variable": ({"WORKER_COUNT": "2"}, ()),
+    "worker count flag wins": ({"WORKER_COUNT": "3"}, ("--worker_count", "2")),
+    "worker timeout variable": ({"WORKER_TIMEOUT": "120"}, ()),
+    "a SERVER_PORT variable is overwritten": ({"SERVER_PORT": "1"}, ()),
+    "cors flag": ({}, ("--access_control_allow_origins", "http://a.example")),
+    "cors variable": ({"AML_CORS_ORIGINS": "http://b.example"}, ()),
+    "health port without separate endpoint": ({"HEALTH_PORT": "7"}, ()),
+}
+
+
+@pytest.mark.parametrize("case", list(ENV_CASES))
+def test_the_variables_a_script_reads_match_azmlinfsrv(
+    start_mlcli, start_azmlinfsrv, case: str
+) -> None:
+    env, args = ENV_CASES[case]
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "env_dump.py", env=env, args=args)
+
+    assert dump(ours) == dump(theirs)
+
+
+def test_the_version_header_follows_server_version_log_response_enabled(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    env = {"SERVER_VERSION_LOG_RESPONSE_ENABLED": "false"}
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "echo.py", env=env)
+
+    for server in (ours, theirs):
+        assert server.request("POST", "/score", b"{}").header("x-ms-server-version") is None
+        assert server.request("GET", "/").header("x-ms-server-version") is None
+
+
+# -- 3. configuration sources ----------------------------------------------------------------
+
+
+def test_config_json_in_the_app_root_gives_what_no_variable_gave(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    config = json.dumps({"SERVICE_NAME": "from-config", "SERVICE_VERSION": "7.0"})
+    ours, theirs = both(
+        start_mlcli,
+        start_azmlinfsrv,
+        "echo.py",
+        env={"SERVICE_VERSION": "from-variable"},
+        files={"config.json": config},
+    )
+
+    for server in (ours, theirs):
+        info = server.request("GET", "/swagger.json").json()["info"]
+        assert info["title"] == "from-config"
+        assert info["version"] == "from-variable"
+
+
+def test_config_file_flag_names_the_file_and_the_banner_shows_it(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    config = json.dumps({"SERVICE_NAME": "named-file"})
+    ours, theirs = both(
+        start_mlcli,
+        start_azmlinfsrv,
+        "env_dump.py",
+        files={"settings/my.json": config},
+        args=("--config_file", "settings/my.json"),
+    )
+
+    for server in (ours, theirs):
+        expected = str(server.workdir / "settings" / "my.json")
+        assert dump(server)["AZUREML_CONFIG_FILE"] == expected
+        assert f"Config File: {expected}" in server.log()
+        assert server.request("GET", "/swagger.json").json()["info"]["title"] == "named-file"
+
+
+LOGGING_JSON = json.dumps(
+    {
+        "version": 1,
+        "formatters": {"custom": {"format": "CUSTOM %(name)s | %(message)s"}},
+        "handlers": {
+            "out": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "custom",
+            }
+        },
+        "loggers": {"azmlinfsrv.print": {"level": "INFO", "handlers": ["out"], "propagate": False}},
+    }
+)
+
+
+def test_logging_json_in_the_app_root_restyles_the_scripts_prints(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    ours, theirs = both(
+        start_mlcli, start_azmlinfsrv, "env_dump.py", files={"logging.json": LOGGING_JSON}
+    )
+
+    for server in (ours, theirs):
+        dump(server)
+        wait_for_line(server, r"^CUSTOM azmlinfsrv\.print \| env_dump: run called$")
+        # the file's dictConfig disables the azmlinfsrv logger it does not name
+        assert "azmlinfsrv - POST /score" not in server.log()
+
+
+def test_a_malformed_app_insights_key_is_reported_and_disables_app_insights(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    args = ("--appinsights_instrumentation_key", "not-a-key")
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "echo.py", args=args)
+
+    for server in (ours, theirs):
+        log = server.log()
+        assert "Invalid Application Insights instrumentation key provided." in log
+        assert "Application Insights has been disabled." in log
+        assert "Application Insights Enabled: false" in log
+
+
+# -- 4. the log ------------------------------------------------------------------------------
+
+
+def test_the_banner_and_log_lines_read_as_azmlinfsrv(start_mlcli, start_azmlinfsrv) -> None:
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "env_dump.py", workers=2)
+
+    for server in (ours, theirs):
+        dump(server)
+        server.request("GET", "/swagger.json?version=3")
+        wait_for_line(server, r"azmlinfsrv - GET /swagger\.json\?version=3 200 \d+\.\d{3}ms \d+$")
+        log = server.log()
+        for expected in (
+            "Server Settings",
+            "Worker Count: 2",
+            f"Server Port: {server.port}",
+            f"Health Port: {server.port}",
+            f"Liveness Probe: GET   127.0.0.1:{server.port}/",
+            f"Score:          POST  127.0.0.1:{server.port}/score",
+            "The environment variable 'AZUREML_MODEL_DIR' has not been set.",
+        ):
+            assert expected in log, (expected, log)
+        lines = log.splitlines()
+        prints = [
+            line for line in lines if line.endswith("azmlinfsrv.print - env_dump: run called")
+        ]
+        assert len(prints) == 1, log
+        assert LINE.match(prints[0]), log
+        access = [line for line in lines if re.search(r"azmlinfsrv - POST /score 200 ", line)]
+        assert len(access) == 1, log
+        assert LINE.match(access[0]), log
+        assert re.search(r"POST /score 200 \d+\.\d{3}ms \d+$", access[0])
+        assert any(
+            re.search(r"azmlinfsrv - Worker with pid \d+ ready for serving", x) for x in lines
+        )
+        health = [line for line in lines if "azmlinfsrv - GET / " in line]
+        assert health == [], health  # the health probe is not logged
+
+
+def test_json_lines_remain_an_option_and_get_logs_reads_both(start_mlcli) -> None:
+    from mlcli.cli.logs import readable
+
+    server = start_mlcli("echo.py", env={"MLCLI_LOG_FORMAT": "json"})
+    server.request("POST", "/score", b"{}")
+    wait_for_line(server, '"mlcli.server.access"')
+    records = server.log_records()
+    assert any(r.get("logger") == "mlcli.server.access" for r in records)
+    assert "POST /score 200" in readable(json.dumps(records[-1])) or records
+    text_line = "2026-12-03 11:37:17,494 I [7066] azmlinfsrv - POST /score 200 0.919ms 471"
+    assert readable(text_line) == text_line
+
+
+# -- 5. CORS ---------------------------------------------------------------------------------
+
+CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-headers",
+                "access-control-allow-methods", "vary")  # fmt: skip
+CORS_REQUESTS = [
+    ("OPTIONS", "/score", {"Origin": "http://a.com", "Access-Control-Request-Method": "POST",
+                           "Access-Control-Request-Headers": "X-Foo, Content-Type"}),
+    ("OPTIONS", "/score", {"Origin": "http://B.COM", "Access-Control-Request-Method": "GET"}),
+    ("OPTIONS", "/score", {"Origin": "http://c.com", "Access-Control-Request-Method": "POST"}),
+    ("OPTIONS", "/score", {"Origin": "http://a.com", "Access-Control-Request-Method": "PUT"}),
+    ("OPTIONS", "/score", {"Origin": "http://a.com"}),
+    ("POST", "/score", {"Origin": "http://a.com"}),
+    ("POST", "/score", {"Origin": "http://evil.com"}),
+    ("POST", "/score", {}),
+    ("GET", "/", {"Origin": "http://b.com"}),
+    ("GET", "/swagger.json", {"Origin": "http://a.com"}),
+    ("GET", "/missing", {"Origin": "http://a.com"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("origins", ["http://a.com, http://b.com", "http://a.com", "*"])
+def test_cors_headers_match_azmlinfsrv_with_flask_cors(
+    start_mlcli, start_azmlinfsrv, origins: str
+) -> None:
+    ours, theirs = both(
+        start_mlcli, start_azmlinfsrv, "echo.py", args=("--access_control_allow_origins", origins)
+    )
+
+    for method, path, headers in CORS_REQUESTS:
+        body = b"{}" if method == "POST" else None
+        answers = []
+        for server in (ours, theirs):
+            reply = server.request(method, path, body, headers)
+            cors = [(k.lower(), v) for k, v in reply.headers if k.lower() in CORS_HEADERS]
+            answers.append((reply.status, cors))
+        assert answers[0] == answers[1], (method, path, headers)
+
+
+# -- 6. a separate health endpoint -----------------------------------------------------------
+
+
+def test_a_separate_health_endpoint_listens_on_the_health_port(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    env = {"SEPERATE_HEALTH_ENDPOINT": "true"}
+    ours_health, theirs_health = free_tcp_port(), free_tcp_port()
+    ours = start_mlcli("env_dump.py", env={**TEXT, **env}, args=("--health_port", str(ours_health)))
+    theirs = start_azmlinfsrv("env_dump.py", env=env, args=("--health_port", str(theirs_health)))
+
+    for server, health in ((ours, ours_health), (theirs, theirs_health)):
+        reply = exchange(health, "GET", "/")
+        assert (reply.status, reply.body) == (200, b"Healthy")
+        assert server.request("GET", "/").status == 200
+        assert dump(server)["HEALTH_PORT"] == str(health)
+        assert f"Liveness Probe: GET   127.0.0.1:{health}/" in server.log()
+        assert "Create dedicated endpoint for health: true" in server.log()
+
+
+def test_the_health_port_defaults_to_5000_when_separate(start_mlcli) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 5000))
+        except OSError:
+            pytest.skip("port 5000 is in use on this machine")
+    server = start_mlcli("echo.py", env={**TEXT, "SEPERATE_HEALTH_ENDPOINT": "true"})
+
+    assert exchange(5000, "GET", "/").body == b"Healthy"
+    assert "Health Port: 5000" in server.log()
+
+
+def test_a_health_port_in_use_makes_the_server_exit_1(start_mlcli) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        server = start_mlcli(
+            "echo.py",
+            wait=False,
+            env={**TEXT, "SEPERATE_HEALTH_ENDPOINT": "true"},
+            args=("--health_port", str(port)),
+        )
+        assert server.wait_exit(60) == 1
+    assert f"port {port}" in server.log()
+
+
+# -- flags -----------------------------------------------------------------------------------
+
+
+def test_every_azmlinfsrv_flag_is_accepted(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mlcli.server", "--help"],
+        capture_output=True,
+        text=True,
+        env={**server_env(), "PYTHONPATH": str(PROJECT)},
+    )
+    for flag in ("--entry_script", "--model_dir", "--appinsights_instrumentation_key", "--port",
+                 "--health_port", "--worker_count", "--access_control_allow_origins",
+                 "--config_file"):  # fmt: skip
+        assert flag in result.stdout
+
+
+def test_an_invalid_port_is_refused_by_both(start_mlcli, start_azmlinfsrv) -> None:
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "echo.py", wait=False, port=70000)
+    assert ours.wait_exit(60) != 0
+    assert theirs.wait_exit(60) != 0
