@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import os
 import socket
 import sys
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ class PortInUse(Exception):
 
 
 def _name(port: int, token: str) -> str:
+    """What every holder of `token` on `port` publishes, followed by -<its pid> (the names
+    of a predecessor and its successor, alive together, must differ)."""
     digest = hashlib.sha256(f"{port}:{token}".encode()).hexdigest()[:32]
     return f"{_PREFIX}{port}-{digest}"
 
@@ -82,7 +85,8 @@ def bind(host: str, port: int, environ: Mapping[str, str]) -> Binding:
     linux = sys.platform.startswith("linux")
     holders = _published(port) if linux else set()
     taken = bool(holders) or _listener_elsewhere(host, port)
-    if taken and not (token and _name(port, token) in holders):
+    kin = token and any(h.startswith(_name(port, token) + "-") for h in holders)
+    if taken and not kin:
         raise PortInUse(_in_use(host, port, "Address already in use"))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -107,7 +111,7 @@ def _publish(port: int, token: str) -> socket.socket | None:
         token = secrets.token_hex(16)
     published = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        published.bind("\0" + _name(port, token))
+        published.bind(f"\0{_name(port, token)}-{os.getpid()}")
     except OSError:
         published.close()
         return None

@@ -9,6 +9,7 @@ exits when the front closes the socket. Exit code 3 means the script cannot be s
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -160,7 +161,36 @@ class Worker:
             return (*outputs.error_reply(500, RUN_FAILED, run_failed=True), run_ms, True)
         _Alarm.armed = False
         run_ms = (time.perf_counter() - started) * 1000
+        if (
+            since is None
+            and type(result) not in outputs._PLAIN
+            and outputs.streamed_response(result)
+        ):
+            return self._stream(result, request[0], request_id, run_ms)
         return self._result(result, request_id, run_ms, b"%.3f" % run_ms)
+
+    def _stream(self, response, seq: int, request_id: str, run_ms: float) -> tuple:
+        """Send a generator's pieces as they come: ("head", seq, status, headers), then
+        ("piece", seq, bytes) for each; the reply that follows (with no body) ends it."""
+        status = response.status_code
+        headers = outputs.response_headers(response)
+        headers.append((b"x-ms-run-fn-exec-ms", b"%.3f" % run_ms))
+        send, held = _Alarm.send, _Alarm.held
+        if held is not None and held.count:  # replies held back go first: the front
+            signal.setitimer(signal.ITIMER_REAL, 0)  # reads answers in order
+            send(held.held())
+            held.clear()
+        send(wire.encode(("head", seq, status, headers)))
+        try:
+            for piece in response.iter_encoded():
+                if piece:
+                    send(wire.encode(("piece", seq, bytes(piece))))
+        except Exception:
+            self._log_exception("The response's generator raised an exception", request_id)
+        finally:
+            with contextlib.suppress(Exception):
+                response.close()
+        return status, headers, b"", run_ms, status >= 500
 
     def _result(self, result: object, request_id: str, run_ms: float, exec_ms: bytes) -> tuple:
         try:

@@ -403,3 +403,38 @@ def test_an_invalid_port_is_refused_by_both(start_mlcli, start_azmlinfsrv) -> No
     ours, theirs = both(start_mlcli, start_azmlinfsrv, "echo.py", wait=False, port=70000)
     assert ours.wait_exit(60) != 0
     assert theirs.wait_exit(60) != 0
+
+
+# -- 7. streaming ----------------------------------------------------------------------------
+
+
+def test_a_generator_response_is_streamed_piece_by_piece(start_mlcli, start_azmlinfsrv) -> None:
+    import http.client
+
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "streams_on_cue.py")
+
+    for server in (ours, theirs):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("POST", "/score", body=b"{}")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Transfer-Encoding") == "chunked"
+        first = response.read1(1024)  # arrives before the script can make the second
+        (server.workdir / "go").touch()
+        rest = response.read()
+        conn.close()
+        assert (first, rest) == (b"first\n", b"second\n")
+        wait_for_line(server, r"azmlinfsrv - POST /score 200 \d+\.\d{3}ms N/A$")
+
+
+def test_a_streamed_answer_to_an_http_1_0_client_arrives_whole(start_mlcli) -> None:
+    server = start_mlcli("streams_on_cue.py", env=TEXT)
+    (server.workdir / "go").touch()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        conn.sendall(b"POST /score HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-length: 13" in head.lower()
+    assert body == b"first\nsecond\n"
