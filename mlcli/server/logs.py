@@ -28,11 +28,6 @@ TEXT_FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"
 PRINT_LOGGER = "azmlinfsrv.print"  # where azmlinfsrv logs a script's print()
 
 
-def text_timestamp(now: float) -> str:
-    """`2026-12-03 11:37:17,488` in UTC, as azmlinfsrv's AMLLogFormatter writes asctime."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f",{int(now % 1 * 1000):03d}"
-
-
 class TextFormatter(logging.Formatter):
     """azmlinfsrv's line format, in UTC."""
 
@@ -273,7 +268,12 @@ class AccessLog:
             self._logger.info(message)
             return
         now = time.time()
-        self._lines.append(f"{text_timestamp(now)} I [{self._pid}] azmlinfsrv - {message}")
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        stamp = f"{self._prefix},{int((now - second) * 1000):03d}"
+        self._lines.append(f"{stamp} I [{self._pid}] azmlinfsrv - {message}")
         if not self._scheduled:
             self._scheduled = True
             self.loop.call_later(self.FLUSH_S, self.flush)

@@ -119,10 +119,6 @@ ENV_CASES = {
         ("--model_dir", "./from-flag"),
     ),
     "model dir variable alone": ({"AZUREML_MODEL_DIR": "/from/variable"}, ()),
-    "valid app insights key flag": (
-        {},
-        ("--appinsights_instrumentation_key", "1b2c3d4e-0000-4000-8000-123456789abc"),
-    ),
     "malformed app insights key flag": ({}, ("--appinsights_instrumentation_key", "nope")),
     "app insights variables": (
         {"AML_APP_INSIGHTS_ENABLED": "true", "AML_APP_INSIGHTS_KEY": "not-a-uuid"},
@@ -245,6 +241,25 @@ def test_a_malformed_app_insights_key_is_reported_and_disables_app_insights(
         assert "Invalid Application Insights instrumentation key provided." in log
         assert "Application Insights has been disabled." in log
         assert "Application Insights Enabled: false" in log
+
+
+def test_a_valid_app_insights_key_is_accepted_as_azmlinfsrv_accepts_it() -> None:
+    # (no server started: with a valid key both servers would send telemetry to Azure)
+    from mlcli.server.environment import merge
+    from mlcli.server.settings import parser
+
+    args = parser().parse_args(
+        ["--entry_script", "s.py", "--appinsights_instrumentation_key", UUID_KEY]
+    )
+    environ: dict = {}
+    notices = merge(args, environ, "/app", "mlcli/test")
+
+    assert "Valid Application Insights instrumentation key provided." in notices
+    assert environ["AML_APP_INSIGHTS_ENABLED"] == "true"
+    assert environ["AML_APP_INSIGHTS_KEY"] == UUID_KEY
+
+
+UUID_KEY = "1b2c3d4e-0000-4000-8000-123456789abc"
 
 
 # -- 4. the log ------------------------------------------------------------------------------
