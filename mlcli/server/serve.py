@@ -1,11 +1,13 @@
 """`python -m mlcli.server`: start the workers, then serve HTTP until SIGTERM, then drain.
 
-Order matters for zero-downtime replacement: the port is bound at once (SO_REUSEPORT, so a
-new server can bind next to the old one, and a port taken by another program fails fast),
-but listened on only once every worker has finished init(). Until then the kernel sends
-new connections to the old server, if there is one. SIGTERM (or SIGINT) stops accepting,
-answers every request already received, then stops the workers; exit code 0. A script that
-cannot be imported or whose init() fails exits 3 with the traceback in the log.
+Order matters for zero-downtime replacement: the port is bound at once (SO_REUSEPORT, so the
+service's next revision can bind next to this one; a port held by anyone else exits 1, see
+sockets.py), but listened on only once every worker has finished init(). Until then the
+kernel sends new connections to the old server, if there is one. SIGTERM (or SIGINT) stops
+accepting, answers every request already received, then stops the workers; exit code 0. Exit
+codes are azmlinfsrv's: 3 for a script that cannot be served (missing, import or init()
+failing; the traceback in the log), 1 for no entry script or a port in use; 2 for other
+settings to fix.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from mlcli.server.settings import ServerSettings, SettingsError, export, resolve
 
 log = logging.getLogger("mlcli.server")
 
-USAGE_ERROR = 2
 BOOT_ERROR = 3
 PORT_IN_USE = 1  # azmlinfsrv's (gunicorn's "Can't connect to ...")
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve(sys.argv[1:] if argv is None else argv, os.environ, str(Path.cwd()))
     except SettingsError as exc:
         sys.stderr.write(f"error: {exc}\n")
-        return USAGE_ERROR
+        return exc.exit_code
     export(settings, os.environ)
     bindings = []
     try:

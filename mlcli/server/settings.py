@@ -32,6 +32,16 @@ BATCH_SWITCH = {"on": True, "1": True, "true": True, "off": False, "0": False, "
 class SettingsError(Exception):
     """A flag or environment variable the user must fix; the message names it."""
 
+    exit_code = 2
+
+
+class NoEntryScript(SettingsError):
+    exit_code = 1  # azmlinfsrv's, for neither --entry_script nor --config_file
+
+
+class ScriptCannotBeServed(SettingsError):
+    exit_code = 3  # azmlinfsrv's (gunicorn's boot error): no such script, a bad config.json
+
 
 @dataclass(frozen=True)
 class ClientLimits:
@@ -239,19 +249,19 @@ def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSett
     try:
         notices = environment.merge(args, merged, cwd, f"mlcli/{__version__}")
     except environment.ConfigFileError as exc:
-        raise SettingsError(str(exc)) from None
+        raise ScriptCannotBeServed(str(exc)) from None
     app_root = merged["AML_APP_ROOT"]
     if args.entry_script:
         entry_script = merged["AZUREML_ENTRY_SCRIPT"]
     elif merged.get("AZUREML_ENTRY_SCRIPT"):
         entry_script = os.path.realpath(Path(cwd) / app_root / merged["AZUREML_ENTRY_SCRIPT"])
     else:
-        raise SettingsError(
+        raise NoEntryScript(
             "No entry script given. Pass --entry_script score.py (or --config_file with "
             "AZUREML_ENTRY_SCRIPT, or set AZUREML_ENTRY_SCRIPT)."
         )
     if not Path(entry_script).is_file():
-        raise SettingsError(
+        raise ScriptCannotBeServed(
             f"Entry script {entry_script} does not exist. Point --entry_script (or "
             "AZUREML_ENTRY_SCRIPT, relative to AML_APP_ROOT) at the score.py to serve."
         )

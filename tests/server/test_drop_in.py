@@ -414,6 +414,28 @@ def test_every_azmlinfsrv_flag_is_accepted(tmp_path: Path) -> None:
         assert flag in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("--entry_script", "missing.py"), 3),
+        (("--port", "5001"), 1),  # no entry script at all
+    ],
+)
+def test_exit_codes_without_a_script_match_azmlinfsrv(tmp_path: Path, reference_python, args, code):
+    for python, module in ((sys.executable, "mlcli.server"),
+                           (str(reference_python), "azureml_inference_server_http")):  # fmt: skip
+        env = {**server_env(), "PYTHONPATH": str(PROJECT)} if module == "mlcli.server" else None
+        result = subprocess.run(
+            [python, "-m", module, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env or server_env(),
+            timeout=120,
+        )
+        assert result.returncode == code, (module, result.stdout, result.stderr)
+
+
 def test_an_invalid_port_is_refused_by_both(start_mlcli, start_azmlinfsrv) -> None:
     ours, theirs = both(start_mlcli, start_azmlinfsrv, "echo.py", wait=False, port=70000)
     assert ours.wait_exit(60) != 0
