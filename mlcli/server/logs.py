@@ -23,7 +23,8 @@ PIPE_BUF = 4096
 _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
-SERVER_LOGGERS = ("mlcli.server", "azmlinfsrv")
+SERVER_LOGGERS = ("mlcli.server",)  # AZUREML_LOG_LEVEL applies to these
+AZMLINFSRV_LOGGER = "azmlinfsrv"  # azmlinfsrv's own lines: INFO, whatever AZUREML_LOG_LEVEL says
 TEXT_FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"  # azmlinfsrv's
 PRINT_LOGGER = "azmlinfsrv.print"  # where azmlinfsrv logs a script's print()
 
@@ -90,12 +91,13 @@ class JsonLineHandler(logging.Handler):
 
 
 def configure(names: tuple[str, ...], *, level: int = logging.INFO, fmt: str = "json") -> None:
-    """Send the named loggers to stdout as lines of `fmt` (and only there)."""
+    """Send the named loggers to stdout as lines of `fmt` (and only there); azmlinfsrv's
+    loggers too, at INFO (AZUREML_LOG_LEVEL does not change them on azmlinfsrv 1.5.1)."""
     handler = JsonLineHandler(fmt=fmt)
-    for name in names:
+    for name in (*names, AZMLINFSRV_LOGGER):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(level)
+        logger.setLevel(level if name in names else logging.INFO)
         logger.propagate = False
 
 
