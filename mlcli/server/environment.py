@@ -143,4 +143,13 @@ def _check_app_insights(environ: MutableMapping[str, str]) -> list[str]:
     # mlcli's deploys may give a connection string instead of a key (telemetry.py)
     if enabled != "true" or not environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
         environ["AML_APP_INSIGHTS_ENABLED"] = "false"
+        if enabled is not None and enabled.strip().lower() in ("true", "1", "yes"):
+            return [APP_INSIGHTS_WITHOUT_KEY]
     return []
+
+
+APP_INSIGHTS_WITHOUT_KEY = (
+    "appInsightsEnabled is true but no connection string was given: set "
+    "APPLICATIONINSIGHTS_CONNECTION_STRING or AML_APP_INSIGHTS_KEY (or "
+    "OTEL_EXPORTER_OTLP_ENDPOINT) for the service. Application Insights is off."
+)

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from mlcli.server import banner, collect, logs, sockets, telemetry
+from mlcli.server.environment import APP_INSIGHTS_WITHOUT_KEY
 from mlcli.server.settings import ServerSettings, SettingsError, export, resolve
 
 log = logging.getLogger("mlcli.server")
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     if settings.log_format == "text":
         logging_json = logs.load_logging_json(settings.app_root, settings.entry_script)
         banner.show(settings, os.environ)
+    elif APP_INSIGHTS_WITHOUT_KEY in settings.notices:  # (text: the banner says it)
+        log.warning(APP_INSIGHTS_WITHOUT_KEY)
     try:
         import uvloop
     except ImportError:
