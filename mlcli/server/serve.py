@@ -226,6 +226,10 @@ class Service:
             self.settings.host,
             self.settings.port,
         )
+        for worker in self.pool.workers:  # azmlinfsrv's line, once connections are accepted
+            logging.getLogger("azmlinfsrv").info(
+                "Worker with pid %d ready for serving traffic", worker.pid
+            )
         if len(self.socks) > 1:
             log.info("Health probe also on its own port: http://%s:%d/",
                      self.settings.host, self.settings.health_port)  # fmt: skip

@@ -372,9 +372,9 @@ def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:
     gc.freeze()
     needs_headers = script.mode == entry.RAW or script.wants_headers or script.batch_wants_headers
     batches = script.run_batch is not None
-    azmlinfsrv = logging.getLogger("azmlinfsrv")
-    azmlinfsrv.info("Scoring timeout is set to %d", settings.scoring_timeout_ms)
-    azmlinfsrv.info("Worker with pid %d ready for serving traffic", os.getpid())
+    logging.getLogger("azmlinfsrv").info(
+        "Scoring timeout is set to %d", settings.scoring_timeout_ms
+    )
     sock.sendall(wire.encode(("ready", os.getpid(), init_ms, needs_headers, documents, batches)))
     return Worker(script, settings)
 
