@@ -124,6 +124,7 @@ ENV_CASES = {
         {"AML_APP_INSIGHTS_ENABLED": "true", "AML_APP_INSIGHTS_KEY": "not-a-uuid"},
         (),
     ),
+    "app insights key without enabled": ({"AML_APP_INSIGHTS_KEY": "not-a-uuid"}, ()),
     "app insights enabled other than true": (
         {"AML_APP_INSIGHTS_ENABLED": "True", "AML_APP_INSIGHTS_KEY": "x"},
         (),
@@ -179,6 +180,28 @@ def test_config_json_in_the_app_root_gives_what_no_variable_gave(
         info = server.request("GET", "/swagger.json").json()["info"]
         assert info["title"] == "from-config"
         assert info["version"] == "from-variable"
+
+
+def test_a_scoring_timeout_from_config_json_applies_and_a_variable_overrides_it(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    config = json.dumps({"SCORING_TIMEOUT_MS": 1000})
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "slow.py", files={"config.json": config})
+    overridden = both(
+        start_mlcli,
+        start_azmlinfsrv,
+        "slow.py",
+        files={"config.json": config},
+        env={"SCORING_TIMEOUT_MS": "60000"},
+    )
+
+    slow = json.dumps({"sleep": 3}).encode()
+    for server in (ours, theirs):
+        reply = server.request("POST", "/score", slow, {"Content-Type": "application/json"})
+        assert (reply.status, reply.json()) == (500, {"message": "Scoring timeout after 1000 ms"})
+    for server in overridden:
+        reply = server.request("POST", "/score", slow, {"Content-Type": "application/json"})
+        assert (reply.status, reply.json()) == (200, {"slept": 3})
 
 
 def test_config_file_flag_names_the_file_and_the_banner_shows_it(
