@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
+CONFIG_VALUES = "MLCLI_CONFIG_VALUES"  # config.json's values, for the server's processes only
 DEFAULT_PORT = 5001
 DEFAULT_HEALTH_PORT = 5000
 # The keys azmlinfsrv takes from config.json (the aliased fields of its pydantic settings;
@@ -85,14 +86,21 @@ def merge(args, environ: MutableMapping[str, str], cwd: str, version: str) -> li
         environ["AML_CORS_ORIGINS"] = args.access_control_allow_origins
     if args.config_file:
         environ["AZUREML_CONFIG_FILE"] = os.path.realpath(Path(cwd) / args.config_file)
-    _apply_config_file(environ)
     if "AZUREML_MODEL_DIR" not in environ:
         notices += [
             "The environment variable 'AZUREML_MODEL_DIR' has not been set.",
             "Use the --model_dir command line argument to set it.",
         ]
     notices += _check_app_insights(environ)
+    _apply_config_file(environ)
     return notices
+
+
+def with_config_values(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment plus what config.json gave (passed to the workers in CONFIG_VALUES):
+    the server reads those values, but azmlinfsrv never shows them to score.py as variables."""
+    given = environ.get(CONFIG_VALUES, "")
+    return {**json.loads(given), **environ} if given else dict(environ)
 
 
 def config_file(environ: MutableMapping[str, str]) -> str | None:
@@ -119,10 +127,13 @@ def _apply_config_file(environ: MutableMapping[str, str]) -> None:
         raise ConfigFileError(f"Invalid config file {path}: {exc}") from None
     if not isinstance(document, dict):
         raise ConfigFileError(f"Invalid config file {path}: it must hold a JSON object.")
+    values = {}
     for key in CONFIG_FILE_KEYS:
         value = document.get(key)
         if value is not None and key not in environ:
-            environ[key] = value if isinstance(value, str) else json.dumps(value)
+            values[key] = value if isinstance(value, str) else json.dumps(value)
+    if values:
+        environ[CONFIG_VALUES] = json.dumps(values)
 
 
 def _check_app_insights(environ: MutableMapping[str, str]) -> list[str]:

@@ -108,6 +108,9 @@ class WorkerSettings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        from mlcli.server.environment import with_config_values
+
+        environ = with_config_values(environ)
         return cls(
             entry_script=environ["AZUREML_ENTRY_SCRIPT"],
             app_root=environ["AML_APP_ROOT"],
@@ -245,11 +248,12 @@ def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSett
     args = parser().parse_args(argv)
     if args.workers is not None and args.workers < 1:
         raise SettingsError(f"--workers {args.workers} must be at least 1.")
-    merged = dict(environ)
+    given = dict(environ)
     try:
-        notices = environment.merge(args, merged, cwd, f"mlcli/{__version__}")
+        notices = environment.merge(args, given, cwd, f"mlcli/{__version__}")
     except environment.ConfigFileError as exc:
         raise ScriptCannotBeServed(str(exc)) from None
+    merged = environment.with_config_values(given)
     app_root = merged["AML_APP_ROOT"]
     if args.entry_script:
         entry_script = merged["AZUREML_ENTRY_SCRIPT"]
@@ -316,8 +320,16 @@ def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSett
         cors_origins=merged.get("AML_CORS_ORIGINS") or None,
         log_format=log_format,
         notices=tuple(notices),
-        environment={k: v for k, v in merged.items() if environ.get(k) != v},
+        environment=_exported(environ, given, merged),
     )
+
+
+def _exported(environ: Mapping[str, str], given: dict, merged: dict) -> dict:
+    """The variables to set: what the merge changed, and what the server resolved itself
+    (entry script, scoring timeout, worker count, log format); not config.json's values."""
+    resolved = ("AZUREML_ENTRY_SCRIPT", "SCORING_TIMEOUT_MS", "WORKER_COUNT", "MLCLI_LOG_FORMAT")
+    wanted = {**given, **{name: merged[name] for name in resolved}}
+    return {k: v for k, v in wanted.items() if environ.get(k) != v}
 
 
 def export(settings: ServerSettings, environ: MutableMapping[str, str]) -> None:

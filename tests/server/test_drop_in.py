@@ -182,6 +182,18 @@ def test_config_json_in_the_app_root_gives_what_no_variable_gave(
         assert info["version"] == "from-variable"
 
 
+def test_config_json_values_are_not_shown_to_the_script_as_variables(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    config = json.dumps({"AZUREML_MODEL_DIR": "./from-config", "SERVICE_NAME": "cfg"})
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "env_dump.py", files={"config.json": config})
+
+    assert dump(ours) == dump(theirs)
+    assert dump(ours)["AZUREML_MODEL_DIR"] is None
+    for server in (ours, theirs):
+        assert server.request("GET", "/swagger.json").json()["info"]["title"] == "cfg"
+
+
 def test_a_scoring_timeout_from_config_json_applies_and_a_variable_overrides_it(
     start_mlcli, start_azmlinfsrv
 ) -> None:
