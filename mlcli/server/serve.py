@@ -6,8 +6,8 @@ sockets.py), but listened on only once every worker has finished init(). Until t
 kernel sends new connections to the old server, if there is one. SIGTERM (or SIGINT) stops
 accepting, answers every request already received, then stops the workers; exit code 0. Exit
 codes are azmlinfsrv's: 3 for a script that cannot be served (missing, import or init()
-failing; the traceback in the log), 1 for no entry script or a port in use; 2 for other
-settings to fix.
+failing; the traceback in the log), 1 for a refused flag, no entry script or a port in use;
+2 for mlcli's own settings (MLCLI_* variables) to fix.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ log = logging.getLogger("mlcli.server")
 
 BOOT_ERROR = 3
 PORT_IN_USE = 1  # azmlinfsrv's (gunicorn's "Can't connect to ...")
+FLAG_ERROR = 1  # azmlinfsrv's, for a flag argparse refuses
 
 
 SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
@@ -83,6 +84,8 @@ def steer_new_connections_here(sock: socket.socket) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = resolve(sys.argv[1:] if argv is None else argv, os.environ, str(Path.cwd()))
+    except SystemExit as exc:  # argparse: --help (0), or a flag it refused (usage printed)
+        return FLAG_ERROR if exc.code == 2 else exc.code
     except SettingsError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
