@@ -243,6 +243,31 @@ def test_run_reads_a_body_from_a_file_and_reports_a_failing_run_with_its_status(
     assert "Traceback" not in bad_body.stderr
 
 
+STREAMING_SCORE = """\
+from azureml.contrib.services.aml_response import AMLResponse
+
+
+def init():
+    pass
+
+
+def run(data):
+    return AMLResponse((f"token {i} " for i in range(3)), 200, {"Content-Type": "text/plain"})
+"""
+
+
+@pytest.mark.slow
+@slow
+def test_run_prints_a_streamed_answer_as_text_piece_by_piece(tmp_path: Path) -> None:
+    register_factor(tmp_path, "scale", 2)
+    deploy_echo(tmp_path, "talker", score=STREAMING_SCORE)
+
+    result = invoke("service", "run", "-n", "talker", "-d", "{}")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "token 0 token 1 token 2 \n"
+
+
 @pytest.mark.slow
 @slow
 def test_deploy_reads_the_model_id_from_a_metadata_file_written_by_register(

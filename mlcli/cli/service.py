@@ -198,7 +198,18 @@ def run(name: str, input_data: str, output: str, query: str | None) -> None:
     """
     from mlcli.deploy import run as run_service
 
-    emit(run_service(name, _body(input_data), workspace=workspace_name()), output, query)
+    streamed = []
+
+    def show(piece: str) -> None:  # a streamed answer is printed as its pieces arrive
+        streamed.append(piece)
+        click.echo(piece, nl=False)
+
+    answer = run_service(name, _body(input_data), workspace=workspace_name(), on_piece=show)
+    if streamed:
+        if not answer.endswith("\n"):
+            click.echo()
+        return
+    emit(answer, output, query)
 
 
 @service.command("update")

@@ -4,7 +4,7 @@ keys, run (call its scoring URI) and delete."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +100,17 @@ def regen_key(
     return keys
 
 
-def run(name: str, data: bytes, *, workspace: str | Workspace | None = None) -> Any:
-    """POST `data` to the scoring URI, as `az ml service run` does; the parsed answer."""
+def run(
+    name: str,
+    data: bytes,
+    *,
+    workspace: str | Workspace | None = None,
+    on_piece: Callable[[str], None] | None = None,
+) -> Any:
+    """POST `data` to the scoring URI, as `az ml service run` does; the parsed answer.
+
+    A streamed answer (chunked: a score.py returning AMLResponse(generator)) is handed to
+    `on_piece` as it arrives, when given; the whole text is returned as well."""
     import http.client
 
     services = Services.open(workspace, create=False)
@@ -119,6 +128,16 @@ def run(name: str, data: bytes, *, workspace: str | Workspace | None = None) -> 
     try:
         conn.request("POST", "/score", body=data, headers=headers)
         response = conn.getresponse()
+        if on_piece is not None and response.chunked and response.status == 200:
+            import codecs
+
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            pieces = []
+            while piece := response.read1(65536):
+                pieces.append(piece)
+                on_piece(decoder.decode(piece))
+            on_piece(decoder.decode(b"", final=True))
+            return b"".join(pieces).decode("utf-8", "replace")
         body = response.read()
     except OSError as exc:
         raise DeployError(

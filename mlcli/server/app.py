@@ -41,6 +41,7 @@ class ScoringApp:
     """Answers each parsed Request (http.py) directly, or through the worker pool for /score."""
 
     telemetry = None  # telemetry.RequestTelemetry when configured (serve.py)
+    cors = None  # cors.Cors when AML_CORS_ORIGINS is set (serve.py)
 
     def __init__(self, settings, pool, metrics, access_log, keys=None) -> None:
         self.settings = settings
@@ -109,7 +110,7 @@ class ScoringApp:
         """Send the reply with azmlinfsrv's after-request headers; count it and log it."""
         status, headers, body = reply[0], reply[1], reply[2]
         if ids is not None:
-            headers = headers + self.version_header + ids.response_headers()
+            headers = self.after_request(request, headers, ids)
         request.respond(status, headers, body, close=close)
         elapsed = time.perf_counter() - request.started
         metrics = self.metrics
@@ -119,9 +120,23 @@ class ScoringApp:
             metrics.run_seconds.observe(run_ms / 1000)
         request_id = ids.request_id or ids.generated if ids is not None else ""
         logged_body = request.body if self.log_bodies else None
-        self.access_log.request(request_id, request, status, elapsed, run_ms, logged_body)
+        self.access_log.request(
+            request_id,
+            request,
+            status,
+            elapsed,
+            run_ms,
+            logged_body,
+            "N/A" if request.streaming else len(body),
+        )
         if self.telemetry is not None:
             self.telemetry.request(request, route, status, body, elapsed, ids)
+
+    def after_request(self, request, headers: list, ids: RequestIds) -> list:
+        """azmlinfsrv's after-request headers: CORS, the server version, the request ids."""
+        if self.cors is not None:
+            headers = headers + self.cors.headers(request.method, request.headers)
+        return headers + self.version_header + ids.response_headers()
 
     def _swagger(self, query: bytes) -> tuple:
         from urllib.parse import parse_qsl
@@ -151,13 +166,26 @@ class ScoringApp:
 class ScoreJob:
     """A /score request on its way through the pool (see pool.py for the job protocol)."""
 
-    __slots__ = ("app", "ids", "queued_at", "request")
+    __slots__ = ("app", "ids", "pieces", "queued_at", "request")
 
     def __init__(self, app: ScoringApp, request, ids: RequestIds) -> None:
         self.app = app
         self.request = request
         self.ids = ids
         self.queued_at = 0.0
+        self.pieces = None  # a streamed answer that could not go out as it came: its pieces
+
+    def stream(self, message: tuple) -> None:
+        """A streamed answer under way (AMLResponse(generator)): its head or its next piece."""
+        request = self.request
+        if message[0] == "head":
+            headers = self.app.after_request(request, message[3], self.ids)
+            if not request.stream_start(message[2], headers):
+                self.pieces = []
+        elif self.pieces is not None:
+            self.pieces.append(message[2])
+        else:
+            request.stream_piece(message[2])
 
     @property
     def cancelled(self) -> bool:
@@ -184,6 +212,8 @@ class ScoreJob:
         )
 
     def finish(self, reply: tuple) -> None:
+        if self.pieces is not None:
+            reply = (reply[0], reply[1], b"".join(self.pieces), *reply[3:])
         self.app.finish(self.request, "/score", reply, self.ids, run_ms=reply[3])
 
 

@@ -98,6 +98,7 @@ class Request:
         "raw_path",
         "response",
         "started",
+        "streaming",
     )
 
     def __init__(self, conn: Connection, method: str, url: bytes, headers: list, version: str):
@@ -112,15 +113,52 @@ class Request:
         self.keep_alive = True
         self.content_length = None
         self.held = 0  # body bytes counted against the server's budget (HttpServer.hold)
+        self.streaming = False  # answering with chunked transfer (stream_start)
         parsed = httptools.parse_url(url)
         self.raw_path = parsed.path
         self.path = _decode_path(parsed.path)
         self.query = parsed.query or b""
 
+    def stream_start(self, status: int, headers: list) -> bool:
+        """Send the head of a chunked answer now, if it can go out now (this request is the
+        connection's oldest unanswered one, over HTTP/1.1, not HEAD); False otherwise, and
+        the caller sends the pieces as one body later."""
+        conn = self.conn
+        if (
+            self.cancelled
+            or self.response is not None
+            or conn.transport is None
+            or self.http_version != "1.1"
+            or self.method == "HEAD"
+            or not conn.pending
+            or conn.pending[0] is not self
+        ):
+            return False
+        parts = [status_line(status)]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"transfer-encoding: chunked\r\n")
+        if not self.keep_alive or conn.closing:
+            self.keep_alive = False
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        conn.transport.write(b"".join(parts))
+        self.streaming = True
+        return True
+
+    def stream_piece(self, data: bytes) -> None:
+        transport = self.conn.transport
+        if data and transport is not None and not self.cancelled:
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
     def respond(self, status: int, headers: list, body: bytes, *, close: bool = False) -> None:
         if self.held:
             self.conn.server.release(self)
         if self.response is not None or self.cancelled:
+            return
+        if self.streaming:  # the head and the pieces went out: the last chunk ends it
+            self.response = b"0\r\n\r\n"
+            self.conn.flush()
             return
         parts = [status_line(status)]
         for name, value in headers:

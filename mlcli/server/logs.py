@@ -1,5 +1,9 @@
-"""One JSON object per log line, for the server's own records and everything the script prints.
+"""The server's log lines, for its own records and everything the script prints.
 
+Two formats (MLCLI_LOG_FORMAT or --log-format): "text", azmlinfsrv's lines (`2026-12-03
+11:37:17,488 I [pid] logger - message`, the script's prints as azmlinfsrv.print, one
+`POST /score 200 0.919ms 471` line per request), the default, so a drop-in's log reads as
+azmlinfsrv's did; and "json", one JSON object per line, which mlcli's own deploys use.
 Front and workers share the same stdout; each record is written with one os.write so lines
 from different processes do not interleave (a pipe write of up to PIPE_BUF bytes is atomic).
 """
@@ -17,6 +21,26 @@ STDOUT_FD = 1
 PIPE_BUF = 4096
 # json.dumps(..., ensure_ascii=False) builds a new encoder per call; the hot path reuses one.
 _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+SERVER_LOGGERS = ("mlcli.server",)  # AZUREML_LOG_LEVEL applies to these
+AZMLINFSRV_LOGGER = "azmlinfsrv"  # azmlinfsrv's own lines: INFO, whatever AZUREML_LOG_LEVEL says
+TEXT_FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"  # azmlinfsrv's
+PRINT_LOGGER = "azmlinfsrv.print"  # where azmlinfsrv logs a script's print()
+
+
+class TextFormatter(logging.Formatter):
+    """azmlinfsrv's line format, in UTC."""
+
+    converter = time.gmtime
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        exception = (getattr(record, "fields", None) or {}).get("exception")
+        return f"{text}\n{exception.rstrip()}" if exception else text
 
 
 def utc_timestamp(now: float | None = None) -> str:
@@ -52,10 +76,10 @@ class JsonFormatter(logging.Formatter):
 class JsonLineHandler(logging.Handler):
     """Writes each record straight to a file descriptor, one os.write per line."""
 
-    def __init__(self, fd: int = STDOUT_FD) -> None:
+    def __init__(self, fd: int = STDOUT_FD, *, fmt: str = "json") -> None:
         super().__init__()
         self.fd = fd
-        self.setFormatter(JsonFormatter())
+        self.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -66,14 +90,59 @@ class JsonLineHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure(names: tuple[str, ...], *, level: int = logging.INFO) -> None:
-    """Send the named loggers to stdout as JSON lines (and only there)."""
-    handler = JsonLineHandler()
-    for name in names:
+def configure(names: tuple[str, ...], *, level: int = logging.INFO, fmt: str = "json") -> None:
+    """Send the named loggers to stdout as lines of `fmt` (and only there); azmlinfsrv's
+    loggers too, at INFO (AZUREML_LOG_LEVEL does not change them on azmlinfsrv 1.5.1)."""
+    handler = JsonLineHandler(fmt=fmt)
+    for name in (*names, AZMLINFSRV_LOGGER):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(level)
+        logger.setLevel(level if name in names else logging.INFO)
         logger.propagate = False
+
+
+def load_logging_json(
+    app_root: str, entry_script: str | None = None, *, quiet: bool = False
+) -> str | None:
+    """azmlinfsrv's log configurability: a logging.json in the app root (else beside the entry
+    script) is applied with logging.config.dictConfig; the file used, or None."""
+    from pathlib import Path
+
+    folders = [Path(app_root)]
+    if entry_script:
+        folders.append(Path(entry_script).resolve().parent)
+    for folder in folders:
+        path = folder / "logging.json"
+        if path.is_file():
+            import logging.config
+
+            try:
+                logging.config.dictConfig(json.loads(path.read_text()))
+            except (ValueError, TypeError, AttributeError, ImportError) as exc:
+                logging.getLogger("azmlinfsrv").error("Invalid logging config %s: %s", path, exc)
+                return None
+            if not quiet:
+                logging.getLogger("azmlinfsrv").info("Loaded logging config from %s", path)
+            return str(path)
+    return None
+
+
+def install_print_hook() -> None:
+    """azmlinfsrv's print hook (text format): print() to stdout becomes a record of the
+    azmlinfsrv.print logger; print(file=...) elsewhere and direct writes stay as they are."""
+    import builtins
+    import sys
+
+    original = builtins.print
+    logger = logging.getLogger(PRINT_LOGGER)
+
+    def print_to_log(*objects, sep=" ", end="\n", file=None, flush=False):
+        if file is None or file is sys.stdout:
+            logger.info((" " if sep is None else sep).join(map(str, objects)))
+        else:
+            original(*objects, sep=sep, end=end, file=file, flush=flush)
+
+    builtins.print = print_to_log
 
 
 class LineStream(io.TextIOBase):
@@ -148,17 +217,25 @@ class AccessLog:
 
     FLUSH_S = 0.01  # small batches: a big one holds every request behind it (p99)
 
-    def __init__(self, loop, *, fd: int = STDOUT_FD) -> None:
+    def __init__(
+        self, loop, *, fd: int = STDOUT_FD, fmt: str = "json", via_logging: bool = False
+    ) -> None:
         self.loop = loop
         self.fd = fd
+        self.text = fmt == "text"
+        # after a logging.json, text lines go through the azmlinfsrv logger, as it says
+        self._logger = logging.getLogger("azmlinfsrv") if self.text and via_logging else None
         self._lines: list[str] = []
         self._scheduled = False
         self._pid = os.getpid()
         self._second = -1
         self._prefix = ""
 
-    def request(self, request_id, request, status, elapsed_s, run_ms, body=None) -> None:
+    def request(self, request_id, request, status, elapsed_s, run_ms, body=None, size=0) -> None:
         """Log one answered request; the body only when MLCLI_LOG_BODIES=1 passed it in."""
+        if self.text:
+            self._text(request, status, elapsed_s, size)
+            return
         query = request.query
         fields = {
             "time": self._timestamp(),
@@ -176,6 +253,29 @@ class AccessLog:
         if body is not None:
             fields["body"] = body.decode("utf-8", "replace")
         self._lines.append(_encode(fields))
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_later(self.FLUSH_S, self.flush)
+
+    def _text(self, request, status, elapsed_s, size) -> None:
+        """azmlinfsrv's line, for the routes it logs (/score and /swagger.json)."""
+        path = request.path
+        if path not in ("/score", "/swagger.json"):
+            return
+        query = request.query
+        if query:
+            path += "?" + query.decode("latin-1")
+        message = f"{request.method} {path} {status} {elapsed_s * 1000:0.3f}ms {size}"
+        if self._logger is not None:
+            self._logger.info(message)
+            return
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        stamp = f"{self._prefix},{int((now - second) * 1000):03d}"
+        self._lines.append(f"{stamp} I [{self._pid}] azmlinfsrv - {message}")
         if not self._scheduled:
             self._scheduled = True
             self.loop.call_later(self.FLUSH_S, self.flush)

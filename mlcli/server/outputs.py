@@ -47,9 +47,28 @@ def _werkzeug_response_class():
     return getattr(module, "Response", None)
 
 
+def streamed_response(result: object) -> bool:
+    """Whether run() returned a response whose body is a generator (AMLResponse(gen, 200)):
+    its pieces are sent as they are produced."""
+    response_class = _werkzeug_response_class()
+    return (
+        response_class is not None
+        and isinstance(result, response_class)
+        and result.is_streamed
+        and not isinstance(result.response, (list, tuple))
+    )
+
+
 def _from_response(response) -> tuple:
     status = response.status_code
     body = response.get_data()
+    return status, response_headers(response), body
+
+
+def response_headers(response) -> list:
+    """A response object's headers as azmlinfsrv sends them (x-ms-run-function-failed True
+    for a 5xx status), without Content-Length (the server sets it)."""
+    status = response.status_code
     headers = []
     failed_seen = False
     for name, value in response.headers.to_wsgi_list():
@@ -64,4 +83,4 @@ def _from_response(response) -> tuple:
         headers.append((name.encode("latin-1"), str(value).encode("latin-1")))
     if status >= 500 and not failed_seen:
         headers.append((b"x-ms-run-function-failed", b"True"))
-    return status, headers, body
+    return headers

@@ -379,6 +379,11 @@ class Pool:
 
     def _on_message(self, worker: WorkerProcess, message: tuple) -> None:
         if isinstance(message[0], str):
+            if message[0] in ("head", "piece"):  # a streamed answer of the running job
+                if worker.jobs and not worker.jobs[0][2]:
+                    worker.started = self.loop.time()  # producing: not a hung run()
+                    worker.jobs[0][1].stream(message)
+                return
             if worker.ready is not None and not worker.ready.done():
                 if message[0] == "ready":
                     worker.ready.set_result(message)

@@ -1,11 +1,13 @@
 """`python -m mlcli.server`: start the workers, then serve HTTP until SIGTERM, then drain.
 
-Order matters for zero-downtime replacement: the port is bound at once (SO_REUSEPORT, so a
-new server can bind next to the old one, and a port taken by another program fails fast),
-but listened on only once every worker has finished init(). Until then the kernel sends
-new connections to the old server, if there is one. SIGTERM (or SIGINT) stops accepting,
-answers every request already received, then stops the workers; exit code 0. A script that
-cannot be imported or whose init() fails exits 3 with the traceback in the log.
+Order matters for zero-downtime replacement: the port is bound at once (SO_REUSEPORT, so the
+service's next revision can bind next to this one; a port held by anyone else exits 1, see
+sockets.py), but listened on only once every worker has finished init(). Until then the
+kernel sends new connections to the old server, if there is one. SIGTERM (or SIGINT) stops
+accepting, answers every request already received, then stops the workers; exit code 0. Exit
+codes are azmlinfsrv's: 3 for a script that cannot be served (missing, import or init()
+failing; the traceback in the log), 1 for a refused flag, no entry script or a port in use;
+2 for mlcli's own settings (MLCLI_* variables) to fix.
 """
 
 from __future__ import annotations
@@ -20,30 +22,16 @@ import socket
 import sys
 from pathlib import Path
 
-from mlcli.server import collect, logs, telemetry
+from mlcli.server import banner, collect, logs, sockets, telemetry
+from mlcli.server.environment import APP_INSIGHTS_WITHOUT_KEY
 from mlcli.server.port_claim import hold_port_claim
 from mlcli.server.settings import ServerSettings, SettingsError, export, resolve
 
 log = logging.getLogger("mlcli.server")
 
-USAGE_ERROR = 2
 BOOT_ERROR = 3
-
-
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise SettingsError(
-            f"Cannot bind {host}:{port} ({exc.strerror}). Another program holds the port "
-            "without SO_REUSEPORT; stop it or choose another --port."
-        ) from None
-    return sock
+PORT_IN_USE = 1  # azmlinfsrv's (gunicorn's "Can't connect to ...")
+FLAG_ERROR = 1  # azmlinfsrv's, for a flag argparse refuses
 
 
 SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
@@ -97,12 +85,23 @@ def steer_new_connections_here(sock: socket.socket) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = resolve(sys.argv[1:] if argv is None else argv, os.environ, str(Path.cwd()))
-        hold_port_claim(os.environ)
-        sock = bind(settings.host, settings.port)
+    except SystemExit as exc:  # argparse: --help (0), or a flag it refused (usage printed)
+        return FLAG_ERROR if exc.code == 2 else exc.code
     except SettingsError as exc:
         sys.stderr.write(f"error: {exc}\n")
-        return USAGE_ERROR
+        return exc.exit_code
     export(settings, os.environ)
+    hold_port_claim(os.environ)  # before binding: see port_claim.py
+    bindings = []
+    try:
+        for port in (settings.port, settings.health_port):
+            if port is not None and port not in (b.sock.getsockname()[1] for b in bindings):
+                bindings.append(sockets.bind(settings.host, port, os.environ))
+    except sockets.PortInUse as exc:
+        for binding in bindings:
+            binding.close()
+        sys.stderr.write(f"error: {exc}\n")
+        return PORT_IN_USE
     rotation = None
     if settings.log_file:
         rotation = logs.RotatingLog(
@@ -110,7 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         rotation.start()
     level = logging.getLevelName(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
-    logs.configure(("mlcli.server",), level=level if isinstance(level, int) else logging.INFO)
+    logs.configure(
+        logs.SERVER_LOGGERS,
+        level=level if isinstance(level, int) else logging.INFO,
+        fmt=settings.log_format,
+    )
+    logging_json = None
+    if settings.log_format == "text":
+        logging_json = logs.load_logging_json(settings.app_root, settings.entry_script)
+        banner.show(settings, os.environ)
+    elif APP_INSIGHTS_WITHOUT_KEY in settings.notices:  # (text: the banner says it)
+        log.warning(APP_INSIGHTS_WITHOUT_KEY)
     try:
         import uvloop
     except ImportError:
@@ -119,9 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(Service(settings, sock).run())
+        service = Service(settings, [b.sock for b in bindings], logging_json is not None)
+        return loop.run_until_complete(service.run())
     finally:
         loop.close()
+        for binding in bindings:
+            binding.close()
         if rotation is not None:
             rotation.stop()
 
@@ -129,10 +141,13 @@ def main(argv: list[str] | None = None) -> int:
 class Service:
     """The front process: its pool of workers and the HTTP server in front of them."""
 
-    def __init__(self, settings: ServerSettings, sock: socket.socket) -> None:
+    def __init__(
+        self, settings: ServerSettings, socks: list[socket.socket], logging_json: bool = False
+    ) -> None:
         self.settings = settings
-        self.sock = sock
-        self.server = None
+        self.logging_json = logging_json  # access lines through the logging module
+        self.socks = socks  # the server port's, then the health port's (if separate)
+        self.servers: list = []
         self.stopped: asyncio.Future | None = None
         self.stopping = False
 
@@ -176,7 +191,9 @@ class Service:
         from mlcli.server.http import HttpServer
 
         loop = asyncio.get_running_loop()
-        access_log = logs.AccessLog(loop)
+        access_log = logs.AccessLog(
+            loop, fmt=self.settings.log_format, via_logging=self.logging_json
+        )
         keys = None
         if self.settings.keys_file:
             from mlcli.server.auth import KeyFile
@@ -184,6 +201,13 @@ class Service:
             keys = KeyFile(self.settings.keys_file)
         app = ScoringApp(self.settings, self.pool, self.metrics, access_log, keys)
         app.telemetry = telemetry.start_front(os.environ, loop, self.metrics.registry)
+        if self.settings.cors_origins:
+            from mlcli.server.cors import Cors
+
+            app.cors = Cors(self.settings.cors_origins)
+            logging.getLogger("azmlinfsrv").info(
+                "Enabling CORS for the following origins: %s", ", ".join(app.cors.origins)
+            )
         limits = self.settings.client_limits
         fit = raise_open_files_limit()
         if not limits.max_connections or limits.max_connections > fit:
@@ -191,7 +215,7 @@ class Service:
         if not limits.max_body_bytes_held:  # 1 GiB, or 4 bodies at the per-request limit
             held = max(1 << 30, 4 * self.settings.max_request_bytes)
             limits = dataclasses.replace(limits, max_body_bytes_held=held)
-        self.server = HttpServer(app, limits)
+        self.servers = [HttpServer(app, limits) for _ in self.socks]
         self.stopped = loop.create_future()
         if self.stopping:
             return
@@ -199,19 +223,28 @@ class Service:
         # scans, whose pauses would land on requests (p99).
         gc.collect()
         gc.freeze()
-        await self.server.start(self.sock)
-        steer_new_connections_here(self.sock)
+        for server, sock in zip(self.servers, self.socks):
+            await server.start(sock)
+            steer_new_connections_here(sock)
         log.info(
             "Ready: listening on http://%s:%d (GET / is the health probe, POST /score scores)",
             self.settings.host,
             self.settings.port,
         )
+        for worker in self.pool.workers:  # azmlinfsrv's line, once connections are accepted
+            logging.getLogger("azmlinfsrv").info(
+                "Worker with pid %d ready for serving traffic", worker.pid
+            )
+        if len(self.socks) > 1:
+            log.info("Health probe also on its own port: http://%s:%d/",
+                     self.settings.host, self.settings.health_port)  # fmt: skip
         try:
             await self.stopped
             log.info("Shutting down: answering the requests already received")
             # Requests already received may run up to the scoring timeout; idle connections
             # close at once.
-            await self.server.shutdown(timeout=self.settings.scoring_timeout_ms / 1000 + 10)
+            timeout = self.settings.scoring_timeout_ms / 1000 + 10
+            await asyncio.gather(*(server.shutdown(timeout=timeout) for server in self.servers))
         finally:
             access_log.flush()
             if app.telemetry is not None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, MutableMapping
 
 DEFAULT_PORT = 5001  # azmlinfsrv's
 DEFAULT_HOST = "0.0.0.0"  # azmlinfsrv's; `ml model deploy` passes --host 127.0.0.1
@@ -31,6 +31,16 @@ BATCH_SWITCH = {"on": True, "1": True, "true": True, "off": False, "0": False, "
 
 class SettingsError(Exception):
     """A flag or environment variable the user must fix; the message names it."""
+
+    exit_code = 2
+
+
+class NoEntryScript(SettingsError):
+    exit_code = 1  # azmlinfsrv's, for neither --entry_script nor --config_file
+
+
+class ScriptCannotBeServed(SettingsError):
+    exit_code = 3  # azmlinfsrv's (gunicorn's boot error): no such script, a bad config.json
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,11 @@ class ServerSettings:
     log_file: str | None = None  # MLCLI_LOG_FILE: stdout and stderr go there, rotated by size
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     log_backups: int = DEFAULT_LOG_BACKUPS
+    health_port: int | None = None  # SEPERATE_HEALTH_ENDPOINT: a second listening port
+    cors_origins: str | None = None  # AML_CORS_ORIGINS, as given (cors.py parses it)
+    log_format: str = "text"  # azmlinfsrv's text lines, or "json" (MLCLI_LOG_FORMAT)
+    notices: tuple[str, ...] = ()  # azmlinfsrv's start-up notices (model dir, App Insights key)
+    environment: dict = field(default_factory=dict)  # variables to set for workers and score.py
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,9 @@ class WorkerSettings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        from mlcli.server.environment import with_config_values
+
+        environ = with_config_values(environ)
         return cls(
             entry_script=environ["AZUREML_ENTRY_SCRIPT"],
             app_root=environ["AML_APP_ROOT"],
@@ -107,24 +125,31 @@ class WorkerSettings:
         )
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError(text)
+    return port
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mlcli.server",
-        description="Serve an Azure ML v1 entry script (score.py with init() and run()).",
+        description="Serve an Azure ML v1 entry script (score.py with init() and run()); "
+        "takes azmlinfsrv's flags and environment variables.",
     )
     p.add_argument("--entry-script", "--entry_script", dest="entry_script")
     p.add_argument("--model-dir", "--model_dir", dest="model_dir")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=_port)
+    p.add_argument("--health-port", "--health_port", dest="health_port", type=_port)
     p.add_argument("--workers", "--worker-count", "--worker_count", dest="workers", type=int)
-    # Accepted so an azmlinfsrv command line runs unchanged; mlcli has no use for them.
-    for ignored in (
-        "--appinsights_instrumentation_key",
-        "--access_control_allow_origins",
-        "--config_file",
-        "--health_port",
-    ):
-        p.add_argument(ignored, help=argparse.SUPPRESS)
+    p.add_argument("--appinsights-instrumentation-key", "--appinsights_instrumentation_key",
+                   dest="appinsights_instrumentation_key")  # fmt: skip
+    p.add_argument("--access-control-allow-origins", "--access_control_allow_origins",
+                   dest="access_control_allow_origins")  # fmt: skip
+    p.add_argument("--config-file", "--config_file", dest="config_file")
+    p.add_argument("--log-format", choices=("text", "json"), dest="log_format")
     p.add_argument("--rest", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -217,75 +242,96 @@ def batching_from_environ(environ: Mapping[str, str]) -> Batching | None:
 
 def resolve(argv: list[str], environ: Mapping[str, str], cwd: str) -> ServerSettings:
     """Settings from the command line and the environment; SettingsError names what is wrong."""
-    args = parser().parse_args(argv)
-    app_root = environ.get("AML_APP_ROOT") or cwd
-    if args.entry_script:
-        entry_script = os.path.realpath(Path(cwd) / args.entry_script)
-    elif environ.get("AZUREML_ENTRY_SCRIPT"):
-        entry_script = os.path.realpath(Path(app_root) / environ["AZUREML_ENTRY_SCRIPT"])
-    else:
-        raise SettingsError(
-            "No entry script given. Pass --entry-script score.py (or set AZUREML_ENTRY_SCRIPT)."
-        )
-    if not Path(entry_script).is_file():
-        raise SettingsError(
-            f"Entry script {entry_script} does not exist. Point --entry-script (or "
-            "AZUREML_ENTRY_SCRIPT, relative to AML_APP_ROOT) at the score.py to serve."
-        )
+    from mlcli import __version__
+    from mlcli.server import environment
 
-    port = args.port if args.port is not None else DEFAULT_PORT
-    if not 0 < port < 65536:
-        raise SettingsError(f"--port {port} is not a TCP port. Use a number from 1 to 65535.")
+    args = parser().parse_args(argv)
     if args.workers is not None and args.workers < 1:
         raise SettingsError(f"--workers {args.workers} must be at least 1.")
-    workers = args.workers or _int(environ, "WORKER_COUNT", 1)
-    model_dir = args.model_dir or environ.get("AZUREML_MODEL_DIR") or None
-    if model_dir:
-        model_dir = os.path.realpath(Path(cwd) / model_dir)
+    given = dict(environ)
+    try:
+        notices = environment.merge(args, given, cwd, f"mlcli/{__version__}")
+    except environment.ConfigFileError as exc:
+        raise ScriptCannotBeServed(str(exc)) from None
+    merged = environment.with_config_values(given)
+    app_root = merged["AML_APP_ROOT"]
+    if args.entry_script:
+        entry_script = merged["AZUREML_ENTRY_SCRIPT"]
+    elif merged.get("AZUREML_ENTRY_SCRIPT"):
+        entry_script = os.path.realpath(Path(cwd) / app_root / merged["AZUREML_ENTRY_SCRIPT"])
+    else:
+        raise NoEntryScript(
+            "No entry script given. Pass --entry_script score.py (or --config_file with "
+            "AZUREML_ENTRY_SCRIPT, or set AZUREML_ENTRY_SCRIPT)."
+        )
+    if not Path(entry_script).is_file():
+        raise ScriptCannotBeServed(
+            f"Entry script {entry_script} does not exist. Point --entry_script (or "
+            "AZUREML_ENTRY_SCRIPT, relative to AML_APP_ROOT) at the score.py to serve."
+        )
+    merged["AZUREML_ENTRY_SCRIPT"] = entry_script
+    port = int(merged["SERVER_PORT"])
+    health_port = int(merged["HEALTH_PORT"]) if environment.separate_health(merged) else None
+    workers = args.workers or _int(merged, "WORKER_COUNT", 1)
+    log_format = args.log_format or merged.get("MLCLI_LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in ("text", "json"):
+        raise SettingsError(
+            f"MLCLI_LOG_FORMAT={log_format!r} is neither text nor json. Set it to text "
+            "(azmlinfsrv's lines, the default) or json (one JSON object per line)."
+        )
+    merged["MLCLI_LOG_FORMAT"] = log_format
 
-    version_enabled = environ.get("SERVER_VERSION_LOG_RESPONSE_ENABLED", "true").lower() == "true"
-    from mlcli import __version__
-
-    keys_file = environ.get("MLCLI_KEYS_FILE") or None
+    keys_file = merged.get("MLCLI_KEYS_FILE") or None
     if keys_file and not Path(keys_file).is_file():
         raise SettingsError(
             f"MLCLI_KEYS_FILE={keys_file} does not exist. Write the keys file "
             '({"primaryKey": ..., "secondaryKey": ...}) or unset MLCLI_KEYS_FILE to serve '
             "without authentication."
         )
+    scoring_timeout_ms = _int(merged, "SCORING_TIMEOUT_MS", DEFAULT_SCORING_TIMEOUT_MS)
+    merged["SCORING_TIMEOUT_MS"] = str(scoring_timeout_ms)
+    merged["WORKER_COUNT"] = str(workers)
+    model_dir = merged.get("AZUREML_MODEL_DIR") or None
     return ServerSettings(
         entry_script=entry_script,
-        app_root=os.path.realpath(app_root),
-        source_dir=environ.get("AZUREML_SOURCE_DIRECTORY") or None,
-        model_dir=model_dir,
+        app_root=os.path.realpath(Path(cwd) / app_root),
+        source_dir=merged.get("AZUREML_SOURCE_DIRECTORY") or None,
+        model_dir=os.path.realpath(Path(cwd) / model_dir) if model_dir else None,
         host=args.host or DEFAULT_HOST,
         port=port,
         workers=workers,
-        scoring_timeout_ms=_int(environ, "SCORING_TIMEOUT_MS", DEFAULT_SCORING_TIMEOUT_MS),
-        worker_timeout_s=_int(environ, "WORKER_TIMEOUT", DEFAULT_WORKER_TIMEOUT_S),
-        max_concurrent=_int(environ, "MLCLI_MAX_CONCURRENT_REQUESTS", 0) or None,
+        scoring_timeout_ms=scoring_timeout_ms,
+        worker_timeout_s=_int(merged, "WORKER_TIMEOUT", DEFAULT_WORKER_TIMEOUT_S),
+        max_concurrent=_int(merged, "MLCLI_MAX_CONCURRENT_REQUESTS", 0) or None,
         max_queue_wait_ms=_int(
-            environ, "MLCLI_MAX_QUEUE_WAIT_MS", DEFAULT_MAX_QUEUE_WAIT_MS, minimum=0
+            merged, "MLCLI_MAX_QUEUE_WAIT_MS", DEFAULT_MAX_QUEUE_WAIT_MS, minimum=0
         ),
-        max_queue_length=_int(environ, "MLCLI_MAX_QUEUE_LENGTH", DEFAULT_MAX_QUEUE_LENGTH),
-        max_request_bytes=_int(environ, "MLCLI_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
+        max_queue_length=_int(merged, "MLCLI_MAX_QUEUE_LENGTH", DEFAULT_MAX_QUEUE_LENGTH),
+        max_request_bytes=_int(merged, "MLCLI_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
         keys_file=keys_file,
-        log_bodies=environ.get("MLCLI_LOG_BODIES", "") == "1",
-        server_version=f"mlcli/{__version__}" if version_enabled else None,
-        batching=batching_from_environ(environ),
-        client_limits=client_limits_from_environ(environ),
-        log_file=environ.get("MLCLI_LOG_FILE") or None,
-        log_max_bytes=_int(environ, "MLCLI_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES, minimum=4096),
-        log_backups=_int(environ, "MLCLI_LOG_BACKUPS", DEFAULT_LOG_BACKUPS, minimum=0),
+        log_bodies=merged.get("MLCLI_LOG_BODIES", "") == "1",
+        server_version=merged.get("HTTP_X_MS_SERVER_VERSION") or None,
+        batching=batching_from_environ(merged),
+        client_limits=client_limits_from_environ(merged),
+        log_file=merged.get("MLCLI_LOG_FILE") or None,
+        log_max_bytes=_int(merged, "MLCLI_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES, minimum=4096),
+        log_backups=_int(merged, "MLCLI_LOG_BACKUPS", DEFAULT_LOG_BACKUPS, minimum=0),
+        health_port=health_port,
+        cors_origins=merged.get("AML_CORS_ORIGINS") or None,
+        log_format=log_format,
+        notices=tuple(notices),
+        environment=_exported(environ, given, merged),
     )
 
 
-def export(settings: ServerSettings, environ: dict) -> None:
+def _exported(environ: Mapping[str, str], given: dict, merged: dict) -> dict:
+    """The variables to set: what the merge changed, and what the server resolved itself
+    (entry script, scoring timeout, worker count, log format); not config.json's values."""
+    resolved = ("AZUREML_ENTRY_SCRIPT", "SCORING_TIMEOUT_MS", "WORKER_COUNT", "MLCLI_LOG_FORMAT")
+    wanted = {**given, **{name: merged[name] for name in resolved}}
+    return {k: v for k, v in wanted.items() if environ.get(k) != v}
+
+
+def export(settings: ServerSettings, environ: MutableMapping[str, str]) -> None:
     """Write the resolved values where workers and score.py read them (as azmlinfsrv does)."""
-    environ["AZUREML_ENTRY_SCRIPT"] = settings.entry_script
-    environ["AML_APP_ROOT"] = settings.app_root
-    environ["SCORING_TIMEOUT_MS"] = str(settings.scoring_timeout_ms)
-    environ["WORKER_COUNT"] = str(settings.workers)
-    environ["SERVER_PORT"] = str(settings.port)
-    if settings.model_dir:
-        environ["AZUREML_MODEL_DIR"] = settings.model_dir
+    environ.update(settings.environment)

@@ -8,6 +8,8 @@ Front -> worker:  (seq, request_id, method, path, query, content_type, headers |
                   (seq, [request, ...])       -- a batch for run_batch(): requests as above
 Worker -> front:  (seq, status, headers, body, run_ms | None, run_failed)  -- a reply
                   (seq, [(status, headers, body, run_ms, run_failed), ...]) -- a batch's replies
+                  ("head", seq, status, headers), ("piece", seq, bytes)      -- a streamed
+                      answer (AMLResponse(generator)) under way; its reply above ends it
                   ("ready", pid, init_ms, needs_headers, swagger, batches)   -- after init()
                   ("failed", pid, message)                                   -- script unusable
 """

@@ -9,6 +9,7 @@ exits when the front closes the socket. Exit code 3 means the script cannot be s
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -160,7 +161,36 @@ class Worker:
             return (*outputs.error_reply(500, RUN_FAILED, run_failed=True), run_ms, True)
         _Alarm.armed = False
         run_ms = (time.perf_counter() - started) * 1000
+        if (
+            since is None
+            and type(result) not in outputs._PLAIN
+            and outputs.streamed_response(result)
+        ):
+            return self._stream(result, request[0], request_id, run_ms)
         return self._result(result, request_id, run_ms, b"%.3f" % run_ms)
+
+    def _stream(self, response, seq: int, request_id: str, run_ms: float) -> tuple:
+        """Send a generator's pieces as they come: ("head", seq, status, headers), then
+        ("piece", seq, bytes) for each; the reply that follows (with no body) ends it."""
+        status = response.status_code
+        headers = outputs.response_headers(response)
+        headers.append((b"x-ms-run-fn-exec-ms", b"%.3f" % run_ms))
+        send, held = _Alarm.send, _Alarm.held
+        if held is not None and held.count:  # replies held back go first: the front
+            signal.setitimer(signal.ITIMER_REAL, 0)  # reads answers in order
+            send(held.held())
+            held.clear()
+        send(wire.encode(("head", seq, status, headers)))
+        try:
+            for piece in response.iter_encoded():
+                if piece:
+                    send(wire.encode(("piece", seq, bytes(piece))))
+        except Exception:
+            self._log_exception("The response's generator raised an exception", request_id)
+        finally:
+            with contextlib.suppress(Exception):
+                response.close()
+        return status, headers, b"", run_ms, status >= 500
 
     def _result(self, result: object, request_id: str, run_ms: float, exec_ms: bytes) -> tuple:
         try:
@@ -318,15 +348,18 @@ def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:
         script = entry.load(settings.entry_script, batching=settings.batching)
     except entry.ScriptError as exc:
         _fail(sock, str(exc), exc)
+    user_script = logging.getLogger("azmlinfsrv.user_script")
+    user_script.info("Found user script at %s", script.path)
     log.info("Found entry script %s; run() input: %s", script.path, script.mode)
     _log_batching(script, settings)
 
-    log.info("Calling init()")
+    user_script.info("Invoking user's init function")
     try:
         init_ms = entry.run_init(script)
     except BaseException as exc:
         _fail(sock, f"init() of {settings.entry_script} failed: {exc!r}", exc)
         raise  # unreachable: _fail exits
+    user_script.info("Users's init has completed successfully")
     log.info("init() finished in %.1f ms", init_ms)
 
     try:
@@ -339,6 +372,9 @@ def boot(settings: WorkerSettings, sock: socket.socket) -> Worker:
     gc.freeze()
     needs_headers = script.mode == entry.RAW or script.wants_headers or script.batch_wants_headers
     batches = script.run_batch is not None
+    logging.getLogger("azmlinfsrv").info(
+        "Scoring timeout is set to %d", settings.scoring_timeout_ms
+    )
     sock.sendall(wire.encode(("ready", os.getpid(), init_ms, needs_headers, documents, batches)))
     return Worker(script, settings)
 
@@ -398,9 +434,16 @@ def main(argv: list[str]) -> None:
     _die_with_parent()
     settings = WorkerSettings.from_environ(os.environ)
     level = logging.getLevelName(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
-    logs.configure(("mlcli.server",), level=level if isinstance(level, int) else logging.INFO)
-    sys.stdout = logs.LineStream("stdout")
-    sys.stderr = logs.LineStream("stderr")
+    fmt = os.environ.get("MLCLI_LOG_FORMAT", "json")
+    level = level if isinstance(level, int) else logging.INFO
+    logs.configure(logs.SERVER_LOGGERS, level=level, fmt=fmt)
+    if fmt == "text":  # azmlinfsrv's: print() is logged, stdout and stderr stay as they are
+        logs.configure((logs.PRINT_LOGGER,), level=logging.INFO, fmt=fmt)
+        logs.install_print_hook()
+        logs.load_logging_json(settings.app_root, settings.entry_script, quiet=True)
+    else:
+        sys.stdout = logs.LineStream("stdout")
+        sys.stderr = logs.LineStream("stderr")
     telemetry.start_worker(os.environ)
     worker = boot(settings, sock)
     serve(sock, worker, held)

@@ -38,6 +38,7 @@ from mlcli.targets.ports import (
     claim_port,
     health_ok,
     listening_in_group,
+    port_token,
     steer_new_connections,
     wait_accept_queue_empty,
     wait_claim_held,
@@ -107,7 +108,9 @@ class DockerTarget(Target):
             **container_environment(layout),
             **spec.server_env,
             "SERVICE_NAME": spec.service,
+            "MLCLI_PORT_TOKEN": port_token(port),  # lets the next revision share the port
         }
+        environment.setdefault("MLCLI_LOG_FORMAT", "json")  # `ml service get-logs` reads either
         volumes = {
             str(spec.app_root / MODELS / name / str(version)): {
                 "bind": f"{APP_ROOT}/{MODELS}/{name}/{version}",

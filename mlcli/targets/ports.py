@@ -227,6 +227,31 @@ def _flock_holders(inode: int) -> list[int]:
     return holders
 
 
+def port_token(port: int) -> str:
+    """The secret every revision of the service on `port` gets as MLCLI_PORT_TOKEN: with it a
+    new revision may share the port with the old one (mlcli/server/sockets.py), a stranger
+    without it may not. Kept 0600 beside the port's claim; a fresh one when it cannot be."""
+    import secrets
+
+    path = PORT_CLAIMS / f"{port}.token"
+    with contextlib.suppress(OSError):
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.chmod(0o1777)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            token = path.read_text().strip()
+            if len(token) >= 32:
+                return token
+        else:
+            token = secrets.token_hex(32)
+            with os.fdopen(fd, "w") as out:
+                out.write(token)
+            return token
+    return secrets.token_hex(32)
+
+
 def _lock_file(path: Path) -> int:
     """A read-only descriptor of a lock file, made if missing (flock needs no write access,
     so one user's file serves every user's deploys)."""

@@ -22,6 +22,7 @@ from mlcli.targets.ports import (
     claim_port,
     health_ok,
     listening_in_group,
+    port_token,
     steer_new_connections,
     wait_accept_queue_empty,
 )
@@ -107,6 +108,8 @@ class ProcessTarget(Target):
         if spec.keys_file:
             env["MLCLI_KEYS_FILE"] = str(spec.keys_file)
         env["MLCLI_LOG_FILE"] = str(spec.log_file)  # the server rotates it by size
+        env["MLCLI_PORT_TOKEN"] = port_token(port)  # lets the next revision share the port
+        env.setdefault("MLCLI_LOG_FORMAT", "json")  # `ml service get-logs` reads either
         python = str(spec.environment.python)
         workers = env.get("WORKER_COUNT", "1")
         command = server_command(

@@ -199,7 +199,7 @@ def launch_mlcli(
     command += ["--host", "127.0.0.1", *args]
     if workers:
         command += ["--workers", str(workers)]
-    environ = server_env(env)
+    environ = server_env({"MLCLI_LOG_FORMAT": "json", **(env or {})})
     # a test's own PYTHONPATH entries (env=) go first
     environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (environ.get("PYTHONPATH"), str(PROJECT)) if p

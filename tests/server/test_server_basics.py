@@ -70,7 +70,7 @@ def test_the_running_server_loads_only_its_own_small_dependencies() -> None:
     assert not {n for n in loaded if n.startswith("mlcli.") and not n.startswith("mlcli.server")}
 
 
-def test_bad_flags_exit_2_with_one_paragraph_and_no_traceback(tmp_path) -> None:
+def test_a_missing_entry_script_exits_3_with_one_paragraph_and_no_traceback(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mlcli.server", "--entry-script", "missing.py", "--port", "1"],
         cwd=tmp_path,
@@ -79,7 +79,7 @@ def test_bad_flags_exit_2_with_one_paragraph_and_no_traceback(tmp_path) -> None:
         env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"},
     )
 
-    assert result.returncode == 2
+    assert result.returncode == 3  # azmlinfsrv's code for a script it cannot serve
     assert "missing.py does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 

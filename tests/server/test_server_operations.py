@@ -301,7 +301,8 @@ def test_during_the_drain_a_request_on_an_open_keep_alive_connection_is_answered
 
 @pytest.mark.slow
 def test_a_new_server_can_take_over_the_port_without_a_failed_request(start_mlcli) -> None:
-    old = start_mlcli("pid.py")
+    token = {"MLCLI_PORT_TOKEN": "t" * 64}  # the successor proves it may share the port
+    old = start_mlcli("pid.py", env=token)
     failures: list = []
     answered: set = set()
     stop = threading.Event()
@@ -321,7 +322,9 @@ def test_a_new_server_can_take_over_the_port_without_a_failed_request(start_mlcl
     try:
         # Same port (SO_REUSEPORT). Health may be answered by either server, so wait for the
         # new one's own word that it listens.
-        new = start_mlcli("pid.py", port=old.port, wait=False, workdir=old.workdir / "new")
+        new = start_mlcli(
+            "pid.py", port=old.port, wait=False, workdir=old.workdir / "new", env=token
+        )
         assert eventually(lambda: "Ready: listening" in new.log())
         old.stop()
         new_pids = eventually(lambda: len(answered) >= 2)
