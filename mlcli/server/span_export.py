@@ -37,17 +37,25 @@ def _setting(environ: Mapping[str, str], name: str, default: int) -> int:
 
 
 class SpanBatches:
-    """Encoded spans -> the OTLP exporter, in batches of OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512)
-    at least every OTEL_BSP_SCHEDULE_DELAY ms (5000), as the SDK's batch processor would. A
-    thread exports, so reading the front's pipe never waits for the network; beyond
-    OTEL_BSP_MAX_QUEUE_SIZE (2048) spans waiting, new ones are dropped and logged."""
+    """Encoded spans -> the OTLP exporter, in batches, at least every OTEL_BSP_SCHEDULE_DELAY
+    ms (5000) as the SDK's batch processor. A thread exports, so reading the front's pipe
+    never waits for the network; beyond OTEL_BSP_MAX_QUEUE_SIZE spans waiting, new ones are
+    dropped and logged.
+
+    A batch is up to OTEL_BSP_MAX_EXPORT_BATCH_SIZE spans, 2048 unless set (the SDK's is
+    512) and at most MAX_BATCH_BYTES: each POST costs the exporter about 1 ms of CPU
+    whatever its size (measured: 10.3, 2.5 and 0.5 CPU us a span in batches of 128, 512 and
+    2048), which a busy service would pay on every 512 requests."""
+
+    MAX_BATCH_BYTES = 4 * 1024 * 1024
 
     def __init__(self, exporter, encoder: otlp_spans.SpanEncoder, environ: Mapping[str, str]):
         self.exporter = exporter
         self.encoder = encoder
         self.delay = _setting(environ, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
-        self.max_batch = _setting(environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
-        self.max_queue = max(_setting(environ, "OTEL_BSP_MAX_QUEUE_SIZE", 2048), self.max_batch)
+        self.max_batch = _setting(environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)
+        self.max_queue = _setting(environ, "OTEL_BSP_MAX_QUEUE_SIZE", 4 * self.max_batch)
+        self.max_queue = max(self.max_queue, self.max_batch)
         self.waiting: list[bytes] = []
         self.dropped = 0
         self.stopping = False
@@ -85,11 +93,21 @@ class SpanBatches:
                 return
 
     def _export(self, batch: list[bytes]) -> None:
-        payload = otlp_spans.EncodedSpans(self.encoder.request(batch), len(batch))
-        try:
-            self.exporter.export(payload)
-        except Exception:  # the exporter logs its own failures; this is for the unexpected
-            log.exception("Exporting %d request spans failed", len(batch))
+        start = 0
+        while start < len(batch):  # split what would make too large a request
+            end, size = start, 0
+            while end < len(batch) and (
+                end == start or size + len(batch[end]) < self.MAX_BATCH_BYTES
+            ):
+                size += len(batch[end])
+                end += 1
+            part = batch[start:end]
+            payload = otlp_spans.EncodedSpans(self.encoder.request(part), len(part))
+            try:
+                self.exporter.export(payload)
+            except Exception:  # the exporter logs its own failures; this is for the unexpected
+                log.exception("Exporting %d request spans failed", len(part))
+            start = end
 
     def shutdown(self) -> None:
         with self.changed:
