@@ -3,7 +3,7 @@
 The front (telemetry.RequestTelemetry) writes length-prefixed marshal frames to this
 process's stdin, each a list of request tuples; each tuple becomes a SERVER span with
 azmlinfsrv's Application Insights custom dimensions. For OTLP/HTTP the spans are encoded
-straight to protobuf bytes (otlp_spans.py) and sent in batches by the OTLP exporter; for
+straight to protobuf bytes (otlp_encode.py) and sent in batches by the OTLP exporter; for
 Azure Monitor's exporter (which takes SDK spans) they are built as SDK spans and handed to
 the SDK's batch processor. The process ignores SIGINT/SIGTERM like the workers: it stops
 when the front closes the pipe (also when the front is killed), after exporting what it
@@ -21,11 +21,11 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from mlcli.server import logs, otlp_spans, telemetry
+from mlcli.server import logs, otlp_encode, telemetry
 
 log = logging.getLogger("mlcli.server.span_export")
 
-duration_text = otlp_spans.duration_text  # where the tests and older callers find it
+duration_text = otlp_encode.duration_text  # where the tests and older callers find it
 
 
 def _setting(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -36,31 +36,40 @@ def _setting(environ: Mapping[str, str], name: str, default: int) -> int:
     return value if value > 0 else default
 
 
-class SpanBatches:
-    """Encoded spans -> the OTLP exporter, in batches, at least every OTEL_BSP_SCHEDULE_DELAY
-    ms (5000) as the SDK's batch processor. A thread exports, so reading the front's pipe
-    never waits for the network; beyond OTEL_BSP_MAX_QUEUE_SIZE spans waiting, new ones are
-    dropped and logged.
+class Batches:
+    """Encoded spans (or log records) -> an OTLP exporter, in batches, at least every
+    OTEL_BSP_SCHEDULE_DELAY ms (OTEL_BLRP_... for logs; 5000) as the SDK's batch processors.
+    A thread exports, so reading the front's pipe never waits for the network; beyond
+    ..._MAX_QUEUE_SIZE items waiting, new ones are dropped and logged.
 
-    A batch is up to OTEL_BSP_MAX_EXPORT_BATCH_SIZE spans, 2048 unless set (the SDK's is
-    512) and at most MAX_BATCH_BYTES: each POST costs the exporter about 1 ms of CPU
-    whatever its size (measured: 10.3, 2.5 and 0.5 CPU us a span in batches of 128, 512 and
-    2048), which a busy service would pay on every 512 requests."""
+    A batch is up to ..._MAX_EXPORT_BATCH_SIZE items, 2048 unless set (the SDK's is 512) and
+    at most MAX_BATCH_BYTES: each POST costs the exporter about 1 ms of CPU whatever its
+    size (measured: 10.3, 2.5 and 0.5 CPU us a span in batches of 128, 512 and 2048), which
+    a busy service would pay on every 512 requests."""
 
     MAX_BATCH_BYTES = 4 * 1024 * 1024
 
-    def __init__(self, exporter, encoder: otlp_spans.SpanEncoder, environ: Mapping[str, str]):
+    def __init__(
+        self,
+        exporter,
+        request: Callable[[list[bytes]], bytes],
+        environ: Mapping[str, str],
+        *,
+        prefix: str = "OTEL_BSP",
+        what: str = "request spans",
+    ) -> None:
         self.exporter = exporter
-        self.encoder = encoder
-        self.delay = _setting(environ, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
-        self.max_batch = _setting(environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)
-        self.max_queue = _setting(environ, "OTEL_BSP_MAX_QUEUE_SIZE", 4 * self.max_batch)
+        self.request = request
+        self.what = what
+        self.delay = _setting(environ, f"{prefix}_SCHEDULE_DELAY", 5000) / 1000
+        self.max_batch = _setting(environ, f"{prefix}_MAX_EXPORT_BATCH_SIZE", 2048)
+        self.max_queue = _setting(environ, f"{prefix}_MAX_QUEUE_SIZE", 4 * self.max_batch)
         self.max_queue = max(self.max_queue, self.max_batch)
         self.waiting: list[bytes] = []
         self.dropped = 0
         self.stopping = False
         self.changed = threading.Condition()
-        self.thread = threading.Thread(target=self._loop, name="mlcli-span-batches", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name="mlcli-otlp-batches", daemon=True)
         self.thread.start()
 
     def add(self, spans: list[bytes]) -> None:
@@ -68,7 +77,7 @@ class SpanBatches:
             room = self.max_queue - len(self.waiting)
             if len(spans) > room:
                 if not self.dropped:
-                    log.warning("The span exporter cannot keep up: request spans are dropped")
+                    log.warning("The span exporter cannot keep up: %s are dropped", self.what)
                 self.dropped += len(spans) - max(room, 0)
                 spans = spans[: max(room, 0)]
             self.waiting += spans
@@ -102,11 +111,11 @@ class SpanBatches:
                 size += len(batch[end])
                 end += 1
             part = batch[start:end]
-            payload = otlp_spans.EncodedSpans(self.encoder.request(part), len(part))
+            payload = otlp_encode.Encoded(self.request(part), len(part))
             try:
                 self.exporter.export(payload)
             except Exception:  # the exporter logs its own failures; this is for the unexpected
-                log.exception("Exporting %d request spans failed", len(part))
+                log.exception("Exporting %d %s failed", len(part), self.what)
             start = end
 
     def shutdown(self) -> None:
@@ -120,7 +129,8 @@ class SpanBatches:
 class SpanMaker:
     """Request tuples -> spans for each configured exporter.
 
-    OTLP/HTTP exporters get spans encoded straight from the tuples (SpanBatches). Others
+    OTLP/HTTP exporters get spans (and, when data collection is on as well, azmlinfsrv's
+    model data log records) encoded straight from the tuples (Batches). Others
     (Azure Monitor) get the finished, read-only SDK span the SDK's processors take
     (ReadableSpan), built without a live span's bookkeeping and per-attribute checks,
     which cost four times more (measured: 115 vs 25 us a span). Both are sampled by the
@@ -146,14 +156,14 @@ class SpanMaker:
             "Service Name": environ.get("SERVICE_NAME", ""),
             "Models": ", ".join(telemetry.model_ids(environ.get("AZUREML_MODEL_DIR"))),
         }
-        self.encoder = otlp_spans.SpanEncoder(
+        self.encoder = otlp_encode.SpanEncoder(
             dict(self.resource.attributes), self.common, "mlcli.server"
         )
-        self.batches: list[SpanBatches] = []
+        self.batches: list[Batches] = []
         self.processors = []
         for exporter in telemetry.exporters(environ, "traces"):
-            if _takes_encoded_spans(exporter):
-                self.batches.append(SpanBatches(exporter, self.encoder, environ))
+            if _takes_encoded(exporter, "OTLPSpanExporter", "encode_spans"):
+                self.batches.append(Batches(exporter, self.encoder.request, environ))
             else:
                 self.processors.append(BatchSpanProcessor(exporter))
         self._readable_span, self._span_context = ReadableSpan, SpanContext
@@ -165,12 +175,34 @@ class SpanMaker:
         self.traces = logging.getLogger("mlcli.server.model_data")
         self.traces.propagate = False
         self.log_provider = None
+        self.log_batches: list[Batches] = []
         if telemetry.true(environ.get("AML_MODEL_DC_STORAGE_ENABLED")):
+            self._model_data_exporters(environ)
+
+    def _model_data_exporters(self, environ: Mapping[str, str]) -> None:
+        self.log_encoder = otlp_encode.LogEncoder(
+            dict(self.resource.attributes), self.common, self.traces.name
+        )
+        others = []
+        for exporter in telemetry.exporters(environ, "logs"):
+            if _takes_encoded(exporter, "OTLPLogExporter", "encode_logs"):
+                self.log_batches.append(
+                    Batches(
+                        exporter,
+                        self.log_encoder.request,
+                        environ,
+                        prefix="OTEL_BLRP",
+                        what="model data records",
+                    )
+                )
+            else:
+                others.append(exporter)
+        if others:
             from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
             from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
             self.log_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
-            for exporter in telemetry.exporters(environ, "logs"):
+            for exporter in others:
                 self.log_provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
             self.traces.addHandler(LoggingHandler(logger_provider=self.log_provider))
             self.traces.setLevel(logging.INFO)
@@ -193,10 +225,13 @@ class SpanMaker:
 
     def make_all(self, batch: list) -> None:
         """A frame's request tuples -> spans (and model data traces when collection is on)."""
-        encoded = []
-        for record, ids in zip(batch, otlp_spans.random_ids(len(batch))):
+        encoded, logged = [], []
+        for record, ids in zip(batch, otlp_encode.random_ids(len(batch))):
             if record[10] is not None:
-                self.model_data(record[8], record[9], record[10], record[5])
+                if self.log_batches:
+                    logged.append(self.log_encoder.record(record, ids))
+                if self.log_provider is not None:
+                    self.model_data(record[8], record[9], record[10], record[5])
             if self.sample is not None and not self.sample(ids, record[0]):
                 continue
             if self.batches:
@@ -205,6 +240,9 @@ class SpanMaker:
                 self.sdk_span(record, ids)
         for batches in self.batches:
             batches.add(encoded)
+        if logged:
+            for batches in self.log_batches:
+                batches.add(logged)
 
     def sdk_span(self, record: tuple, ids: bytes) -> None:
         name, path, method, query, status, body, start_ns, end_ns, request_id, client_id = record[
@@ -256,7 +294,7 @@ class SpanMaker:
 
     def shutdown(self) -> None:
         """Export what the batches and processors still hold."""
-        for batches in self.batches:
+        for batches in (*self.batches, *self.log_batches):
             batches.shutdown()
         for processor in self.processors:
             processor.shutdown()
@@ -273,7 +311,7 @@ class SpanMaker:
             "Client Request Id": client_id,
             "name": path,
             "url": url,
-            "start_time": otlp_spans.start_time_text(start_ns),
+            "start_time": otlp_encode.start_time_text(start_ns),
             "duration": duration_text((end_ns - start_ns) / 1e6),
             "resultCode": str(status),
             "success": status < 400,
@@ -289,12 +327,13 @@ class SpanMaker:
         return attributes
 
 
-def _takes_encoded_spans(exporter) -> bool:
-    """An OTLP/HTTP span exporter whose module lets EncodedSpans through (otlp_spans.install)."""
+def _takes_encoded(exporter, kind: str, encoding: str) -> bool:
+    """An OTLP/HTTP exporter (kind: its class name) whose module lets Encoded batches
+    through its encoding step (otlp_encode.install)."""
     module = sys.modules.get(type(exporter).__module__)
-    if type(exporter).__name__ != "OTLPSpanExporter" or module is None:
+    if type(exporter).__name__ != kind or module is None:
         return False
-    return otlp_spans.install(module)
+    return otlp_encode.install(module, encoding)
 
 
 def frames(stream) -> Any:

@@ -1,4 +1,4 @@
-"""Request spans encoded straight to OTLP/protobuf (mlcli/server/otlp_spans.py): what it writes
+"""Request spans encoded straight to OTLP/protobuf (mlcli/server/otlp_encode.py): what it writes
 decodes with opentelemetry-proto into the spans the SDK route would have made, and the span
 exporter process uses it with the OTLP exporter installed here."""
 
@@ -9,7 +9,7 @@ import time
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from mlcli.server import otlp_spans, span_export
+from mlcli.server import otlp_encode, span_export
 
 COMMON = {"Container Id": "c1", "Workspace Name": "ws", "Service Name": "svc", "Models": "m:1"}
 
@@ -34,10 +34,10 @@ def record(**changes) -> tuple:
 
 
 def decoded(records: list[tuple], log_response: bool = True):
-    encoder = otlp_spans.SpanEncoder({"service.name": "svc", "n": 3}, COMMON, "mlcli.server")
+    encoder = otlp_encode.SpanEncoder({"service.name": "svc", "n": 3}, COMMON, "mlcli.server")
     spans = [
         encoder.span(r, ids, log_response)
-        for r, ids in zip(records, otlp_spans.random_ids(len(records)), strict=True)
+        for r, ids in zip(records, otlp_encode.random_ids(len(records)), strict=True)
     ]
     request = ExportTraceServiceRequest.FromString(encoder.request(spans))
     [resource_spans] = request.resource_spans
@@ -73,7 +73,7 @@ def test_a_request_span_decodes_with_every_azure_dimension():
         "Client Request Id": "client-7",
         "name": "/score",
         "url": "/score?x=1",
-        "start_time": otlp_spans.start_time_text(given[6]),
+        "start_time": otlp_encode.start_time_text(given[6]),
         "duration": "00:00:00.001",
         "resultCode": "200",
         "success": True,
@@ -131,3 +131,49 @@ def test_a_sampler_from_the_environment_is_honoured(monkeypatch):
     maker.shutdown()
 
     assert sent == []
+
+
+def test_a_model_data_record_decodes_with_the_input_prediction_and_the_requests_span():
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    encoder = otlp_encode.LogEncoder({"service.name": "svc"}, COMMON, "mlcli.server.model_data")
+    [ids] = otlp_encode.random_ids(1)
+    given = record(given=b'{"text": "great"}')
+
+    request = ExportLogsServiceRequest.FromString(encoder.request([encoder.record(given, ids)]))
+
+    [resource_logs] = request.resource_logs
+    [scope_logs] = resource_logs.scope_logs
+    [log_record] = scope_logs.log_records
+    assert scope_logs.scope.name == "mlcli.server.model_data"
+    assert log_record.body.string_value == "model_data_collection"
+    assert log_record.severity_text == "INFO"
+    assert log_record.time_unix_nano == given[7]
+    assert abs(log_record.observed_time_unix_nano - time.time_ns()) < 60e9
+    assert (log_record.trace_id, log_record.span_id) == (ids[:16], ids[16:])
+    assert values(log_record) == {
+        **COMMON,
+        "Request Id": given[8],
+        "Client Request Id": "client-7",
+        "Input": '{"text": "great"}',
+        "Prediction": '{"label": "POSITIVE"}',
+    }
+
+
+def test_with_collection_on_model_data_records_take_the_encoded_route_too(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    maker = span_export.SpanMaker(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "AML_MODEL_DC_STORAGE_ENABLED": "true",
+        }
+    )
+    sent = []
+    for batches in (*maker.batches, *maker.log_batches):
+        batches.exporter.export = sent.append
+    maker.make_all([record(given=b"{}") for _ in range(3)])
+    maker.shutdown()
+
+    assert len(maker.log_batches) == 1
+    assert maker.log_provider is None
+    assert sorted(len(batch) for batch in sent) == [3, 3]  # 3 spans, 3 records

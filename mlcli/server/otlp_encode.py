@@ -1,4 +1,5 @@
-"""Request spans as OTLP/protobuf bytes, encoded straight from the front's request tuples.
+"""Request spans (and model data log records) as OTLP/protobuf bytes, encoded straight from
+the front's request tuples.
 
 Building an OpenTelemetry SDK span per request and letting the OTLP exporter turn it into
 protobuf messages costs 40-50 CPU us a span (measured: the SDK's span and batch processor,
@@ -11,9 +12,13 @@ reused as bytes; only the handful of per-request values (ids, times, "Request Id
 fields, varints, fixed64 times), which is small and frozen. The tests decode what this
 writes with opentelemetry-proto.
 
+The same holds for azmlinfsrv's "model_data_collection" log record of each scored request
+when data collection is on too (LogEncoder): through the SDK's logging handler it cost
+~110-150 CPU us a request.
+
 The bytes go out through the OTLP exporter the environment configures (endpoint, headers,
-TLS, compression, retries are all its own): `OtlpBatches` hands it an `EncodedSpans` batch,
-which the exporter's encoding step passes through unchanged (see `install`).
+TLS, compression, retries are all its own): span_export.Batches hands it an `Encoded`
+batch, which the exporter's encoding step passes through unchanged (see `install`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 SERVER_KIND = 2  # Span.SpanKind.SPAN_KIND_SERVER
-_TIMES = struct.Struct("<BQBQ")  # fields 7 and 8 (fixed64): start and end, unix nanoseconds
+_TIMES = struct.Struct("<BQBQ")  # Span fields 7 and 8 (fixed64): start and end, unix ns
+_LOG_TIMES = _TIMES  # LogRecord fields 1 and 11 (fixed64): time and observed time
 
 
 def varint(value: int) -> bytes:
@@ -43,11 +49,13 @@ def field(number: int, payload: bytes) -> bytes:
     return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
-def string_attribute(key: str) -> Callable[[str], bytes]:
-    """A function writing a Span.attributes (field 9) entry {key: AnyValue(string_value)}."""
+def string_attribute(key: str, number: int = 9) -> Callable[[str], bytes]:
+    """A function writing an attributes entry {key: AnyValue(string_value)}: field 9 of a
+    Span, 6 of a LogRecord."""
+    tag = bytes((number << 3 | 2,))
     key_field = field(1, key.encode("utf-8"))
     # tag, length of the KeyValue; its key; tag, length of the AnyValue; tag, length, text
-    short = b"\x4a%c" + key_field.replace(b"%", b"%%") + b"\x12%c\x0a%c%s"
+    short = tag + b"%c" + key_field.replace(b"%", b"%%") + b"\x12%c\x0a%c%s"
     overhead = len(key_field) + 4
     longest_short = 0x7F - overhead  # every length fits a one-byte varint
 
@@ -58,7 +66,7 @@ def string_attribute(key: str) -> Callable[[str], bytes]:
             return short % (size + overhead, size + 2, size, text)
         any_value = b"\x0a" + varint(size) + text  # AnyValue.string_value
         key_value = key_field + b"\x12" + varint(len(any_value)) + any_value
-        return b"\x4a" + varint(len(key_value)) + key_value
+        return tag + varint(len(key_value)) + key_value
 
     return encode
 
@@ -197,16 +205,69 @@ class SpanEncoder:
 
     def request(self, spans: Iterable[bytes]) -> bytes:
         """An ExportTraceServiceRequest holding the spans, under this process's resource."""
-        scope_spans = self._scope + b"".join([b"\x12" + varint(len(span)) + span for span in spans])
-        resource_spans = self._resource + field(2, scope_spans)
-        return field(1, resource_spans)
+        return _request(self._resource, self._scope, spans)
 
 
-class EncodedSpans:
-    """A batch of spans already encoded as an ExportTraceServiceRequest. The OTLP exporter
-    calls encode_spans(batch).SerializeToString(): the hook `install` puts in its module
-    returns the batch itself, so these methods give the bytes. len() is the span count (the
-    exporter's own metrics)."""
+def _request(resource: bytes, scope: bytes, items: Iterable[bytes]) -> bytes:
+    """ExportTraceServiceRequest and ExportLogsServiceRequest have the same shape and field
+    numbers: resource_*(1) { resource(1), scope_*(2) { scope(1), spans / log_records(2) } }."""
+    scoped = scope + b"".join([b"\x12" + varint(len(item)) + item for item in items])
+    return field(1, resource + field(2, scoped))
+
+
+class LogEncoder:
+    """azmlinfsrv's "model_data_collection" record of a scored request (its input and
+    prediction) -> a serialized OTLP LogRecord, tied to the request's span."""
+
+    def __init__(
+        self, resource_attributes: Mapping[str, Any], common: Mapping[str, str], scope: str
+    ) -> None:
+        from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
+        from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+        from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+        resource = Resource(attributes=key_values(resource_attributes))
+        self._resource = field(1, resource.SerializeToString())
+        self._scope = field(1, InstrumentationScope(name=scope).SerializeToString())
+        self._fixed = LogRecord(
+            severity_number=9,  # SEVERITY_NUMBER_INFO, as logging.INFO maps
+            severity_text="INFO",
+            body=AnyValue(string_value="model_data_collection"),
+            attributes=key_values(common),
+        ).SerializeToString()
+        self._request_id = string_attribute("Request Id", 6)
+        self._client_request_id = string_attribute("Client Request Id", 6)
+        self._input = string_attribute("Input", 6)
+        self._prediction = string_attribute("Prediction", 6)
+
+    def record(self, record: tuple, ids: bytes) -> bytes:
+        """One LogRecord message (without its field tag); ids: the request span's."""
+        body, end_ns, request_id, client_id, given = (record[5], record[7], *record[8:11])
+        return b"".join(
+            (
+                _LOG_TIMES.pack(0x09, end_ns, 0x59, time.time_ns()),
+                b"\x4a\x10",  # trace_id (9), then span_id (10)
+                ids[:16],
+                b"\x52\x08",
+                ids[16:],
+                self._fixed,
+                self._request_id(request_id),
+                self._client_request_id(client_id),
+                self._input(given.decode("utf-8", "replace")),
+                self._prediction(body.decode("utf-8", "replace") if body else ""),
+            )
+        )
+
+    def request(self, records: Iterable[bytes]) -> bytes:
+        """An ExportLogsServiceRequest holding the records, under this process's resource."""
+        return _request(self._resource, self._scope, records)
+
+
+class Encoded:
+    """A batch already encoded as an OTLP export request. The OTLP exporter calls
+    encode_spans(batch).SerializeToString() (encode_logs for logs): the hook `install` puts
+    in its module returns the batch itself, so these methods give the bytes. len() is the
+    item count (the exporter's own metrics)."""
 
     def __init__(self, payload: bytes, count: int) -> None:
         self.payload = payload
@@ -221,24 +282,24 @@ class EncodedSpans:
     SerializePartialToString = SerializeToString
 
 
-def install(exporter_module) -> bool:
-    """Let the OTLP/HTTP span exporter module send EncodedSpans batches: its encoding step
-    (the module's `encode_spans`, the name its export() calls since 1.15) passes them
-    through and encodes SDK spans as before. False when the module has no such step (a
-    future version): the caller then uses SDK spans."""
-    original = getattr(exporter_module, "encode_spans", None)
+def install(exporter_module, name: str) -> bool:
+    """Let an OTLP/HTTP exporter module send Encoded batches: its encoding step (the
+    module's `encode_spans` or `encode_logs`, the names its export() calls since 1.15)
+    passes them through and encodes SDK spans and records as before. False when the module
+    has no such step (a future version): the caller then uses the SDK's objects."""
+    original = getattr(exporter_module, name, None)
     if original is None or not callable(original):
         return False
-    if getattr(original, "passes_encoded_spans", False):
+    if getattr(original, "passes_encoded", False):
         return True
 
-    def encode_spans(spans):
-        if isinstance(spans, EncodedSpans):
-            return spans
-        return original(spans)
+    def encode(items):
+        if isinstance(items, Encoded):
+            return items
+        return original(items)
 
-    encode_spans.passes_encoded_spans = True  # type: ignore[attr-defined]
-    exporter_module.encode_spans = encode_spans
+    encode.passes_encoded = True  # type: ignore[attr-defined]
+    setattr(exporter_module, name, encode)
     return True
 
 
