@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from sentiment import OUT, REPO, TEXTS, WRK_SCRIPT, cpu_model, free_port, say
+import wrk
+from sentiment import BODIES, OUT, REPO, cpu_model, free_port, say
 
 BASELINE, COLLECTION, TELEMETRY, BOTH = "baseline", "collection", "telemetry", "both"
 ORDER = (BASELINE, COLLECTION, TELEMETRY, BOTH)
@@ -131,32 +132,16 @@ def tree_cpu_seconds(pid: int) -> dict[str, float]:
 
 def load(server: str, uri: str, pid: int, concurrency: int, seconds: float) -> Level:
     """wrk at `concurrency` for `seconds` after a 2 s warm-up, and the service's CPU time."""
-    bodies = ", ".join(json.dumps(json.dumps({"text": text})) for text in TEXTS)
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=OUT, delete=False) as script:
-        script.write(WRK_SCRIPT % bodies)
-    try:
-        threads = str(min(concurrency, 2))
-        base = ["wrk", "-t", threads, "-c", str(concurrency), "-s", script.name, "--timeout", "30s"]
-        subprocess.run([*base, "-d", "2s", uri], check=True, capture_output=True)
-        cpu_before = tree_cpu_seconds(pid)
-        done = subprocess.run(
-            [*base, "-d", f"{seconds:g}s", uri], check=True, capture_output=True, text=True
-        )
-        cpu_after = tree_cpu_seconds(pid)
-        cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
-    finally:
-        Path(script.name).unlink()
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
-    result = json.loads(line.removeprefix("RESULT "))
-    requests = max(result["requests"], 1)
+    wrk.run(uri, concurrency, 2, BODIES)
+    cpu_before = tree_cpu_seconds(pid)
+    result = wrk.run(uri, concurrency, seconds, BODIES)
+    cpu_after = tree_cpu_seconds(pid)
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+    requests = max(result.requests, 1)
     return Level(
         server=server,
         concurrency=concurrency,
-        requests=result["requests"],
-        seconds=result["duration_us"] / 1e6,
-        failed=result["non2xx"] + result["errors"],
-        p50_ms=result["p50_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
+        **result.figures(),
         cpu_s=sum(cpu.values()),
         roles=tuple(cpu[name] / requests * 1e6 for name in ("front", "worker", "exporter")),
     )
