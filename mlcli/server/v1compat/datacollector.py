@@ -135,12 +135,12 @@ class ModelDataCollector:
         if type(input_data) is list and self._fast:  # the common case: one row, at once
             if self._inputs:
                 correlations = self._correlations(user_correlation_id)
-                row = [*input_data, *self._correlation_values(correlations)]
+                row = (*input_data, *self._correlation_values(correlations))
             else:
-                correlations, row = None, input_data[:]
+                correlations, row = None, tuple(input_data)
             if len(row) != self._width:
                 self._column_names(len(row))
-            self._writer.put(self._key, [row])
+            self._writer.put_row(self._key, row)
             return correlations
         correlations = None
         if self._inputs:
