@@ -7,7 +7,7 @@ full buffer drops the new rows and counts them: collection never blocks or fails
 
 Each flush writes, per partition, one Parquet file (pyarrow, when the model's environment
 has it) and a CSV twin with the same rows, each to a hidden temporary name, fsync'ed, then
-renamed: a kill -9 loses at most the rows not yet flushed and never leaves a torn file.
+both renamed: a kill -9 loses at most the rows not yet flushed and never leaves a torn file.
 The layout is Azure's, below the service's folder (MLCLI_COLLECT_DIR):
     <model>/<version>/<designation>/<yyyy>/<mm>/<dd>/<name>_<HHMMSS>_<pid>_<n>.{parquet,csv}
 
@@ -239,7 +239,8 @@ class Writer:
                     exc,
                 )
         if table is None:
-            _write_atomically(folder / f"{name}.csv", lambda f: f.write(_csv_bytes(columns, rows)))
+            csv_bytes = _csv_bytes(columns, rows)
+            _write_together([(folder / f"{name}.csv", lambda f: f.write(csv_bytes))])
             self.counts["files"] += 1
         else:
             import pyarrow.csv as pc
@@ -247,8 +248,12 @@ class Writer:
 
             # pyarrow writes both in C++, without holding the GIL the requests need
             options = pc.WriteOptions(quoting_style="needed")
-            _write_atomically(folder / f"{name}.csv", lambda f: pc.write_csv(table, f, options))
-            _write_atomically(folder / f"{name}.parquet", lambda f: pq.write_table(table, f))
+            _write_together(
+                [
+                    (folder / f"{name}.csv", lambda f: pc.write_csv(table, f, options)),
+                    (folder / f"{name}.parquet", lambda f: pq.write_table(table, f)),
+                ]
+            )
             self.counts["files"] += 2
         _fsync_folder(folder)
 
@@ -344,16 +349,25 @@ def _arrow_table(columns: tuple[str, ...], rows: list):
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 
-def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_together(files: list[tuple[Path, Callable[[Any], Any]]]) -> None:
+    """Write each (path, write) to a hidden temporary name and fsync it; only then rename
+    them, in order: a reader never sees a torn file, and twins appear microseconds apart
+    (the CSV first: when the Parquet file is there, so is its twin), not a Parquet write
+    and an fsync apart (a reader that prefers Parquet then read the CSV's text)."""
+    temporaries = []
     try:
-        with temporary.open("wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(path)
+        for path, write in files:
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporaries.append(temporary)
+            with temporary.open("wb") as file:
+                write(file)
+                file.flush()
+                os.fsync(file.fileno())
+        for (path, _), temporary in zip(files, temporaries):
+            temporary.replace(path)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
         raise
 
 
