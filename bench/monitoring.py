@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from sentiment import OUT, REPO, TEXTS, WRK_SCRIPT, cpu_model, free_port, say
+import wrk
+from sentiment import BODIES, OUT, REPO, cpu_model, free_port, say
 
 BASELINE, COLLECTION, TELEMETRY, BOTH = "baseline", "collection", "telemetry", "both"
 ORDER = (BASELINE, COLLECTION, TELEMETRY, BOTH)
@@ -79,6 +80,7 @@ class Level:
     p50_ms: float
     p99_ms: float
     cpu_s: float  # CPU time of the service's processes (front, workers, children) meanwhile
+    roles: tuple[float, float, float] = (0.0, 0.0, 0.0)  # CPU us/request: front, worker, exporter
 
     @property
     def per_second(self) -> float:
@@ -91,8 +93,15 @@ class Level:
         return self.cpu_s / max(self.requests, 1) * 1e6
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and all its descendants (Linux /proc)."""
+def role(command: bytes, pid: int, root: int) -> str:
+    """Which part of a service a process is: its front, a worker, the span exporter."""
+    if pid == root:
+        return "front"
+    return "exporter" if b"mlcli.server.span_export" in command else "worker"
+
+
+def tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """utime + stime of a process and all its descendants (Linux /proc), by role."""
     ticks = os.sysconf("SC_CLK_TCK")
     parents: dict[int, int] = {}
     times: dict[int, int] = {}
@@ -111,36 +120,30 @@ def tree_cpu_seconds(pid: int) -> float:
         children = [child for child, ppid in parents.items() if ppid == parent]
         family.update(children)
         frontier += children
-    return sum(times.get(member, 0) for member in family) / ticks
+    seconds = {"front": 0.0, "worker": 0.0, "exporter": 0.0}
+    for member in family:
+        try:
+            command = Path(f"/proc/{member}/cmdline").read_bytes()
+        except OSError:
+            continue
+        seconds[role(command, member, pid)] += times.get(member, 0) / ticks
+    return seconds
 
 
 def load(server: str, uri: str, pid: int, concurrency: int, seconds: float) -> Level:
     """wrk at `concurrency` for `seconds` after a 2 s warm-up, and the service's CPU time."""
-    bodies = ", ".join(json.dumps(json.dumps({"text": text})) for text in TEXTS)
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=OUT, delete=False) as script:
-        script.write(WRK_SCRIPT % bodies)
-    try:
-        threads = str(min(concurrency, 2))
-        base = ["wrk", "-t", threads, "-c", str(concurrency), "-s", script.name, "--timeout", "30s"]
-        subprocess.run([*base, "-d", "2s", uri], check=True, capture_output=True)
-        cpu_before = tree_cpu_seconds(pid)
-        done = subprocess.run(
-            [*base, "-d", f"{seconds:g}s", uri], check=True, capture_output=True, text=True
-        )
-        cpu = tree_cpu_seconds(pid) - cpu_before
-    finally:
-        Path(script.name).unlink()
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
-    result = json.loads(line.removeprefix("RESULT "))
+    wrk.run(uri, concurrency, 2, BODIES)
+    cpu_before = tree_cpu_seconds(pid)
+    result = wrk.run(uri, concurrency, seconds, BODIES)
+    cpu_after = tree_cpu_seconds(pid)
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+    requests = max(result.requests, 1)
     return Level(
         server=server,
         concurrency=concurrency,
-        requests=result["requests"],
-        seconds=result["duration_us"] / 1e6,
-        failed=result["non2xx"] + result["errors"],
-        p50_ms=result["p50_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
-        cpu_s=cpu,
+        **result.figures(),
+        cpu_s=sum(cpu.values()),
+        roles=tuple(cpu[name] / requests * 1e6 for name in ("front", "worker", "exporter")),
     )
 
 
@@ -215,7 +218,12 @@ def medians(levels: list[Level]) -> list[Level]:
         middle = runs[(len(runs) - 1) // 2]
         # CPU per request: its own median, which need not be the median req/s round's
         cpu_us = sorted(level.cpu_us for level in runs)[(len(runs) - 1) // 2]
-        picked.append(dataclasses.replace(middle, cpu_s=cpu_us * middle.requests / 1e6))
+        roles = tuple(
+            sorted(r)[(len(r) - 1) // 2] for r in zip(*(lv.roles for lv in runs), strict=True)
+        )
+        picked.append(
+            dataclasses.replace(middle, cpu_s=cpu_us * middle.requests / 1e6, roles=roles)
+        )
     return picked
 
 
@@ -223,8 +231,8 @@ def table(levels: list[Level]) -> str:
     baseline = {lv.concurrency: lv for lv in levels if lv.server == BASELINE}
     rows = [
         "| service | concurrency | req/s | req/s overhead | CPU us/request | CPU overhead | goal "
-        "| p50 ms | p99 ms | requests | failed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| front / worker / exporter us | p50 ms | p99 ms | requests | failed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for level in levels:
         base = baseline[level.concurrency]
@@ -235,7 +243,8 @@ def table(levels: list[Level]) -> str:
         rows.append(
             f"| {level.server} | {level.concurrency} | {level.per_second:.0f} | "
             f"{'' if same else f'{rate:.1f} %'} | {level.cpu_us:.0f} | "
-            f"{'' if same else f'{cpu:.1f} %'} | {goal} | {level.p50_ms:.2f} | "
+            f"{'' if same else f'{cpu:.1f} %'} | {goal} | "
+            f"{' / '.join(f'{us:.0f}' for us in level.roles)} | {level.p50_ms:.2f} | "
             f"{level.p99_ms:.2f} | {level.requests} | {level.failed} |"
         )
     return "\n".join(rows)
@@ -255,6 +264,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8, help="seconds per level (8)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all levels (3)")
+    parser.add_argument(
+        "--services", nargs="+", choices=ORDER[1:], default=list(ORDER[1:]),
+        help="which monitored services to run next to the baseline (all)",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed; apt-get install wrk")
@@ -271,24 +284,25 @@ def main() -> None:
         (folder / "score.py").write_text(SCORE)
         (folder / "rule.txt").write_text("a rule, not weights\n")
         ml("model", "register", "-n", "rule", "-p", str(folder / "rule.txt"))
-        uris = {
-            BASELINE: running.enter_context(service("mon-base", folder, collect=False, otlp=None)),
-            COLLECTION: running.enter_context(
-                service("mon-collect", folder, collect=True, otlp=None)
-            ),
-            TELEMETRY: running.enter_context(
-                service("mon-otel", folder, collect=False, otlp=receiver.url)
-            ),
-            BOTH: running.enter_context(
-                service("mon-both", folder, collect=True, otlp=receiver.url)
-            ),
+        settings = {
+            BASELINE: ("mon-base", False, None),
+            COLLECTION: ("mon-collect", True, None),
+            TELEMETRY: ("mon-otel", False, receiver.url),
+            BOTH: ("mon-both", True, receiver.url),
         }
+        uris = {}
+        for name in (BASELINE, *args.services):
+            service_name, collect, otlp = settings[name]
+            uris[name] = running.enter_context(
+                service(service_name, folder, collect=collect, otlp=otlp)
+            )
         for round_ in range(1, args.rounds + 1):
             for concurrency in args.concurrency:
                 for name, (uri, pid) in uris.items():
                     say(f"round {round_}: {name}, concurrency {concurrency}, {args.duration:g} s")
                     levels.append(load(name, uri, pid, concurrency, args.duration))
-        collected = collection_figures(uris[COLLECTION][0])
+        collecting = [name for name in (COLLECTION, BOTH) if name in uris]
+        collected = collection_figures(uris[collecting[0]][0]) if collecting else "not run"
     receiver.server.shutdown()
 
     print(
@@ -298,7 +312,7 @@ def main() -> None:
         f"service; the median of {args.rounds} rounds\n"
     )
     print(table(medians(levels)))
-    print(f"\ncollection service, whole run: {collected}")
+    print(f"\n{collecting[0] if collecting else 'collection'} service, whole run: {collected}")
     print(
         f"OTLP receiver, whole run (telemetry and both): {receiver.posts} exports, "
         f"{receiver.bytes / 1e6:.1f} MB"

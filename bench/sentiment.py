@@ -32,6 +32,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import wrk
+
 from mlcli.environments.build import find_uv, uv_environment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,22 +47,7 @@ TEXTS = (
     "The meeting starts at nine o'clock.",
     "I love this movie.",
 )
-WRK_SCRIPT = """
-local bodies = {%s}
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[n %% #bodies + 1])
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'RESULT {"requests": %%d, "duration_us": %%d, "non2xx": %%d, "errors": %%d, '
-    .. '"p50_us": %%d, "p99_us": %%d, "mean_us": %%.0f}\\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.mean))
-end
-"""
+BODIES = tuple(json.dumps({"text": text}) for text in TEXTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,29 +195,8 @@ def azmlinfsrv_service(azmlinfsrv: Path, models: Path) -> Iterator[str]:
 
 def load(server: str, uri: str, concurrency: int, seconds: float) -> Level:
     """wrk at `concurrency` connections for `seconds`; after a short warm-up at that level."""
-    bodies = ", ".join(json.dumps(json.dumps({"text": text})) for text in TEXTS)
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=OUT, delete=False) as script:
-        script.write(WRK_SCRIPT % bodies)
-    try:
-        threads = str(min(concurrency, 2))
-        base = ["wrk", "-t", threads, "-c", str(concurrency), "-s", script.name, "--timeout", "30s"]
-        subprocess.run([*base, "-d", "2s", uri], check=True, capture_output=True)
-        done = subprocess.run(
-            [*base, "-d", f"{seconds:g}s", uri], check=True, capture_output=True, text=True
-        )
-    finally:
-        Path(script.name).unlink()
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
-    result = json.loads(line.removeprefix("RESULT "))
-    return Level(
-        server=server,
-        concurrency=concurrency,
-        requests=result["requests"],
-        seconds=result["duration_us"] / 1e6,
-        failed=result["non2xx"] + result["errors"],
-        p50_ms=result["p50_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
-    )
+    wrk.run(uri, concurrency, 2, BODIES)
+    return Level(server, concurrency, **wrk.run(uri, concurrency, seconds, BODIES).figures())
 
 
 def check_labels(uri: str) -> None:

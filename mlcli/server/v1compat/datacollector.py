@@ -12,6 +12,7 @@ as in Azure: the constructor prints Azure's notice and collect() returns None at
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 import warnings
@@ -59,6 +60,7 @@ class ModelDataCollector:
         AML_MODEL_VERSION_HEADER,
         AML_REQUEST_ID_HEADER,
     )
+    _correlation_values = staticmethod(operator.itemgetter(*CORRELATION_HEADERS))
 
     def __init__(
         self,
@@ -72,6 +74,8 @@ class ModelDataCollector:
     ) -> None:
         self._feature_names = list(feature_names) if feature_names is not None else None
         self._correlation_headers: tuple[str, ...] = ()
+        self._inputs = self._fast = False
+        self._width, self._key = -1, ((), ())
         storing = collect.enabled()
         # AML_MODEL_DC_DEBUG: Azure's way to see the rows in the log instead (or as well)
         self._debug = os.environ.get("AML_MODEL_DC_DEBUG", "").strip().lower() == "true"
@@ -102,45 +106,69 @@ class ModelDataCollector:
             webservice_name = os.environ.get("SERVICE_NAME") or webservice_name
         self.service_name = webservice_name
         self.aml_dc_hour_boundary = os.environ.get("AML_MODEL_DC_BOUNDARY") == "hour"
+        self._template = {
+            self.AML_DC_SCORING_TIMESTAMP_HEADER: "",
+            self.AML_REQUEST_ID_HEADER: "",
+            self.AML_DC_CORRELATION_HEADER: "",
+            self.AML_DC_BOUNDARY_HEADER: 60 if self.aml_dc_hour_boundary else 60 * 24,
+            self.AML_WORKSPACE_HEADER: self.workspace,
+            self.AML_SERVICE_NAME_HEADER: self.service_name,
+            self.AML_MODEL_NAME_HEADER: self.model_name,
+            self.AML_MODEL_VERSION_HEADER: self.model_version,
+        }
         # Azure names the file after the designation, except for signals and general
         self._file_stem = collection_name if designation in ("signals", "general") else designation
         if designation == "inputs":
             self._correlation_headers = self.CORRELATION_HEADERS
+            self._inputs = True
         self._folders = (_safe(model_name), _safe(self.model_version), designation,
                          _safe(self._file_stem))  # fmt: skip
         self._names: dict[tuple, tuple[str, ...]] = {}
         self._writer = collect.writer() if storing else None
+        self._fast = self._writer is not None and not self._debug  # rows only to the writer
 
     def collect(self, input_data: Any, user_correlation_id: str = "") -> dict | None:
         """Queue the data for writing; for "inputs", return the correlation values (pass them
         to add_correlations() of the predictions' collector)."""
         if not self._enabled:
             return None
+        if type(input_data) is list and self._fast:  # the common case: one row, at once
+            if self._inputs:
+                correlations = self._correlations(user_correlation_id)
+                row = (*input_data, *self._correlation_values(correlations))
+            else:
+                correlations, row = None, tuple(input_data)
+            if len(row) != self._width:
+                self._column_names(len(row))
+            self._writer.put_row(self._key, row)
+            return correlations
         correlations = None
-        if self._designation == "inputs":
-            correlations = self._correlations(user_correlation_id or "")
+        if self._inputs:
+            correlations = self._correlations(user_correlation_id)
             input_data = self.add_correlations(input_data, correlations)
         table = self._table(input_data)
         if table is None:
             warnings.warn(BAD_DATA, stacklevel=2)
             return None
-        columns, rows = table
+        self._queue(*table)
+        return correlations
+
+    def _queue(self, columns: tuple[str, ...], rows: list) -> None:
         if rows and self._writer is not None:
-            model, version, designation, stem = self._folders
-            year, month, day = collect.clock.day()
-            self._writer.put((model, version, designation, year, month, day, stem), columns, rows)
+            self._writer.put((self._folders, columns), rows)
         if rows and self._debug:
             sys.stdout.write(collect.csv_text(columns, rows))
-        return correlations
 
     def add_correlations(self, input_data: Any, correlations: dict | None) -> Any:
         """The data with the eight correlation columns appended (Azure's helper)."""
         if correlations is None:
             return input_data
-        self._correlation_headers = self.CORRELATION_HEADERS
-        values = [correlations[name] for name in self.CORRELATION_HEADERS]
+        if self._correlation_headers is not self.CORRELATION_HEADERS:
+            self._correlation_headers = self.CORRELATION_HEADERS
+            self._width = -1  # the column names change
+        values = self._correlation_values(correlations)
         if isinstance(input_data, list):
-            return input_data + values
+            return [*input_data, *values]
         numpy = sys.modules.get("numpy")
         if numpy is not None and isinstance(input_data, numpy.ndarray):
             if input_data.ndim == 1:
@@ -157,24 +185,19 @@ class ModelDataCollector:
         return input_data
 
     def _correlations(self, user_correlation_id: str) -> dict:
-        generated = collect.new_id()
-        return {
-            self.AML_DC_SCORING_TIMESTAMP_HEADER: collect.clock.timestamp(),
-            self.AML_REQUEST_ID_HEADER: collect.current_request_id or NO_REQUEST_ID,
-            self.AML_DC_CORRELATION_HEADER: f"{user_correlation_id}-{generated}"
-            if user_correlation_id
-            else generated,
-            self.AML_DC_BOUNDARY_HEADER: 60 if self.aml_dc_hour_boundary else 60 * 24,
-            self.AML_WORKSPACE_HEADER: self.workspace,
-            self.AML_SERVICE_NAME_HEADER: self.service_name,
-            self.AML_MODEL_NAME_HEADER: self.model_name,
-            self.AML_MODEL_VERSION_HEADER: self.model_version,
-        }
+        """Azure's eight values, in its order: this collector's fixed ones copied from a
+        template, the request's own (time, request id, correlation id) set in place."""
+        correlations = self._template.copy()
+        stamp, generated = collect.stamp_and_id()
+        correlations[self.AML_DC_SCORING_TIMESTAMP_HEADER] = stamp
+        correlations[self.AML_REQUEST_ID_HEADER] = collect.current_request_id or NO_REQUEST_ID
+        correlations[self.AML_DC_CORRELATION_HEADER] = (
+            f"{user_correlation_id}-{generated}" if user_correlation_id else generated
+        )
+        return correlations
 
     def _table(self, data: Any) -> tuple[tuple[str, ...], list] | None:
         """(column names, rows as lists), or None for a type Azure does not take."""
-        if type(data) is list:  # the common case first: one row
-            return self._column_names(len(data)), [data[:]]
         if isinstance(data, list):
             rows = [list(data)]
         else:
@@ -197,6 +220,8 @@ class ModelDataCollector:
         names = self._names.get(key)
         if names is None:
             names = self._names[key] = self._name_columns(width)
+        # the next call's likely answer, and its writer key
+        self._width, self._key = width, (self._folders, names)
         return names
 
     def _name_columns(self, width: int) -> tuple[str, ...]:
