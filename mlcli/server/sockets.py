@@ -10,6 +10,11 @@ one port the same secret: mlcli/targets/ports.py port_token); a newcomer holding
 secret finds that name and may join. Abstract sockets live in the network namespace, so
 PROCESS servers and LOCAL containers (host networking) see each other's; a name vanishes when
 its holder exits, even on kill -9. A server started by hand has no token: it never shares.
+
+One more case: a predecessor started by an mlcli from before these names publishes none. An
+update says so (MLCLI_PORT_JOIN_UNMARKED=1: the deployer holds the port's claim with the old
+revision and vouches for it), and the server then joins a holder that published no name at
+all; a holder that published another name is still refused.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 TOKEN_VARIABLE = "MLCLI_PORT_TOKEN"
+JOIN_UNMARKED_VARIABLE = "MLCLI_PORT_JOIN_UNMARKED"
 _PREFIX = "mlcli-port-"
 
 
@@ -86,6 +92,8 @@ def bind(host: str, port: int, environ: Mapping[str, str]) -> Binding:
     holders = _published(port) if linux else set()
     taken = bool(holders) or _listener_elsewhere(host, port)
     kin = token and any(h.startswith(_name(port, token) + "-") for h in holders)
+    vouched = environ.get(JOIN_UNMARKED_VARIABLE) == "1" and not holders
+    kin = kin or vouched
     if taken and not kin:
         raise PortInUse(_in_use(host, port, "Address already in use"))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -111,6 +111,8 @@ class DockerTarget(Target):
             "MLCLI_PORT_TOKEN": port_token(port),  # lets the next revision share the port
         }
         environment.setdefault("MLCLI_LOG_FORMAT", "json")  # `ml service get-logs` reads either
+        if spec.reuse_port:  # an update: the old revision may predate the token (sockets.py)
+            environment["MLCLI_PORT_JOIN_UNMARKED"] = "1"
         volumes = {
             str(spec.app_root / MODELS / name / str(version)): {
                 "bind": f"{APP_ROOT}/{MODELS}/{name}/{version}",

@@ -109,6 +109,8 @@ class ProcessTarget(Target):
             env["MLCLI_KEYS_FILE"] = str(spec.keys_file)
         env["MLCLI_LOG_FILE"] = str(spec.log_file)  # the server rotates it by size
         env["MLCLI_PORT_TOKEN"] = port_token(port)  # lets the next revision share the port
+        if spec.reuse_port:  # an update: the old revision may predate the token (sockets.py)
+            env["MLCLI_PORT_JOIN_UNMARKED"] = "1"
         env.setdefault("MLCLI_LOG_FORMAT", "json")  # `ml service get-logs` reads either
         python = str(spec.environment.python)
         workers = env.get("WORKER_COUNT", "1")

@@ -108,6 +108,29 @@ def test_only_a_successor_holding_the_predecessors_token_may_share_the_port(
     assert successor.request("POST", "/score", b"hello").body == b'"hello"'
 
 
+def test_an_update_may_join_a_predecessor_that_published_no_name_but_never_a_stranger(
+    start_mlcli,
+) -> None:
+    """A revision started by an older mlcli publishes no name: an update vouches for it
+    (MLCLI_PORT_JOIN_UNMARKED=1) and joins it; a holder with another name stays refused."""
+    vouched = {"MLCLI_PORT_TOKEN": "c" * 64, "MLCLI_PORT_JOIN_UNMARKED": "1"}
+    with socket.socket() as unmarked:
+        unmarked.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        unmarked.bind(("127.0.0.1", 0))
+        unmarked.listen()
+        port = unmarked.getsockname()[1]
+        refused = start_mlcli("echo.py", wait=False, port=port, env={"MLCLI_PORT_TOKEN": "c" * 64})
+        assert refused.wait_exit(60) == 1
+
+        successor = start_mlcli("echo.py", wait=False, port=port, env=vouched)
+        wait_for_line(successor, "Ready: listening")
+        assert successor.process.poll() is None
+
+    marked = start_mlcli("pid.py", env={"MLCLI_PORT_TOKEN": "a" * 64})
+    stranger = start_mlcli("echo.py", wait=False, port=marked.port, env=vouched)
+    assert stranger.wait_exit(60) == 1
+
+
 # -- 2. the environment a script sees --------------------------------------------------------
 
 
