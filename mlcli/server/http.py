@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 import time
@@ -50,10 +51,15 @@ import httptools
 
 from mlcli.server.settings import ClientLimits
 
+log = logging.getLogger("mlcli.server")
+
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers (nginx: 4 buffers of 8 KB)
 MAX_URL_BYTES = 16 * 1024  # gunicorn's limit_request_line is 4094, nginx's buffer 8 KB
 MAX_HEADERS = 100  # gunicorn's limit_request_fields
 MAX_PIPELINED = 16  # requests read ahead of their answers before reading pauses
+# A streamed answer's bytes written but not yet taken by the client: past this the client
+# reads slower than the script writes, and is dropped (the pieces would pile up in memory).
+MAX_STREAM_BUFFERED = 8 * 1024 * 1024
 DRAIN_GRACE_S = 1.0  # on shutdown, how long idle kept-alive connections may still bring a request
 LINGER_S = 30.0  # nginx's lingering_time: the longest a refused client's bytes are drained
 LINGER_IDLE_S = 5.0  # nginx's lingering_timeout: ... or until it pauses this long
@@ -98,6 +104,7 @@ class Request:
         "raw_path",
         "response",
         "started",
+        "stream_status",
         "streaming",
     )
 
@@ -114,6 +121,7 @@ class Request:
         self.content_length = None
         self.held = 0  # body bytes counted against the server's budget (HttpServer.hold)
         self.streaming = False  # answering with chunked transfer (stream_start)
+        self.stream_status = 0  # the status its head went out with
         parsed = httptools.parse_url(url)
         self.raw_path = parsed.path
         self.path = _decode_path(parsed.path)
@@ -144,12 +152,15 @@ class Request:
         parts.append(b"\r\n")
         conn.transport.write(b"".join(parts))
         self.streaming = True
+        self.stream_status = status
         return True
 
     def stream_piece(self, data: bytes) -> None:
         transport = self.conn.transport
         if data and transport is not None and not self.cancelled:
             transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            if transport.get_write_buffer_size() > MAX_STREAM_BUFFERED:
+                self.conn.drop_slow_reader()
 
     def respond(self, status: int, headers: list, body: bytes, *, close: bool = False) -> None:
         if self.held:
@@ -157,7 +168,11 @@ class Request:
         if self.response is not None or self.cancelled:
             return
         if self.streaming:  # the head and the pieces went out: the last chunk ends it
-            self.response = b"0\r\n\r\n"
+            if status == self.stream_status:
+                self.response = b"0\r\n\r\n"
+            else:  # the generator failed midway: close without the last chunk, so the
+                self.response = b""  # client sees a cut body, as gunicorn leaves it
+                self.keep_alive = False
             self.conn.flush()
             return
         parts = [status_line(status)]
@@ -492,6 +507,15 @@ class Connection(asyncio.Protocol):
             self._paused = False
             if not self._write_blocked:
                 transport.resume_reading()
+
+    def drop_slow_reader(self) -> None:
+        if self.transport is not None and not self.closing:
+            log.warning(
+                "Dropped a client that read a streamed answer slower than it was produced "
+                "(over %d bytes waiting)",
+                MAX_STREAM_BUFFERED,
+            )
+            self._reset()
 
     def _reset(self) -> None:
         """Drop the connection with a reset: close() would keep the unread answers in the

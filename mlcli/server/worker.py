@@ -187,6 +187,7 @@ class Worker:
                     send(wire.encode(("piece", seq, bytes(piece))))
         except Exception:
             self._log_exception("The response's generator raised an exception", request_id)
+            status = 500  # another status than the head's: the front cuts the body off
         finally:
             with contextlib.suppress(Exception):
                 response.close()

@@ -518,6 +518,23 @@ def test_a_generator_response_is_streamed_piece_by_piece(start_mlcli, start_azml
         wait_for_line(server, r"azmlinfsrv - POST /score 200 \d+\.\d{3}ms N/A$")
 
 
+def test_a_generator_that_raises_midway_cuts_the_answer_off(start_mlcli, start_azmlinfsrv) -> None:
+    import http.client
+
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "streams_then_fails.py")
+
+    for server in (ours, theirs):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("POST", "/score", body=b"{}")
+        response = conn.getresponse()
+        assert response.status == 200  # the head went out before the generator broke
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            response.read()
+        conn.close()
+        assert cut.value.partial == b"first\n", server
+    assert "generator raised" in ours.log()
+
+
 def test_a_streamed_answer_to_an_http_1_0_client_arrives_whole(start_mlcli) -> None:
     server = start_mlcli("streams_on_cue.py", env=TEXT)
     (server.workdir / "go").touch()

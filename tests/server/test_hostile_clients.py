@@ -552,6 +552,23 @@ def test_a_client_that_never_reads_its_answers_costs_bounded_memory_then_is_drop
     assert health_checks(server.port, 3) == 3
 
 
+def test_a_client_that_never_reads_a_streamed_answer_costs_bounded_memory_then_is_dropped(
+    start_mlcli,
+) -> None:
+    server = start_mlcli("streams_a_lot.py")  # 400 MB, as fast as the script can yield it
+    before = peak_rss(server.process.pid)
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        client_port = sock.getsockname()[1]
+        dropped = wait_for(lambda: not _server_side_open(server.port, client_port), timeout=60)
+
+    assert dropped  # long before the send timeout: the unread bytes passed their bound
+    assert peak_rss(server.process.pid) - before < 64 * MB
+    assert health_checks(server.port, 3) == 3
+
+
 def _server_side_open(port: int, client_port: int) -> bool:
     """Whether the server still holds its end of the client's connection (/proc/net/tcp)."""
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
