@@ -211,6 +211,15 @@ class ScoreJob:
             extra,
         )
 
+    @property
+    def jobs(self) -> tuple:
+        """The requests this unit of the pool's work answers (a Batch holds several)."""
+        return (self,)
+
+    def settle(self, answer: tuple) -> None:
+        """The worker's answer."""
+        self.finish(answer)
+
     def finish(self, reply: tuple) -> None:
         if self.pieces is not None:
             reply = (reply[0], reply[1], b"".join(self.pieces), *reply[3:])

@@ -40,9 +40,10 @@ class Batch:
         for job in self.jobs:
             job.finish(reply)
 
-    def finish_each(self, replies: list) -> None:
-        for job, reply in zip(self.jobs, replies):
-            job.finish(reply)
+    def settle(self, answers: list) -> None:
+        """The worker's answers, one per request in order."""
+        for job, answer in zip(self.jobs, answers):
+            job.finish(answer)
 
 
 class Batcher:

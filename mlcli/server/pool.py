@@ -20,11 +20,13 @@ would, instead of taking the server down; while no worker is ready, GET / and /s
 503 with the failure, the attempt and the next retry.
 Everything is callbacks on the event loop: no task, future or lock per request.
 
-Jobs are objects with `message(seq, needs_headers) -> tuple` (the wire request), `finish(reply)`,
-`cancelled` and a writable `queued_at` (when it arrived). With dynamic batching (batching.py)
-admitted jobs wait in the same line, and leave it as batches: a worker then holds one Batch
-(one run_batch() call) at a time, and the slots, timeouts and failures of a batch are those
-of each of its jobs.
+The job protocol: what the pool sends a worker is a unit, a single job (app.ScoreJob) or,
+with dynamic batching (batching.py), a Batch of them (one run_batch() call); both have
+`message(seq, needs_headers) -> tuple` (the wire request), `jobs` (the requests it answers:
+itself, or the batch's), `settle(answer)` (the worker's answer: one, or a list of them, see
+wire.py), `finish(answer)` (one answer for all: a timeout, a worker that died). A job also
+has `cancelled` and a writable `queued_at` (when it arrived). Admitted jobs wait in one line;
+with batching they leave it as batches, and a batch holds one slot per job.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from collections import deque
 from pathlib import Path
 
 from mlcli.server import held, outputs, wire
-from mlcli.server.batching import BATCHES_PER_WORKER, Batch, Batcher
+from mlcli.server.batching import BATCHES_PER_WORKER, Batcher
 from mlcli.server.settings import ServerSettings
 
 log = logging.getLogger("mlcli.server")
@@ -78,6 +80,18 @@ def _reply(status: int, message: str, *, run_failed: bool) -> tuple:
     return (*outputs.error_reply(status, message, run_failed=run_failed), None, run_failed)
 
 
+class InFlight:
+    """A unit sent to a worker and not yet answered by it. `answered`: the client already
+    has its answer (the scoring timeout), so the worker's late reply is dropped."""
+
+    __slots__ = ("answered", "seq", "unit")
+
+    def __init__(self, seq: int, unit) -> None:
+        self.seq = seq
+        self.unit = unit
+        self.answered = False
+
+
 class WorkerProtocol(asyncio.Protocol):
     def __init__(self, pool: Pool, worker: WorkerProcess) -> None:
         self.pool = pool
@@ -103,7 +117,7 @@ class WorkerProcess:
         self.pid = 0
         self.live = False  # initialised and connected: may be sent jobs
         self.ready: asyncio.Future | None = None
-        self.jobs: deque[list] = deque()  # [seq, job, answered], oldest (running) first
+        self.jobs: deque[InFlight] = deque()  # oldest (the running one) first
         self.started = 0.0  # when the oldest job began (loop time)
         self.kill_handle: asyncio.TimerHandle | None = None
         self.held = None  # the replies it holds back, shared with it (held.py)
@@ -198,7 +212,7 @@ class Pool:
                 f"Worker {worker.pid} did not finish init() within WORKER_TIMEOUT="
                 f"{self.settings.worker_timeout_s:g} s; raise WORKER_TIMEOUT if init() is slow."
             ) from None
-        _, pid, init_ms, needs_headers, documents, batches = message
+        _, pid, init_ms, needs_headers, documents, batches = message  # ("ready", ...)
         self.needs_headers = needs_headers
         self.swagger = documents
         self.batches = batches
@@ -319,11 +333,11 @@ class Pool:
         return min(PREFETCH, 2 + int(PREFETCH_COVER_MS / max(run_ms, 0.01)))
 
     def _free_slots(self, unit) -> None:
-        """Give back what a job held (one slot) or a batch (one per job), then feed."""
-        if type(unit) is not Batch:
+        """Give back the slots a unit held (one per job), then feed."""
+        batcher = self.batcher
+        if batcher is None:  # a single job
             self._release_slot()
             return
-        batcher = self.batcher
         batcher.hold()  # the released slots' jobs join the line before a batch leaves
         try:
             for _ in unit.jobs:
@@ -367,7 +381,7 @@ class Pool:
         """Send a job (or a Batch) to a worker."""
         self._seq = seq = self._seq + 1
         jobs = worker.jobs
-        jobs.append([seq, job, False])
+        jobs.append(InFlight(seq, job))
         now = self.loop.time()
         if len(jobs) == 1:
             worker.started = now
@@ -378,39 +392,42 @@ class Pool:
     # -- what the workers say --------------------------------------------------------------
 
     def _on_message(self, worker: WorkerProcess, message: tuple) -> None:
-        if isinstance(message[0], str):
-            if message[0] in ("head", "piece"):  # a streamed answer of the running job
-                if worker.jobs and not worker.jobs[0][2]:
-                    worker.started = self.loop.time()  # producing: not a hung run()
-                    worker.jobs[0][1].stream(message)
-                return
-            if worker.ready is not None and not worker.ready.done():
-                if message[0] == "ready":
-                    worker.ready.set_result(message)
-                else:
-                    worker.ready.set_exception(StartupFailed(message[2]))
-            return
-        # Workers answer strictly in order: this is the reply to the oldest job sent.
-        _, job, answered = worker.jobs.popleft()
+        """What a worker says (wire.py): a reply (seq, answer), a streamed answer's head or
+        piece, or "ready"/"failed" after init()."""
+        kind = message[0]
+        if type(kind) is int:
+            self._on_reply(worker, message[1])
+        elif kind in ("head", "piece"):  # a streamed answer of the running job
+            flight = worker.jobs[0] if worker.jobs else None
+            if flight is not None and not flight.answered:
+                worker.started = self.loop.time()  # producing: not a hung run()
+                flight.unit.stream(message)
+        elif worker.ready is not None and not worker.ready.done():
+            if kind == "ready":
+                worker.ready.set_result(message)
+            else:
+                worker.ready.set_exception(StartupFailed(message[2]))
+
+    def _on_reply(self, worker: WorkerProcess, answer) -> None:
+        # Workers answer strictly in order: this is the reply to the oldest unit sent.
+        flight = worker.jobs.popleft()
         if worker.kill_handle is not None:  # the late reply after a timeout: it recovered
             worker.kill_handle.cancel()
             worker.kill_handle = None
-        if worker.jobs:  # the next job starts now
+        if worker.jobs:  # the next one starts now
             worker.started = self.loop.time()
-        if len(message) == 2:  # a batch's replies, one per job
-            if answered:
-                self._feed()
-            else:
-                self._free_slots(job)
-                job.finish_each(message[1])
-            return
-        run_ms = message[4]
-        if run_ms is not None:
-            self.run_ewma_ms += (run_ms - self.run_ewma_ms) * 0.1
-        self._feed()
-        if not answered:
-            self._release_slot()
-            job.finish(message[1:])
+        single = self.batcher is None
+        if single:
+            run_ms = answer[3]  # (status, headers, body, run_ms, run_failed)
+            if run_ms is not None:
+                self.run_ewma_ms += (run_ms - self.run_ewma_ms) * 0.1
+        if flight.answered or single:
+            # (a single job's worker takes the next job before its slot goes to a newcomer;
+            # a batch's slots go back first, so that their jobs can join the next batch)
+            self._feed()
+        if not flight.answered:
+            self._free_slots(flight.unit)
+            flight.unit.settle(answer)
 
     def _on_timeout(self, worker: WorkerProcess) -> None:
         if not self.scoring_limit:
@@ -422,7 +439,7 @@ class Pool:
             self._kill(worker)  # _on_lost answers the request 502 and starts a new worker
             return
         head = worker.jobs[0]
-        head[2] = True
+        head.answered = True
         self.metrics.timeouts.inc()
         log.error(
             "run() on worker %d exceeded SCORING_TIMEOUT_MS=%d; answered 500",
@@ -432,8 +449,8 @@ class Pool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGALRM)  # raises TimeoutError inside run()
         worker.kill_handle = self.loop.call_later(KILL_GRACE_S, self._replace_stuck, worker)
-        self._free_slots(head[1])
-        head[1].finish(self.timeout_reply)
+        self._free_slots(head.unit)
+        head.unit.finish(self.timeout_reply)
 
     def _replace_stuck(self, worker: WorkerProcess) -> None:
         worker.kill_handle = None
@@ -454,16 +471,16 @@ class Pool:
         jobs = list(worker.jobs)
         worker.jobs.clear()
         if jobs:
-            _, head, answered = jobs[0]
+            head = jobs[0]
             # Jobs behind the head never started (a worker runs one at a time): they go back
             # to the front of the line, still holding their slots.
-            for _, unit, _ in reversed(jobs[1:]):
-                for job in reversed(unit.jobs) if type(unit) is Batch else (unit,):
+            for flight in reversed(jobs[1:]):
+                for job in reversed(flight.unit.jobs):
                     self.worker_waiters.appendleft(job)
             self._feed()
-            if not answered:
-                self._free_slots(head)
-                head.finish(
+            if not head.answered:
+                self._free_slots(head.unit)
+                head.unit.finish(
                     _reply(
                         502,
                         "The scoring worker stopped while running this request and is being "
@@ -484,7 +501,7 @@ class Pool:
         if worker.held is None:
             return
         for message in wire.FrameBuffer().feed(held.recover(worker.held)):
-            if worker.jobs and worker.jobs[0][0] == message[0]:
+            if worker.jobs and worker.jobs[0].seq == message[0]:
                 self._on_message(worker, message)
         worker.held.close()
         worker.held = None

@@ -6,8 +6,9 @@ speed is worth more here than a self-describing format (nothing else ever reads 
 Front -> worker:  (seq, request_id, method, path, query, content_type, headers | None, body,
                    extra | None)   -- extra: (client, server, scheme, http_version), raw mode
                   (seq, [request, ...])       -- a batch for run_batch(): requests as above
-Worker -> front:  (seq, status, headers, body, run_ms | None, run_failed)  -- a reply
-                  (seq, [(status, headers, body, run_ms, run_failed), ...]) -- a batch's replies
+Worker -> front:  (seq, answer)     -- the reply to request `seq`; an answer is
+                      (status, headers, body, run_ms | None, run_failed)
+                  (seq, [answer, ...])        -- a batch's replies, one per request
                   ("head", seq, status, headers), ("piece", seq, bytes)      -- a streamed
                       answer (AMLResponse(generator)) under way; its reply above ends it
                   ("ready", pid, init_ms, needs_headers, swagger, batches)   -- after init()

@@ -113,9 +113,9 @@ class Worker:
     def handle(self, message: tuple) -> tuple:
         """A request tuple in, a reply tuple out; or a batch (seq, [requests]) in and
         (seq, [replies]) out. Never raises for the script's sake."""
-        if len(message) == 2:
+        if len(message) == 2:  # (seq, [request, ...])
             return (message[0], self._respond_batch(message[1]))
-        return (message[0], *self._respond(message))
+        return (message[0], self._respond(message))
 
     def _arguments(self, request: tuple):
         """run()'s keyword arguments, or the reply tuple when the request never reaches run()."""
