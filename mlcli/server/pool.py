@@ -1,4 +1,5 @@
-"""The script workers behind the front: spawn, supervise, queue, dispatch, time out, replace.
+"""Admission and dispatch: which request runs when, on which script worker, and what its
+client is answered (workers.py starts, replaces and stops the worker processes).
 
 Each worker is a child process (worker.py) on its own socketpair that runs one request at a
 time, in the order sent. Admission follows AKS: at most `max_concurrent` requests hold a
@@ -14,10 +15,8 @@ The scoring timeout is kept here: at the limit the request is answered 500 (azml
 run() as azmlinfsrv's own alarm does, so an ordinary hung run() recovers; a worker still
 silent KILL_GRACE_S later is killed and replaced. A worker that dies is replaced too: the
 request it was running is answered 502, the ones queued behind it go to another worker.
-A replacement whose init() fails (a model file gone, a database down) is retried with
-backoff, 1 s doubling to RESTART_BACKOFF_MAX_S, as a supervisor (Kubernetes' CrashLoopBackOff)
-would, instead of taking the server down; while no worker is ready, GET / and /score answer
-503 with the failure, the attempt and the next retry.
+While no worker is ready (replacements failing init(), see workers.py), GET / and /score
+answer 503 with the failure, the attempt and the next retry.
 Everything is callbacks on the event loop: no task, future or lock per request.
 
 The job protocol: what the pool sends a worker is a unit, a single job (app.ScoreJob) or,
@@ -36,15 +35,14 @@ import contextlib
 import logging
 import os
 import signal
-import socket
-import subprocess
-import sys
 from collections import deque
-from pathlib import Path
 
 from mlcli.server import held, outputs, wire
 from mlcli.server.batching import BATCHES_PER_WORKER, Batcher
 from mlcli.server.settings import ServerSettings
+from mlcli.server.workers import StartupFailed, Supervisor, WorkerProcess, kill
+
+__all__ = ["Pool", "StartupFailed"]
 
 log = logging.getLogger("mlcli.server")
 
@@ -64,12 +62,6 @@ PREFETCH_BELOW_MS = 2.0
 OVERRUN_FACTOR = 4
 OVERRUN_MIN_S = 0.005
 TICK_S = 0.01  # resolution of the queue-wait and scoring-timeout deadlines
-RESTART_BACKOFF_S = 1.0  # first retry of a replacement worker whose init() failed
-RESTART_BACKOFF_MAX_S = 60.0
-
-
-class StartupFailed(Exception):
-    """A worker could not import the script or its init() failed; the server must exit."""
 
 
 # For a request whose client hung up before it ran: nothing is sent, the log says 499.
@@ -90,37 +82,6 @@ class InFlight:
         self.seq = seq
         self.unit = unit
         self.answered = False
-
-
-class WorkerProtocol(asyncio.Protocol):
-    def __init__(self, pool: Pool, worker: WorkerProcess) -> None:
-        self.pool = pool
-        self.worker = worker
-        self.frames = wire.FrameBuffer()
-
-    def data_received(self, data: bytes) -> None:
-        for message in self.frames.feed(data):
-            self.pool._on_message(self.worker, message)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.pool._on_lost(self.worker)
-
-
-class WorkerProcess:
-    __slots__ = ("held", "index", "jobs", "kill_handle", "live", "pid", "process", "ready",
-                 "started", "transport")  # fmt: skip
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.process: subprocess.Popen | None = None
-        self.transport: asyncio.Transport | None = None
-        self.pid = 0
-        self.live = False  # initialised and connected: may be sent jobs
-        self.ready: asyncio.Future | None = None
-        self.jobs: deque[InFlight] = deque()  # oldest (the running one) first
-        self.started = 0.0  # when the oldest job began (loop time)
-        self.kill_handle: asyncio.TimerHandle | None = None
-        self.held = None  # the replies it holds back, shared with it (held.py)
 
 
 class Pool:
@@ -145,8 +106,7 @@ class Pool:
         self.swagger: dict = {}
         self.batches = False  # the script has a run_batch() the workers will use
         self.batcher: Batcher | None = None
-        self.closing = False
-        self.failing: dict[int, str] = {}  # replacement workers whose init() fails: why
+        self.supervisor = Supervisor(settings, metrics, self)
         self._seq = 0
         self._ticker: asyncio.TimerHandle | None = None
         metrics.queued = lambda: len(self.slot_waiters)
@@ -154,13 +114,8 @@ class Pool:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Spawn every worker and wait until each has run init(); StartupFailed otherwise."""
-        self.workers = [WorkerProcess(i) for i in range(self.settings.workers)]
-        for worker in self.workers:
-            await self._spawn(worker)
-        for worker in self.workers:
-            await self._await_ready(worker)
-            worker.live = True
+        """Start every worker (StartupFailed if one cannot), then admit requests."""
+        self.workers = await self.supervisor.start()
         batching = self.settings.batching
         if batching is not None and self.batches:
             self.batcher = Batcher(self, batching)
@@ -176,42 +131,9 @@ class Pool:
             )
         self._ticker = self.loop.call_soon(self._tick)
 
-    async def _spawn(self, worker: WorkerProcess) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        held_fd, worker.held = held.create()
-        env = dict(os.environ)
-        package_parent = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_parent, env.get("PYTHONPATH", "")) if p
-        )
-        try:
-            worker.process = subprocess.Popen(
-                [sys.executable, "-m", "mlcli.server.worker", str(child.fileno()), str(held_fd)],
-                pass_fds=(child.fileno(), held_fd),
-                env=env,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            child.close()
-            os.close(held_fd)
-        worker.pid = worker.process.pid
-        worker.ready = self.loop.create_future()
-        worker.jobs.clear()
-        worker.transport, _ = await self.loop.create_unix_connection(
-            lambda: WorkerProtocol(self, worker), sock=parent
-        )
+    # -- what the supervisor tells (workers.Listener) ---------------------------------------
 
-    async def _await_ready(self, worker: WorkerProcess) -> None:
-        try:
-            message = await asyncio.wait_for(
-                asyncio.shield(worker.ready), self.settings.worker_timeout_s
-            )
-        except asyncio.TimeoutError:
-            self._kill(worker)
-            raise StartupFailed(
-                f"Worker {worker.pid} did not finish init() within WORKER_TIMEOUT="
-                f"{self.settings.worker_timeout_s:g} s; raise WORKER_TIMEOUT if init() is slow."
-            ) from None
+    def on_ready(self, message: tuple) -> None:
         _, pid, init_ms, needs_headers, documents, batches = message  # ("ready", ...)
         self.needs_headers = needs_headers
         self.swagger = documents
@@ -219,25 +141,20 @@ class Pool:
         self.metrics.init_seconds.observe(init_ms / 1000)
         log.info("Worker %d ready: init() took %.1f ms", pid, init_ms)
 
+    def on_live(self, worker: WorkerProcess) -> None:
+        self._feed()
+
     async def close(self, timeout: float = 10.0) -> None:
-        """Stop the workers: close their sockets (they exit on EOF), kill what lingers."""
-        self.closing = True
+        """Stop admitting and stop the workers."""
         if self._ticker is not None:
             self._ticker.cancel()
         if self.batcher is not None:
             self.batcher.close()
-        for worker in self.workers:
-            if worker.transport is not None:
-                worker.transport.close()
-        deadline = self.loop.time() + timeout
-        for worker in self.workers:
-            process = worker.process
-            while process is not None and process.poll() is None:
-                if self.loop.time() > deadline:
-                    process.kill()
-                    process.wait()
-                    break
-                await asyncio.sleep(0.02)
+        await self.supervisor.close(timeout)
+
+    @property
+    def failing(self) -> dict[int, str]:
+        return self.supervisor.failing
 
     # -- admission and dispatch ------------------------------------------------------------
 
@@ -391,7 +308,7 @@ class Pool:
 
     # -- what the workers say --------------------------------------------------------------
 
-    def _on_message(self, worker: WorkerProcess, message: tuple) -> None:
+    def on_message(self, worker: WorkerProcess, message: tuple) -> None:
         """What a worker says (wire.py): a reply (seq, answer), a streamed answer's head or
         piece, or "ready"/"failed" after init()."""
         kind = message[0]
@@ -436,7 +353,7 @@ class Pool:
                 worker.pid,
                 self.settings.worker_timeout_s,
             )
-            self._kill(worker)  # _on_lost answers the request 502 and starts a new worker
+            kill(worker)  # on_lost answers the request 502 and starts a new worker
             return
         head = worker.jobs[0]
         head.answered = True
@@ -455,18 +372,10 @@ class Pool:
     def _replace_stuck(self, worker: WorkerProcess) -> None:
         worker.kill_handle = None
         log.error("Worker %d did not recover from the timeout; replacing it", worker.pid)
-        self._kill(worker)
+        kill(worker)
 
-    def _on_lost(self, worker: WorkerProcess) -> None:
-        was_live = worker.live
-        worker.live = False
-        if worker.kill_handle is not None:
-            worker.kill_handle.cancel()
-            worker.kill_handle = None
-        if worker.ready is not None and not worker.ready.done():
-            worker.ready.set_exception(
-                StartupFailed(f"Worker {worker.pid} exited before init() finished")
-            )
+    def on_lost(self, worker: WorkerProcess) -> None:
+        was_live = self.supervisor.lost(worker)
         self._recover_held(worker)
         jobs = list(worker.jobs)
         worker.jobs.clear()
@@ -488,12 +397,8 @@ class Pool:
                         run_failed=True,
                     )
                 )
-        if self.closing or not was_live:  # one that died in init(): _restart() retries it
-            return
-        self.metrics.restarts.inc()
-        code = _exit_code(worker.process)
-        log.error("Worker %d exited (exit code %s); starting a new one", worker.pid, code)
-        self.loop.create_task(self._restart(worker))
+        if was_live:
+            self.supervisor.replace(worker)
 
     def _recover_held(self, worker: WorkerProcess) -> None:
         """Answer the requests whose replies the dead worker held back (held.py): finished,
@@ -502,51 +407,6 @@ class Pool:
             return
         for message in wire.FrameBuffer().feed(held.recover(worker.held)):
             if worker.jobs and worker.jobs[0].seq == message[0]:
-                self._on_message(worker, message)
+                self.on_message(worker, message)
         worker.held.close()
         worker.held = None
-
-    async def _restart(self, worker: WorkerProcess) -> None:
-        attempt = 0
-        while not self.closing:
-            try:
-                await self._spawn(worker)
-                await self._await_ready(worker)
-            except StartupFailed as exc:
-                _exit_code(worker.process)  # reap it
-                attempt += 1
-                delay = min(RESTART_BACKOFF_MAX_S, RESTART_BACKOFF_S * 2 ** (attempt - 1))
-                self.failing[worker.index] = (
-                    f"a replacement worker failed to start: {exc}; attempt {attempt}, "
-                    f"next in {delay:g} s"
-                )
-                log.error(
-                    "Replacement worker failed to start (attempt %d): %s; retrying in %g s",
-                    attempt,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            if self.closing:  # stopped while this one started: close() has not seen it
-                worker.transport.close()
-                return
-            self.failing.pop(worker.index, None)
-            if attempt:
-                log.info("Worker %d started after %d failed attempt(s)", worker.pid, attempt)
-            worker.live = True
-            self._feed()
-            return
-
-    def _kill(self, worker: WorkerProcess) -> None:
-        if worker.process is not None and worker.process.poll() is None:
-            worker.process.kill()
-
-
-def _exit_code(process: subprocess.Popen | None) -> int | None:
-    if process is None:
-        return None
-    try:
-        return process.wait(timeout=0.5)
-    except subprocess.TimeoutExpired:
-        return None
