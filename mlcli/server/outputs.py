@@ -8,6 +8,7 @@ json cannot encode (bytes, numpy arrays, DataFrames...) is the caller's 500.
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 FAILED_FALSE = (b"x-ms-run-function-failed", b"False")
@@ -15,6 +16,9 @@ JSON_HEADERS = ((b"content-type", b"application/json"), FAILED_FALSE)
 HTML_TYPE = (b"content-type", b"text/html; charset=utf-8")
 
 _dumps = json.dumps
+# RFC 9110's token: what a header name may hold. A name with CR/LF in it would let a script's
+# header write headers (or a body) of its own choosing; gunicorn refuses it too (a 500).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PLAIN = frozenset((dict, list, str, int, float, bool, tuple))
 
 
@@ -80,7 +84,10 @@ def response_headers(response) -> list:
                 continue
             failed_seen = True
             value = "True"
-        headers.append((name.encode("latin-1"), str(value).encode("latin-1")))
+        value = str(value)
+        if not _HEADER_NAME.fullmatch(name) or "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"the response header {name!r}: {value!r} cannot be sent")
+        headers.append((name.encode("latin-1"), value.encode("latin-1")))
     if status >= 500 and not failed_seen:
         headers.append((b"x-ms-run-function-failed", b"True"))
     return headers

@@ -173,7 +173,11 @@ class Worker:
         """Send a generator's pieces as they come: ("head", seq, status, headers), then
         ("piece", seq, bytes) for each; the reply that follows (with no body) ends it."""
         status = response.status_code
-        headers = outputs.response_headers(response)
+        try:
+            headers = outputs.response_headers(response)
+        except Exception:
+            self._log_exception("run() returned a value that cannot be sent", request_id)
+            return (*outputs.error_reply(500, INTERNAL_ERROR), run_ms, False)
         headers.append((b"x-ms-run-fn-exec-ms", b"%.3f" % run_ms))
         send, held = _Alarm.send, _Alarm.held
         if held is not None and held.count:  # replies held back go first: the front

@@ -8,6 +8,7 @@ line) is compared by shape; the README's server section lists those differences.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -533,6 +534,31 @@ def test_a_generator_that_raises_midway_cuts_the_answer_off(start_mlcli, start_a
         conn.close()
         assert cut.value.partial == b"first\n", server
     assert "generator raised" in ours.log()
+
+
+def test_a_header_name_with_cr_lf_is_never_sent_and_the_answer_is_500(
+    start_mlcli, start_azmlinfsrv
+) -> None:
+    """A script's header name carrying CR/LF (werkzeug lets names through) could write
+    headers of its own into the answer: both servers refuse to send it."""
+    ours, theirs = both(start_mlcli, start_azmlinfsrv, "bad_header_name.py")
+
+    for server in (ours, theirs):
+        for body in (b'"plain"', b'"stream"'):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+                conn.sendall(
+                    b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                answer = b""
+                with contextlib.suppress(OSError):
+                    while chunk := conn.recv(65536):
+                        answer += chunk
+            head = answer.partition(b"\r\n\r\n")[0]
+            assert b"\ninjected" not in head.lower(), (server, body, head)
+            if server is ours:
+                assert head.startswith(b"HTTP/1.1 500 "), head
+    assert "cannot be sent" in ours.log()
 
 
 def test_a_streamed_answer_to_an_http_1_0_client_arrives_whole(start_mlcli) -> None:
