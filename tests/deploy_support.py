@@ -105,9 +105,9 @@ def without_progress(stderr: str) -> str:
     return "".join(line for line in lines if not PROGRESS_LINE.match(line))
 
 
-def invoke(*args: str, input: str | None = None) -> Result:
+def invoke(*args: str | Path, input: str | None = None) -> Result:
     """Run `ml ARGS` in-process, as a user would from a shell."""
-    return CliRunner().invoke(ml, list(args), input=input, catch_exceptions=False)
+    return CliRunner().invoke(ml, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
 def ok(*args: str) -> Any:

@@ -12,16 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from deploy_support import record_service, without_progress
+from deploy_support import invoke, record_service, without_progress
 
-from mlcli.cli import ml
 from mlcli.paths import Workspace
 from mlcli.registry import Registry
-
-
-def invoke(*args: str | Path):
-    return CliRunner().invoke(ml, [str(a) for a in args])
 
 
 def run_ml(*args: str | Path, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
