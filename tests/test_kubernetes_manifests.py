@@ -25,7 +25,6 @@ from mlcli.targets.manifests import (
     export_request,
     label_safe,
     memory_quantity,
-    to_yaml,
     write_manifests,
 )
 
@@ -484,7 +483,6 @@ def test_written_files_apply_in_order_and_keep_the_secret_private(tmp_path: Path
     ]
     assert [yaml.safe_load(f.read_text()) for f in files] == objects
     assert stat.S_IMODE(files[1].stat().st_mode) == 0o600
-    assert list(yaml.safe_load_all(to_yaml(objects))) == objects
 
 
 def test_writing_into_an_existing_folder_is_refused_and_changes_nothing(tmp_path: Path) -> None:

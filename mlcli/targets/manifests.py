@@ -557,13 +557,6 @@ _FILE_NAMES = {
 }
 
 
-def to_yaml(objects: Sequence[Mapping[str, Any]]) -> str:
-    """One YAML document per object, in order (`kubectl apply -f -` reads it)."""
-    import yaml
-
-    return "---\n".join(yaml.safe_dump(dict(o), sort_keys=False) for o in objects)
-
-
 def write_manifests(objects: Sequence[Mapping[str, Any]], folder: Path) -> list[Path]:
     """`folder`/NN-kind.yaml, numbered in apply order (`kubectl apply -f FOLDER` reads files in
     name order, so the namespace exists before what goes in it). The folder appears complete
