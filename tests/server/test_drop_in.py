@@ -500,15 +500,20 @@ def test_exit_codes_without_a_script_match_azmlinfsrv(tmp_path: Path, reference_
 # -- 7. streaming ----------------------------------------------------------------------------
 
 
-def test_a_generator_response_is_streamed_piece_by_piece(start_mlcli, start_azmlinfsrv) -> None:
+def _post_score(server):
+    """POST {} to /score: the connection and its response, whose body is still to read."""
     import http.client
 
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/score", body=b"{}")
+    return conn, conn.getresponse()
+
+
+def test_a_generator_response_is_streamed_piece_by_piece(start_mlcli, start_azmlinfsrv) -> None:
     ours, theirs = both(start_mlcli, start_azmlinfsrv, "streams_on_cue.py")
 
     for server in (ours, theirs):
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        conn.request("POST", "/score", body=b"{}")
-        response = conn.getresponse()
+        conn, response = _post_score(server)
         assert response.status == 200
         assert response.getheader("Transfer-Encoding") == "chunked"
         first = response.read1(1024)  # arrives before the script can make the second
@@ -525,9 +530,7 @@ def test_a_generator_that_raises_midway_cuts_the_answer_off(start_mlcli, start_a
     ours, theirs = both(start_mlcli, start_azmlinfsrv, "streams_then_fails.py")
 
     for server in (ours, theirs):
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        conn.request("POST", "/score", body=b"{}")
-        response = conn.getresponse()
+        conn, response = _post_score(server)
         assert response.status == 200  # the head went out before the generator broke
         with pytest.raises(http.client.IncompleteRead) as cut:
             response.read()
