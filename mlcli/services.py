@@ -28,6 +28,7 @@ from mlcli.errors import ConfigError, NotFoundError
 from mlcli.files import remove_tree
 from mlcli.labels import matches
 from mlcli.paths import Workspace
+from mlcli.revision import RevisionSpec
 from mlcli.targets import Endpoint, ServiceState, stop_by_token, target_for
 from mlcli.targets.procfs import process_matches, process_start_time
 
@@ -109,7 +110,7 @@ class Pending:
     models: tuple[str, ...]  # "name:N" ids
     previous_state: str | None  # the service's state before (Failed stays Failed on undo)
     endpoint: dict[str, Any] | None = None  # {"computeType", **Endpoint.to_dict()}, once started
-    spec: dict[str, Any] | None = None  # settings.spec_doc of the started revision
+    spec: RevisionSpec | None = None  # what the started revision serves
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -122,7 +123,7 @@ class Pending:
         if self.endpoint is not None:
             data["endpoint"] = self.endpoint
         if self.spec is not None:
-            data["spec"] = self.spec
+            data["spec"] = self.spec.to_dict()
         return data
 
     @classmethod
@@ -134,7 +135,7 @@ class Pending:
             models=tuple(data.get("models") or ()),
             previous_state=data.get("previousState"),
             endpoint=data.get("endpoint"),
-            spec=data.get("spec"),
+            spec=RevisionSpec.from_dict(data.get("spec")),
         )
 
     @property
@@ -189,8 +190,9 @@ class ServiceRecord:
         return dataclasses.replace(self, document=document)
 
     @property
-    def spec(self) -> dict[str, Any]:
-        return self.document.get("spec") or {}
+    def spec(self) -> RevisionSpec | None:
+        """The serving revision's, once one has started (mlcli/revision.py)."""
+        return RevisionSpec.from_dict(self.document.get("spec"))
 
     @property
     def revision(self) -> int:
@@ -278,10 +280,10 @@ class Services:
         """The JSON `ml service show` prints (and `ml model deploy` at its end)."""
         doc = record.document
         pending = record.pending
-        spec = record.spec or (pending.spec if pending else None) or {}
+        spec = record.spec or (pending.spec if pending else None)
         endpoint = record.endpoint or (pending.server if pending else None)
-        settings = spec.get("settings") or {}
-        environment = spec.get("environment") or {}
+        settings = spec.settings if spec else {}
+        environment = spec.environment if spec else None
         error = doc.get("error")
         state = state or self.state_of(record)
         if state == UNHEALTHY and not error and endpoint is not None:
@@ -297,7 +299,7 @@ class Services:
             "scoringUri": f"{endpoint.base_url}/score" if endpoint else None,
             "swaggerUri": f"{endpoint.base_url}/swagger.json" if endpoint else None,
             "port": endpoint.port if endpoint else None,
-            "models": list(spec.get("models") or record.models),
+            "models": list((spec.models if spec else ()) or record.models),
             "authEnabled": bool(doc.get("authEnabled")),
             "description": doc.get("description"),
             "tags": dict(doc.get("tags") or {}),
@@ -313,7 +315,10 @@ class Services:
             "maxRequestBodyMB": settings.get("maxRequestBodyMB"),
             "workers": settings.get("workers"),
             "environment": {
-                k: environment.get(k) for k in ("key", "python", "pythonVersion", "source")
+                "key": environment.key,
+                "python": environment.python,
+                "pythonVersion": environment.python_version,
+                "source": environment.source,
             }
             if environment
             else None,
@@ -322,9 +327,9 @@ class Services:
             # v1 fields that scripts read; null where nothing here stands for them.
             "imageId": handle.get("image"),  # LOCAL/ACI: the service's Docker image
             "environmentDetails": {
-                "name": environment.get("key"),
-                "python": {"version": environment.get("pythonVersion")},
-                "source": environment.get("source"),
+                "name": environment.key,
+                "python": {"version": environment.python_version},
+                "source": environment.source,
             }
             if environment
             else None,
@@ -426,20 +431,22 @@ class Services:
                 return self.recover(current) if current else record  # someone else did it
             revision = pending.revision if pending else None
             settled = current.with_document(drop=("deployer", "pending"), retired=[])
-            if current.endpoint is not None and current.state == TRANSITIONING and current.spec:
+            serving = current.spec
+            if current.endpoint is not None and current.state == TRANSITIONING and serving:
                 state = self.previous_revision_state(current)
                 settled = settled.with_document(
                     error=f"the update to revision {revision} was interrupted: the ml process "
                     f"(pid {deployer.pid}) that ran it ended before the new server was "
                     "checked; the previous revision keeps serving."
                 )
-                models = tuple(current.spec.get("models") or ())
+                models = serving.models
             elif current.state == TRANSITIONING:
                 state = FAILED
                 if pending is not None and pending.endpoint:
                     # so get-logs finds its log
                     settled = settled.with_document(
-                        endpoint=pending.endpoint, spec=pending.spec or {}
+                        endpoint=pending.endpoint,
+                        spec=pending.spec.to_dict() if pending.spec else {},
                     )
                 settled = settled.with_document(
                     error=f"the deploy was interrupted: the ml process (pid {deployer.pid}) "

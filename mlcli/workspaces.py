@@ -7,7 +7,6 @@ mistyped `-w` is an error naming the workspaces there are, not an empty answer.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcli.errors import ConflictError
-from mlcli.files import write_json_atomically
+from mlcli.files import remove_tree, write_json_atomically
 from mlcli.paths import DEFAULT_WORKSPACE, Workspace, project_config
 from mlcli.workspace_index import missing_workspace, names
 
@@ -82,7 +81,7 @@ def delete(name: str, *, all_resources: bool = False) -> dict[str, Any]:
         delete_service(service, workspace=workspace)
     trash = workspace.root.with_name(f".deleting-{workspace.name}")
     workspace.root.rename(trash)  # gone at once for every reader; then removed
-    shutil.rmtree(trash, ignore_errors=True)
+    remove_tree(trash)  # read-only model copies too
     return {**shown, "deleted": True}
 
 

@@ -8,7 +8,22 @@ import pytest
 from deploy_support import record_service
 
 from mlcli.errors import NotFoundError
+from mlcli.revision import RevisionSpec
 from mlcli.services import Deployer, Pending, Services
+
+# a started revision's spec as every earlier mlcli wrote it into the record
+STORED_SPEC = {
+    "models": ["sentiment:2"],
+    "entryScript": "src/score.py",
+    "sourceDirectory": "src",
+    "modelDir": "azureml-models/sentiment/2",
+    "variables": {"LABELS": "neg,pos"},
+    "environment": {"key": "3f2a", "python": "/envs/3f2a/bin/python", "pythonVersion": "3.11.7",
+                    "source": "conda.yml", "spec": {"python": "3.11", "requirements": ["numpy"],
+                                                    "source": "conda.yml"}},
+    "settings": {"computeType": "PROCESS", "port": 8890, "workers": 2},
+    "authEnabled": True,
+}  # fmt: skip
 
 
 def test_a_pending_revision_is_stored_with_the_keys_a_record_always_had() -> None:
@@ -69,3 +84,36 @@ def test_retired_servers_read_back_with_the_services_compute_type_when_unnamed()
 
     assert [s.compute_type for s in retired] == ["PROCESS", "LOCAL"]
     assert retired[0].to_dict() == {"computeType": "PROCESS", **old}
+
+
+def test_a_started_revision_reads_back_typed_and_is_stored_as_before() -> None:
+    spec = RevisionSpec.from_dict(STORED_SPEC)
+
+    assert spec is not None
+    assert spec.models == ("sentiment:2",)
+    assert spec.entry_script == "src/score.py"
+    assert spec.environment.python_version == "3.11.7"
+    assert spec.settings["workers"] == 2
+    assert spec.auth_enabled
+    assert spec.to_dict() == STORED_SPEC
+
+
+def test_a_record_without_a_started_revision_has_no_spec() -> None:
+    record_service("never", document={})
+    record_service("empty", document={"spec": {}})
+    record_service("served", document={"spec": STORED_SPEC})
+    services = Services.open()
+
+    assert services.find("never").spec is None
+    assert services.find("empty").spec is None
+    assert services.find("served").spec == RevisionSpec.from_dict(STORED_SPEC)
+
+
+def test_a_pending_revision_keeps_its_started_spec() -> None:
+    pending = Pending(revision=4, compute_type="PROCESS", token="t", models=("sentiment:2",),
+                      previous_state=None, spec=RevisionSpec.from_dict(STORED_SPEC))  # fmt: skip
+
+    stored = pending.to_dict()
+
+    assert stored["spec"] == STORED_SPEC
+    assert Pending.from_dict(stored) == pending

@@ -150,13 +150,14 @@ def app_from_record(services: Services, record: ServiceRecord) -> App:
     from mlcli.environments import EnvironmentSpec
 
     spec = record.spec
+    assert spec is not None, "only a record with a started revision has an app to keep"
     app_root = services.service_dir(record.name) / f"r{record.revision}" / "app"
-    source = spec.get("sourceDirectory")
+    source = spec.source_directory
     return App(
-        entry_script=app_root / spec["entryScript"],
+        entry_script=app_root / spec.entry_script,
         source_directory=app_root / source if source else None,
-        environment=EnvironmentSpec.from_dict(spec["environment"]["spec"]),
-        variables=spec.get("variables") or {},
+        environment=EnvironmentSpec.from_dict(dict(spec.environment.spec)),
+        variables=dict(spec.variables),
         inference=None,
     )
 

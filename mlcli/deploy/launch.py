@@ -72,7 +72,7 @@ def prepare(
         keys_file = services.keys_file(name)
         ensure_keys(keys_file, primary=deployment.primary_key, secondary=deployment.secondary_key)
     reuse = None
-    if previous is not None and previous.endpoint is not None and previous.spec:
+    if previous is not None and previous.endpoint is not None and previous.spec is not None:
         reuse = previous.endpoint.port
     port = deployment.port or reuse
     return LaunchSpec(

@@ -16,6 +16,7 @@ from mlcli.errors import ConfigError
 if TYPE_CHECKING:
     from mlcli.environments import EnvironmentSpec
     from mlcli.registry import ModelVersion
+    from mlcli.revision import RevisionSpec
 
 SCRIPTS = Path(__file__).parent / "no_code_scripts"
 
@@ -38,10 +39,9 @@ def framework_of(models: Sequence[ModelVersion]) -> str | None:
     return framework if framework in FRAMEWORKS else None
 
 
-def is_no_code(spec: dict) -> bool:
-    """Whether a service revision's spec (the record's) came from a no-code deployment."""
-    source = ((spec.get("environment") or {}).get("spec") or {}).get("source") or ""
-    return source.startswith(SOURCE_PREFIX)
+def is_no_code(spec: RevisionSpec) -> bool:
+    """Whether a service revision came from a no-code deployment (its generated environment)."""
+    return spec.environment.spec_source.startswith(SOURCE_PREFIX)
 
 
 def no_code_app(model: ModelVersion) -> tuple[Path, EnvironmentSpec]:

@@ -65,8 +65,8 @@ def _environment(record: ServiceRecord) -> list[Purged]:
     from mlcli.environments.build import LAST_USED, load_environment
 
     pending = record.pending
-    spec = record.spec or (pending.spec if pending else None) or {}
-    key = (spec.get("environment") or {}).get("key")
+    spec = record.spec or (pending.spec if pending else None)
+    key = spec.environment.key if spec else None
     env = load_environment(key) if key else None
     if env is None:
         return []

@@ -36,7 +36,7 @@ from mlcli.deploy.journal import deploy_log, journal
 from mlcli.deploy.launch import prepare
 from mlcli.deploy.no_code import framework_of, is_no_code
 from mlcli.deploy.overrides import config_file_notes, deployment_notes, with_overrides
-from mlcli.deploy.settings import deployment_from_settings, spec_doc
+from mlcli.deploy.settings import deployment_from_settings, revision_of
 from mlcli.deploy.settle import abandon, finish
 from mlcli.errors import ConfigError, ConflictError
 from mlcli.paths import Workspace
@@ -55,6 +55,7 @@ from mlcli.targets import ComputeType, Endpoint, ServiceState, target_for
 if TYPE_CHECKING:
     from mlcli.config import DeploymentConfig
     from mlcli.registry import ModelVersion, Registry
+    from mlcli.revision import RevisionSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,23 +128,23 @@ def update(
     record = services.get(check_service_name(request.name))
     meta = updated_meta(record, request, on_warning)
     rollout = request.rolls_out
-    if not rollout and services.state_of(record) == UNHEALTHY and record.spec:
+    spec = record.spec
+    if not rollout and services.state_of(record) == UNHEALTHY and spec is not None:
         _report([f"service {record.name!r} is Unhealthy (its server is down): restarting it"],
                 on_warning)  # fmt: skip
         rollout = True
     if not rollout:
         saved = services.change(record.name, lambda current: current.with_document(**meta))
         return services.to_document(saved)
-    if not record.spec:
+    if spec is None:
         raise ConflictError(
             f"service {record.name!r} has no healthy revision to update (state {record.state}).",
             fix=f"Deploy it again: ml model deploy -n {record.name} ... --overwrite.",
         )
-    spec = record.spec
     resolved = (
         resolve_models(registry, request.models)
         if request.models
-        else [model_from_id(registry, m) for m in spec["models"]]
+        else [model_from_id(registry, m) for m in spec.models]
     )
     if request.inference:
         app = app_from_inference(request.inference)
@@ -151,7 +152,7 @@ def update(
         app = app_from_inference(None, resolved)  # the new version's framework and its version
     else:
         app = app_from_record(services, record)
-    base = request.deployment or deployment_from_settings(spec["settings"])
+    base = request.deployment or deployment_from_settings(spec.settings)
     if ComputeType.of(base.compute_type) != record.compute_type:
         raise ConfigError(
             f"service {record.name!r} runs on {record.compute_type}; an update cannot move it "
@@ -183,18 +184,18 @@ def restart(
     registry = Registry.open(workspace, create=False)
     services = Services(registry.workspace, registry.conn)
     record = services.get(check_service_name(name))
-    if not record.spec:
+    spec = record.spec
+    if spec is None:
         raise ConflictError(
             f"service {record.name!r} never became healthy (state {record.state}); there is "
             "no revision to restart.",
             fix=f"Deploy it again: ml model deploy -n {record.name} ... --overwrite.",
         )
-    spec = record.spec
     plan = Rollout(
         record.name,
-        models=[model_from_id(registry, m) for m in spec["models"]],
+        models=[model_from_id(registry, m) for m in spec.models],
         app=app_from_record(services, record),
-        deployment=deployment_from_settings(spec["settings"]),
+        deployment=deployment_from_settings(spec.settings),
         meta={},
         overwrite=True,
         wait=wait,
@@ -250,12 +251,13 @@ def roll_out(
                 "retired": document.get("retired") or [],
             }
         )
-        if previous is None or not previous.spec:
+        served_before = previous is not None and previous.spec is not None
+        if not served_before:
             document["authEnabled"] = bool(deployment.auth_enabled)
         in_use = [*(previous.models if previous else ()), *model_ids]
         services.save(
             name,
-            compute_type=previous.compute_type if previous and previous.spec else compute_type,
+            compute_type=previous.compute_type if served_before else compute_type,
             state=ServiceState.TRANSITIONING,
             document=document,
             models=in_use,
@@ -279,7 +281,8 @@ def roll_out(
             on_progress=report,
         )
         endpoint = target.start(launch, report)
-        record_pending(services, name, endpoint, compute_type, spec_doc(launch, plan.app, endpoint))
+        started = revision_of(launch, plan.app, endpoint)
+        record_pending(services, name, endpoint, compute_type, started)
         if not plan.wait:
             hand_over(services, name, revision)
             report("not waiting for it here: a background ml process finishes the deploy")
@@ -298,7 +301,7 @@ def record_pending(
     name: str,
     endpoint: Endpoint,
     compute_type: str,
-    spec: dict[str, Any],
+    spec: RevisionSpec,
 ) -> None:
     """The started server, in the record, before anything waits for it (kill -9 finds it)."""
 

@@ -2,7 +2,7 @@
 and (for an update that keeps them) the deployment config rebuilt from that spec.
 
 The spec is what `ml service show` reports and what `ml service update` starts from, so
-every field written by `spec_doc` is read back by `deployment_from_settings`.
+every field `settings_doc` writes is read back by `deployment_from_settings`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcli.revision import RevisionEnvironment, RevisionSpec
 from mlcli.targets import COLLECT_DIR_VARIABLE, ComputeType
 
 COLLECT_VARIABLE = "AML_MODEL_DC_STORAGE_ENABLED"  # Azure's switch (mlcli/server/collect.py)
@@ -151,7 +152,7 @@ def deployment_from_settings(settings: Mapping[str, Any]) -> DeploymentConfig:
     )
 
 
-def spec_doc(launch: LaunchSpec, app: App, endpoint: Endpoint) -> dict[str, Any]:
+def revision_of(launch: LaunchSpec, app: App, endpoint: Endpoint) -> RevisionSpec:
     """The record's `spec` of a started revision: models, layout, environment, settings.
 
     The environment's `python` is the interpreter the server runs on, as the target reports
@@ -159,19 +160,19 @@ def spec_doc(launch: LaunchSpec, app: App, endpoint: Endpoint) -> dict[str, Any]
     which holds the host environment's packages but not its interpreter.
     """
     env: Environment = launch.environment
-    return {
-        "models": [f"{n}:{v}" for n, v in launch.models],
-        "entryScript": launch.entry_script,
-        "sourceDirectory": launch.source_directory,
-        "modelDir": launch.model_dir,
-        "variables": dict(app.variables),
-        "environment": {
-            "key": env.key,
-            "python": endpoint.handle.get("python") or str(env.python),
-            "pythonVersion": endpoint.handle.get("pythonVersion") or env.python_version,
-            "source": app.environment.source,
-            "spec": app.environment.to_dict(),
-        },
-        "settings": settings_doc(launch.deployment),
-        "authEnabled": launch.keys_file is not None,
-    }
+    return RevisionSpec(
+        models=tuple(f"{n}:{v}" for n, v in launch.models),
+        entry_script=launch.entry_script,
+        source_directory=launch.source_directory,
+        model_dir=launch.model_dir,
+        variables=dict(app.variables),
+        environment=RevisionEnvironment(
+            key=env.key,
+            python=endpoint.handle.get("python") or str(env.python),
+            python_version=endpoint.handle.get("pythonVersion") or env.python_version,
+            source=app.environment.source,
+            spec=app.environment.to_dict(),
+        ),
+        settings=settings_doc(launch.deployment),
+        auth_enabled=launch.keys_file is not None,
+    )

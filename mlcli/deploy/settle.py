@@ -37,7 +37,7 @@ def finish(
     compute_type, served, spec, models = (
         pending.compute_type,
         pending.endpoint,
-        pending.spec or {},
+        pending.spec,
         pending.models,
     )
     target = target_for(compute_type)
@@ -52,11 +52,11 @@ def finish(
         promoted = current.with_document(
             drop=("pending",),
             endpoint=served,
-            spec=spec,
+            spec=spec.to_dict() if spec else {},
             revision=revision,
             retired=retired,
             error=None,
-            authEnabled=bool(spec.get("authEnabled")),
+            authEnabled=bool(spec and spec.auth_enabled),
         )
         return dataclasses.replace(
             promoted, compute_type=compute_type, state=HEALTHY, models=models
@@ -137,7 +137,8 @@ def abandon(
             return
         settled = current.with_document(drop=("pending", "deployer"))
         message = exc.problem.splitlines()[0] if isinstance(exc, MlcliError) else "interrupted"
-        if current.spec:  # an update: the old revision keeps serving
+        serving = current.spec
+        if serving is not None:  # an update: the old revision keeps serving
             settled = settled.with_document(
                 error=f"the update to revision {revision} failed: {message}"
             )
@@ -145,14 +146,14 @@ def abandon(
                 dataclasses.replace(
                     settled,
                     state=services.previous_revision_state(current),
-                    models=tuple(current.spec.get("models") or ()),
+                    models=serving.models,
                 )
             )
             keep = {f"r{current.revision}"}
         elif endpoint is not None and isinstance(exc, DeployError):
             settled = settled.with_document(
                 endpoint={"computeType": pending.compute_type, **endpoint.to_dict()},
-                spec=pending.spec or {},
+                spec=pending.spec.to_dict() if pending.spec else {},
                 revision=revision,
                 error=message,
             )

@@ -101,7 +101,6 @@ class Request:
         "method",
         "path",
         "query",
-        "raw_path",
         "response",
         "started",
         "stream_status",
@@ -123,7 +122,6 @@ class Request:
         self.streaming = False  # answering with chunked transfer (stream_start)
         self.stream_status = 0  # the status its head went out with
         parsed = httptools.parse_url(url)
-        self.raw_path = parsed.path
         self.path = _decode_path(parsed.path)
         self.query = parsed.query or b""
 
