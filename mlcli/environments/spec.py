@@ -104,14 +104,13 @@ def spec_for(ic: InferenceConfig | None) -> EnvironmentSpec:
     """
     if ic is None:
         return minimal_spec()
-    environment = getattr(ic, "environment", None)
-    if environment:
-        spec = _spec_from_environment(ic, environment)
-    elif getattr(ic, "conda_file", None):
+    if ic.environment:
+        spec = _spec_from_environment(ic, ic.environment)
+    elif ic.conda_file:
         spec = spec_for_conda_file(Path(ic.conda_file))
     else:
         spec = minimal_spec()
-    as_of = getattr(ic, "packages_as_of", None)
+    as_of = ic.packages_as_of
     return dataclasses.replace(spec, as_of=as_of) if as_of else spec
 
 
@@ -251,8 +250,8 @@ def named_environment(name: Any, version: Any = None, workspace: Any = None) -> 
     return get_environment(workspace, name, version)
 
 
-def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentSpec:
-    config_path = Path(getattr(ic, "path", None) or "inferenceConfig.json")
+def _spec_from_environment(ic: InferenceConfig, environment: dict[str, Any]) -> EnvironmentSpec:
+    config_path = Path(ic.path or "inferenceConfig.json")
     where = f"{config_path}, field environment"
     if not isinstance(environment, dict):
         raise ConfigError("'environment' must be an object.", where=where)
@@ -270,7 +269,7 @@ def _spec_from_environment(ic: Any, environment: dict[str, Any]) -> EnvironmentS
             "(environment.python.condaDependenciesFile).",
         )
     name = environment.get("name") or "inline environment"
-    base = Path(getattr(ic, "source_directory", None) or config_path.parent)
+    base = Path(ic.source_directory or config_path.parent)
     if python.get("condaDependencies"):
         inline = f"{where}.python.condaDependencies"
         conda = conda_requirements(python["condaDependencies"], where=inline, base=base)

@@ -187,11 +187,11 @@ def _describe(image: Any, tag: str, source: str) -> BaseImage:
 def _configured_base(ic: InferenceConfig | None) -> str | None:
     if ic is None:
         return None
-    environment = getattr(ic, "environment", None) or {}
-    name = (environment.get("docker") or {}).get("baseImage") or getattr(ic, "base_image", None)
+    environment = ic.environment or {}
+    name = (environment.get("docker") or {}).get("baseImage") or ic.base_image
     if not name:
         return None
-    registry = getattr(ic, "base_image_registry", None) or {}
+    registry = ic.base_image_registry or {}
     address = (registry.get("address") if isinstance(registry, dict) else registry) or ""
     first = name.split("/", 1)[0]
     if address and not ("." in first or ":" in first or first == "localhost"):
@@ -200,7 +200,7 @@ def _configured_base(ic: InferenceConfig | None) -> str | None:
 
 
 def _where(ic: InferenceConfig | None) -> str:
-    return str(getattr(ic, "path", None) or "inferenceConfig")
+    return str((ic.path if ic is not None else None) or "inferenceConfig")
 
 
 def label_instruction(values: dict[str, str]) -> str:
