@@ -120,6 +120,8 @@ def stamp_and_id() -> tuple[str, str]:
 class Writer:
     """A bounded buffer of rows and the thread that writes it to files."""
 
+    MAX_KEYS = 256  # files with rows waiting (collectors x column sets) before idle ones go
+
     def __init__(
         self, root: Path, *, flush_s: float, max_rows: int, stats_dir: str | None = None
     ) -> None:
@@ -136,6 +138,7 @@ class Writer:
         # counter has one writer (queued: the requests; taken and drops on error: the writer
         # thread), so the bound is exact for one scoring thread and near enough for several.
         self._waiting: dict[tuple, list] = {}
+        self._idle_keys: set = set()
         self._queued_rows = 0
         self._taken_rows = 0
         self._dropped_rows = 0
@@ -220,6 +223,8 @@ class Writer:
                 groups.append((key, queue[:count]))
                 del queue[:count]  # rows appended meanwhile stay, after these
                 self._taken_rows += count
+        if len(self._waiting) > self.MAX_KEYS:
+            self._forget_idle_keys()
         for (folders, columns), rows in groups:
             try:
                 self._write(folders, day, columns, rows)
@@ -230,6 +235,17 @@ class Writer:
             else:
                 self.counts["rows"] += len(rows)
         self._write_stats()
+
+    def _forget_idle_keys(self) -> None:
+        """Drop the lists of files that got no rows since the flush before (DataFrames
+        whose column names change, say), so the keys do not pile up. Only lists empty at two
+        flushes go: a request that looked one up just before would have had to stall for a
+        whole flush interval before appending to it."""
+        idle = {key for key, queue in self._waiting.items() if not queue}
+        for key in idle & self._idle_keys:
+            if not self._waiting.get(key, True):
+                del self._waiting[key]
+        self._idle_keys = idle
 
     def _write(
         self, folders: tuple[str, ...], day: tuple[str, ...], columns: tuple[str, ...], rows: list

@@ -164,3 +164,18 @@ def test_parquet_files_dictionary_encode_only_the_columns_of_one_value(writer, t
     assert "RLE_DICTIONARY" in encodings["$aml_workspace"]
     assert "RLE_DICTIONARY" not in encodings["a"]
     assert pq.read_table(path).column("$aml_workspace").type == "string"
+
+
+def test_files_whose_columns_are_no_longer_collected_are_forgotten(writer, tmp_path: Path):
+    changing = writer(max_rows=100_000)
+    for index in range(collect.Writer.MAX_KEYS + 10):  # DataFrames with new names each time
+        changing.put((FOLDERS, (f"a{index}", "$aml_workspace")), [[index, "ws"]])
+    changing.put((FOLDERS, COLUMNS), [[1, "ws"]])
+    changing._flush()
+    changing._flush()  # every key but none got rows since the first flush
+
+    changing.put((FOLDERS, COLUMNS), [[2, "ws"]])
+    changing._flush()
+
+    assert len(changing._waiting) <= 1
+    assert changing.counts["rows"] == collect.Writer.MAX_KEYS + 12
