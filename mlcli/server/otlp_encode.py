@@ -54,16 +54,20 @@ def string_attribute(key: str, number: int = 9) -> Callable[[str], bytes]:
     Span, 6 of a LogRecord."""
     tag = bytes((number << 3 | 2,))
     key_field = field(1, key.encode("utf-8"))
-    # tag, length of the KeyValue; its key; tag, length of the AnyValue; tag, length, text
-    short = tag + b"%c" + key_field.replace(b"%", b"%%") + b"\x12%c\x0a%c%s"
     overhead = len(key_field) + 4
     longest_short = 0x7F - overhead  # every length fits a one-byte varint
+    # tag, length of the KeyValue; its key; tag, length of the AnyValue; tag, length: all
+    # that comes before the text, for each short length (bytes % formatting: 3x slower)
+    heads = [
+        tag + bytes((size + overhead,)) + key_field + bytes((0x12, size + 2, 0x0A, size))
+        for size in range(longest_short + 1)
+    ]
 
     def encode(value: str) -> bytes:
         text = value.encode("utf-8", "replace")
         size = len(text)
         if size <= longest_short:
-            return short % (size + overhead, size + 2, size, text)
+            return heads[size] + text
         any_value = b"\x0a" + varint(size) + text  # AnyValue.string_value
         key_value = key_field + b"\x12" + varint(len(any_value)) + any_value
         return tag + varint(len(key_value)) + key_value
@@ -103,8 +107,8 @@ def start_time_text(start_ns: int) -> str:
 def duration_text(milliseconds: float) -> str:
     """Application Insights' duration text, [d.]hh:mm:ss.fff, as azmlinfsrv formats it."""
     whole = int(milliseconds)
-    if whole < 1000:  # nearly every request
-        return f"00:00:00.{whole:03d}"
+    if whole < 1000:  # nearly every request (a format spec here cost 0.5 us a span)
+        return _SUB_SECOND[whole]
     parts = []
     for multiplier in (1000, 60, 60, 24):
         parts.append(whole % multiplier)
@@ -112,6 +116,9 @@ def duration_text(milliseconds: float) -> str:
     millis, seconds, minutes, hours = parts
     text = f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
     return f"{whole}.{text}" if whole else text
+
+
+_SUB_SECOND = [f"00:00:00.{millis:03d}" for millis in range(1000)]
 
 
 class SpanEncoder:
@@ -185,7 +192,7 @@ class SpanEncoder:
         second = start_ns // 1_000_000_000
         if second != self._second:
             self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         parts = [
             b"\x0a\x10",
             ids[:16],
@@ -196,7 +203,10 @@ class SpanEncoder:
             self._common,
             self._request_id(request_id),
             self._client_request_id(client_id),
-            self._start_time(f"{self._second_text}.{start_ns // 1000 % 1_000_000:06d}Z"),
+            # microseconds, zero-padded: a 1 in front cut off (a format spec is 2x slower)
+            self._start_time(
+                self._second_text + str(start_ns // 1000 % 1_000_000 + 1_000_000)[1:] + "Z"
+            ),
             self._duration(duration_text((end_ns - start_ns) / 1e6)),
         ]
         if log_response and body is not None:
@@ -211,8 +221,14 @@ class SpanEncoder:
 def _request(resource: bytes, scope: bytes, items: Iterable[bytes]) -> bytes:
     """ExportTraceServiceRequest and ExportLogsServiceRequest have the same shape and field
     numbers: resource_*(1) { resource(1), scope_*(2) { scope(1), spans / log_records(2) } }."""
-    scoped = scope + b"".join([b"\x12" + varint(len(item)) + item for item in items])
-    return field(1, resource + field(2, scoped))
+    parts = [scope]
+    for item in items:  # each item's tag and length, then the item, copied once
+        size = len(item)
+        parts += (_ITEM_HEADS[size] if size < len(_ITEM_HEADS) else b"\x12" + varint(size), item)
+    return field(1, resource + field(2, b"".join(parts)))
+
+
+_ITEM_HEADS = [b"\x12" + varint(size) for size in range(1 << 14)]  # 2-byte lengths and less
 
 
 class LogEncoder:

@@ -4,6 +4,8 @@ ids, the day rows are filed under, and early flushes of a filling buffer."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -111,3 +113,69 @@ def test_columns_of_one_text_value_and_mixed_types_keep_their_values(writer, tmp
         {"a": None, "$aml_workspace": "ws"},
     ]
     assert str(table.schema.field("$aml_workspace").type) == "string"
+
+
+def test_rows_queued_just_before_a_normal_exit_are_written(tmp_path: Path):
+    # pandas is installed here, as in many models' environments: pyarrow's first array
+    # imports it, which fails at interpreter exit, where the last flush runs
+    script = (
+        "from mlcli.server import collect\n"
+        f"writer = collect.Writer(__import__('pathlib').Path({str(tmp_path)!r}), "
+        "flush_s=60, max_rows=1000)\n"
+        f"writer.put({(FOLDERS, COLUMNS)!r}, [[1, 'ws'], [2, 'ws']])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    [path] = files(tmp_path)
+    assert pq.read_table(path).column("a").to_pylist() == [1, 2]
+    assert "Could not write" not in done.stderr
+
+
+def test_rows_queued_while_a_flush_takes_its_rows_wait_for_the_next(writer, tmp_path: Path):
+    racing = writer()
+    key = (FOLDERS, COLUMNS)
+    racing.put_row(key, (1, "ws"))
+    queue = racing._waiting[key]
+
+    class Appending(list):  # a request appending between the flush's slice and its deletion
+        def __getitem__(self, index):
+            taken = list.__getitem__(self, index)
+            self.append((2, "ws"))
+            return taken
+
+    racing._waiting[key] = Appending(queue)
+    racing._flush()
+
+    assert pq.read_table(files(tmp_path)[0]).column("a").to_pylist() == [1]
+    assert list(racing._waiting[key]) == [(2, "ws")]
+
+
+def test_parquet_files_dictionary_encode_only_the_columns_of_one_value(writer, tmp_path: Path):
+    encoded = writer()
+    encoded.put((FOLDERS, COLUMNS), [[value, "ws"] for value in range(100)])
+
+    encoded._flush()
+
+    [path] = files(tmp_path)
+    row_group = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {row_group.column(i).path_in_schema: row_group.column(i).encodings
+                 for i in range(row_group.num_columns)}  # fmt: skip
+    assert "RLE_DICTIONARY" in encodings["$aml_workspace"]
+    assert "RLE_DICTIONARY" not in encodings["a"]
+    assert pq.read_table(path).column("$aml_workspace").type == "string"
+
+
+def test_files_whose_columns_are_no_longer_collected_are_forgotten(writer, tmp_path: Path):
+    changing = writer(max_rows=100_000)
+    for index in range(collect.Writer.MAX_KEYS + 10):  # DataFrames with new names each time
+        changing.put((FOLDERS, (f"a{index}", "$aml_workspace")), [[index, "ws"]])
+    changing.put((FOLDERS, COLUMNS), [[1, "ws"]])
+    changing._flush()
+    changing._flush()  # every key but none got rows since the first flush
+
+    changing.put((FOLDERS, COLUMNS), [[2, "ws"]])
+    changing._flush()
+
+    assert len(changing._waiting) <= 1
+    assert changing.counts["rows"] == collect.Writer.MAX_KEYS + 12

@@ -75,6 +75,7 @@ class ModelDataCollector:
         self._feature_names = list(feature_names) if feature_names is not None else None
         self._correlation_headers: tuple[str, ...] = ()
         self._inputs = self._fast = False
+        self._fixed: tuple = ()
         self._width, self._key = -1, ((), ())
         storing = collect.enabled()
         # AML_MODEL_DC_DEBUG: Azure's way to see the rows in the log instead (or as well)
@@ -116,6 +117,7 @@ class ModelDataCollector:
             self.AML_MODEL_NAME_HEADER: self.model_name,
             self.AML_MODEL_VERSION_HEADER: self.model_version,
         }
+        self._fixed = tuple(self._template[name] for name in self.CORRELATION_HEADERS[2:7])
         # Azure names the file after the designation, except for signals and general
         self._file_stem = collection_name if designation in ("signals", "general") else designation
         if designation == "inputs":
@@ -134,8 +136,7 @@ class ModelDataCollector:
             return None
         if type(input_data) is list and self._fast:  # the common case: one row, at once
             if self._inputs:
-                correlations = self._correlations(user_correlation_id)
-                row = (*input_data, *self._correlation_values(correlations))
+                correlations, row = self._correlated_row(input_data, user_correlation_id)
             else:
                 correlations, row = None, tuple(input_data)
             if len(row) != self._width:
@@ -185,16 +186,22 @@ class ModelDataCollector:
         return input_data
 
     def _correlations(self, user_correlation_id: str) -> dict:
+        return self._correlated_row((), user_correlation_id)[0]
+
+    def _correlated_row(self, features: Any, user_correlation_id: str) -> tuple[dict, tuple]:
         """Azure's eight values, in its order: this collector's fixed ones copied from a
-        template, the request's own (time, request id, correlation id) set in place."""
+        template, the request's own (time, request id, correlation id) set in place; and the
+        row of the features and those values, built from the same strings without reading
+        them back from the dict."""
         correlations = self._template.copy()
         stamp, generated = collect.stamp_and_id()
+        request_id = collect.current_request_id or NO_REQUEST_ID
+        correlation = f"{user_correlation_id}-{generated}" if user_correlation_id else generated
         correlations[self.AML_DC_SCORING_TIMESTAMP_HEADER] = stamp
-        correlations[self.AML_REQUEST_ID_HEADER] = collect.current_request_id or NO_REQUEST_ID
-        correlations[self.AML_DC_CORRELATION_HEADER] = (
-            f"{user_correlation_id}-{generated}" if user_correlation_id else generated
-        )
-        return correlations
+        correlations[self.AML_REQUEST_ID_HEADER] = request_id
+        correlations[self.AML_DC_CORRELATION_HEADER] = correlation
+        # CORRELATION_HEADERS' order: correlation id, timestamp, 5 fixed, request id
+        return correlations, (*features, correlation, stamp, *self._fixed, request_id)
 
     def _table(self, data: Any) -> tuple[tuple[str, ...], list] | None:
         """(column names, rows as lists), or None for a type Azure does not take."""
