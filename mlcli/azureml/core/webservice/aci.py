@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlcli.azureml._support import warn_ignored
-from mlcli.azureml.core.webservice.deployment import WebserviceDeploymentConfiguration
+from mlcli.azureml.core.webservice.deployment import KeywordDeploymentConfiguration
 from mlcli.azureml.core.webservice.webservice import Webservice
 
 if TYPE_CHECKING:
@@ -18,23 +18,11 @@ _AZURE_NETWORK = "is an Azure network setting; services listen on 127.0.0.1. Ign
 _CMK = "is not used: there is no Azure key vault here; ignored."
 
 
-class AciServiceDeploymentConfiguration(WebserviceDeploymentConfiguration):
+class AciServiceDeploymentConfiguration(KeywordDeploymentConfiguration):
     """AciWebservice.deploy_configuration(...): v1's ACI settings."""
 
     compute_type: ClassVar[str] = "ACI"
     where: ClassVar[str] = "AciWebservice.deploy_configuration()"
-
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(
-            description=settings.pop("description", None),
-            tags=settings.pop("tags", None),
-            properties=settings.pop("properties", None),
-            primary_key=settings.pop("primary_key", None),
-            secondary_key=settings.pop("secondary_key", None),
-            location=settings.pop("location", None),
-        )
-        for key, value in settings.items():
-            setattr(self, key, value)
 
     def _document(self) -> dict[str, Any]:
         document = super()._document()

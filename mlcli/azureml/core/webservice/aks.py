@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlcli.azureml._support import warn_ignored
-from mlcli.azureml.core.webservice.deployment import WebserviceDeploymentConfiguration
+from mlcli.azureml.core.webservice.deployment import KeywordDeploymentConfiguration
 from mlcli.azureml.core.webservice.webservice import Webservice
 
 if TYPE_CHECKING:
@@ -50,22 +50,11 @@ _RESOURCES = (
 )
 
 
-class AksServiceDeploymentConfiguration(WebserviceDeploymentConfiguration):
+class AksServiceDeploymentConfiguration(KeywordDeploymentConfiguration):
     """AksWebservice.deploy_configuration(...): v1's AKS settings."""
 
     compute_type: ClassVar[str] = "AKS"
     where: ClassVar[str] = "AksWebservice.deploy_configuration()"
-
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(
-            description=settings.pop("description", None),
-            tags=settings.pop("tags", None),
-            properties=settings.pop("properties", None),
-            primary_key=settings.pop("primary_key", None),
-            secondary_key=settings.pop("secondary_key", None),
-        )
-        for key, value in settings.items():
-            setattr(self, key, value)
 
     def _document(self) -> dict[str, Any]:
         document = super()._document()

@@ -110,6 +110,19 @@ class WebserviceDeploymentConfiguration:
         return dc
 
 
+class KeywordDeploymentConfiguration(WebserviceDeploymentConfiguration):
+    """A target's deploy_configuration() result, made from its keyword arguments: those every
+    target has go to WebserviceDeploymentConfiguration, the rest become attributes of the
+    same names (the target's _document and _given read its own)."""
+
+    _SHARED = ("description", "tags", "properties", "primary_key", "secondary_key", "location")
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**{name: settings.pop(name, None) for name in self._SHARED})
+        for key, value in settings.items():
+            setattr(self, key, value)
+
+
 def deploy_service(
     workspace: Workspace,
     name: str,
