@@ -47,9 +47,10 @@ def enabled(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 class Clock:
-    """UTC timestamps as Azure writes them (datetime.utcnow().isoformat()), the date and
-    time formatted once a second rather than on every collect(). Integer nanoseconds and
-    str() of a number with a leading 1 cut off: format specs (:06d) cost 350 ns a call."""
+    """The second of Azure's UTC timestamps (datetime.utcnow().isoformat()), formatted once a
+    second rather than on every collect(); stamp_and_id() adds the microseconds (integer
+    nanoseconds and str() of a number with a leading 1 cut off: format specs such as :06d
+    cost 350 ns a call)."""
 
     def __init__(self) -> None:
         self._second_ns = 0
@@ -61,12 +62,6 @@ class Clock:
         self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         self._second_ns = second * 1_000_000_000
         self._next_ns = self._second_ns + 1_000_000_000
-
-    def timestamp(self) -> str:
-        now = time.time_ns()
-        if now >= self._next_ns:
-            self.tick(now)
-        return self._prefix + str((now - self._second_ns) // 1000 + 1_000_000)[1:]
 
 
 def _today() -> tuple[tuple[str, str, str], float]:
