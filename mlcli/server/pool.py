@@ -374,8 +374,12 @@ class Pool:
         log.error("Worker %d did not recover from the timeout; replacing it", worker.pid)
         kill(worker)
 
-    def on_lost(self, worker: WorkerProcess) -> None:
+    def on_lost(self, worker: WorkerProcess, unread: list[tuple]) -> None:
+        """A worker's connection ended: answer what it finished (the messages read only now,
+        see workers.WorkerProtocol, and the replies it held back), then the rest."""
         was_live = self.supervisor.lost(worker)
+        for message in unread:
+            self.on_message(worker, message)
         self._recover_held(worker)
         jobs = list(worker.jobs)
         worker.jobs.clear()

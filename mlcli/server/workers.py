@@ -37,15 +37,16 @@ class Listener(Protocol):
     """What the supervisor tells the pool."""
 
     def on_message(self, worker: WorkerProcess, message: tuple) -> None: ...
-    def on_lost(self, worker: WorkerProcess) -> None: ...
+    def on_lost(self, worker: WorkerProcess, unread: list[tuple]) -> None: ...
     def on_ready(self, message: tuple) -> None: ...
     def on_live(self, worker: WorkerProcess) -> None: ...
 
 
 class WorkerProtocol(asyncio.Protocol):
-    def __init__(self, listener: Listener, worker: WorkerProcess) -> None:
+    def __init__(self, listener: Listener, worker: WorkerProcess, sock: socket.socket) -> None:
         self.listener = listener
         self.worker = worker
+        self.sock = sock
         self.frames = wire.FrameBuffer()
 
     def data_received(self, data: bytes) -> None:
@@ -53,7 +54,23 @@ class WorkerProtocol(asyncio.Protocol):
             self.listener.on_message(self.worker, message)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.listener.on_lost(self.worker)
+        unread = self.frames.feed(self._read_the_rest()) if exc is not None else []
+        self.listener.on_lost(self.worker, unread)
+
+    def _read_the_rest(self) -> bytes:
+        """A write to a worker that has just died fails (EPIPE) and asyncio drops the
+        connection without reading what the worker sent before dying: replies to requests
+        it finished. Read them now (the socket is closed only after connection_lost), or
+        those finished requests would be answered 502 and the one that crashed sent on."""
+        rest = bytearray()
+        while True:
+            try:
+                data = self.sock.recv(1 << 18)
+            except OSError:  # nothing more (EAGAIN), or the reset that follows the data
+                return bytes(rest)
+            if not data:
+                return bytes(rest)
+            rest += data
 
 
 class WorkerProcess:
@@ -115,7 +132,7 @@ class Supervisor:
         worker.ready = self.loop.create_future()
         worker.jobs.clear()
         worker.transport, _ = await self.loop.create_unix_connection(
-            lambda: WorkerProtocol(self.listener, worker), sock=parent
+            lambda: WorkerProtocol(self.listener, worker, parent), sock=parent
         )
 
     async def _await_ready(self, worker: WorkerProcess) -> None:

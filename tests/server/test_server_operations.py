@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -223,6 +224,48 @@ def test_requests_queued_behind_a_crashing_one_are_still_served(start_mlcli) -> 
         assert eventually(lambda n=round_: restarts(server) >= n)
         assert restarts(server) == round_
     assert restarts(server) == rounds  # one worker lost per crashing request, no more
+
+
+def test_replies_a_dying_worker_sent_are_read_even_when_writing_to_it_fails_first() -> None:
+    """The race behind a finished request answered 502: the worker sends a reply, takes the
+    next request and dies; the front writes it another request before reading, the write
+    fails (EPIPE), and asyncio drops the connection unread. The reply must still arrive."""
+    from mlcli.server import wire
+    from mlcli.server.workers import WorkerProtocol
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.seen: list = []
+
+        def on_message(self, worker, message) -> None:
+            self.seen.append(("message", message))
+
+        def on_lost(self, worker, unread) -> None:
+            self.seen.extend(("message", message) for message in unread)
+            self.seen.append(("lost",))
+
+    async def scenario() -> list:
+        front, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener = Recorder()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_unix_connection(
+            lambda: WorkerProtocol(listener, None, front), sock=front
+        )
+        transport.write(wire.encode((1, "request the worker never reads")))
+        await asyncio.sleep(0.05)
+        # all before the front's loop runs again: a reply, then death with a request unread
+        worker.sendall(wire.encode((7, (200, [], b"finished", 0.1, False))))
+        worker.close()
+        transport.write(wire.encode((8, "the next request")))
+        for _ in range(100):
+            if listener.seen and listener.seen[-1] == ("lost",):
+                break
+            await asyncio.sleep(0.01)
+        return listener.seen
+
+    seen = asyncio.run(scenario())
+
+    assert seen == [("message", (7, (200, [], b"finished", 0.1, False))), ("lost",)]
 
 
 def restarts(server) -> int:
