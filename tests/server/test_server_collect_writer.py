@@ -179,3 +179,21 @@ def test_files_whose_columns_are_no_longer_collected_are_forgotten(writer, tmp_p
 
     assert len(changing._waiting) <= 1
     assert changing.counts["rows"] == collect.Writer.MAX_KEYS + 12
+
+
+def test_the_writer_thread_is_named_for_the_os_so_its_cpu_can_be_told_apart(writer) -> None:
+    """`top -H` and the monitoring bench read thread names from /proc: the writer's CPU is
+    then not mistaken for the requests'."""
+    writer()
+
+    def thread_names() -> set[str]:
+        return {
+            (task / "comm").read_text().strip()
+            for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+        }
+
+    deadline = time.monotonic() + 10
+    while "mlcli-collect" not in thread_names() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    assert "mlcli-collect" in thread_names()
