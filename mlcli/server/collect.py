@@ -342,12 +342,13 @@ def _cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def csv_text(columns: tuple[str, ...], rows: list) -> str:
-    """A header line and the rows, with csv's own str() of each value, as Azure's collector
-    writes them (None: empty)."""
+def csv_text(columns: tuple[str, ...] | None, rows: list) -> str:
+    """A header line (none when columns is None) and the rows, with csv's own str() of each
+    value, as Azure's collector writes them (None: empty)."""
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
-    out.writerow(columns)
+    if columns is not None:
+        out.writerow(columns)
     out.writerows(rows)
     return buffer.getvalue()
 

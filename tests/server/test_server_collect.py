@@ -229,6 +229,10 @@ def test_debug_mode_prints_the_rows_to_the_log_and_writes_no_file(collecting):
     printed = [r["message"] for r in server.log_records() if r.get("logger") == "score"]
     assert ",".join(FEATURES + META) in printed
     assert any(line.startswith("1,2,3,") for line in printed)
+    # as Azure: a header line only for named columns (labels_dc has no feature_names)
+    assert "label,1" in printed
+    assert not any(line.startswith("Column1") for line in printed)
+    assert "rows,first" in printed  # a DataFrame's own names
     assert not root.exists()
 
 

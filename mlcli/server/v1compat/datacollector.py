@@ -154,11 +154,13 @@ class ModelDataCollector:
         self._queue(*table)
         return correlations
 
-    def _queue(self, columns: tuple[str, ...], rows: list) -> None:
+    def _queue(self, columns: tuple[str, ...], rows: list, named: bool) -> None:
         if rows and self._writer is not None:
             self._writer.put((self._folders, columns), rows)
         if rows and self._debug:
-            sys.stdout.write(collect.csv_text(columns, rows))
+            # Azure's debug print has a header line only for named columns: feature_names,
+            # or a DataFrame's own (the files always have one)
+            sys.stdout.write(collect.csv_text(columns if named else None, rows))
 
     def add_correlations(self, input_data: Any, correlations: dict | None) -> Any:
         """The data with the eight correlation columns appended (Azure's helper)."""
@@ -203,8 +205,9 @@ class ModelDataCollector:
         # CORRELATION_HEADERS' order: correlation id, timestamp, 5 fixed, request id
         return correlations, (*features, correlation, stamp, *self._fixed, request_id)
 
-    def _table(self, data: Any) -> tuple[tuple[str, ...], list] | None:
-        """(column names, rows as lists), or None for a type Azure does not take."""
+    def _table(self, data: Any) -> tuple[tuple[str, ...], list, bool] | None:
+        """(column names, rows as lists, whether the names were given rather than made up),
+        or None for a type Azure does not take."""
         if isinstance(data, list):
             rows = [list(data)]
         else:
@@ -214,11 +217,11 @@ class ModelDataCollector:
                 rows = (data.reshape(1, -1) if data.ndim <= 1 else data).tolist()
             elif pandas is not None and isinstance(data, pandas.DataFrame):
                 names = tuple(str(name) for name in data.columns)
-                return names, data.astype(object).values.tolist()
+                return names, data.astype(object).values.tolist(), True
             else:
                 return None
         # a list is one row and an ndarray is rectangular: every row has the first one's width
-        return self._column_names(len(rows[0]) if rows else 0), rows
+        return self._column_names(len(rows[0]) if rows else 0), rows, bool(self._feature_names)
 
     def _column_names(self, width: int) -> tuple[str, ...]:
         """feature_names, then the correlation columns when the data carries them; columns
