@@ -100,13 +100,24 @@ class ModelDataCollector:
         self.model_version = str(
             _latest_version(model_name) if model_version == "default" else model_version
         )
-        if workspace == "default/default/default":
-            workspace = os.environ.get("MLCLI_COLLECT_WORKSPACE") or workspace
+        environ = os.environ
+        # Azure takes the workspace from the service's config map, as mlcli from deploy
+        self.workspace_name = "default"
+        if workspace == "default/default/default" and environ.get("MLCLI_COLLECT_WORKSPACE"):
+            workspace = environ["MLCLI_COLLECT_WORKSPACE"]
+            self.workspace_name = workspace.lower().rsplit("/", 1)[-1]
         self.workspace = workspace.lower()
         if webservice_name == "default":
-            webservice_name = os.environ.get("SERVICE_NAME") or webservice_name
+            webservice_name = environ.get("SERVICE_NAME") or webservice_name
         self.service_name = webservice_name
-        self.aml_dc_hour_boundary = os.environ.get("AML_MODEL_DC_BOUNDARY") == "hour"
+        self.aml_dc_hour_boundary = environ.get("AML_MODEL_DC_BOUNDARY") == "hour"
+        # the rest of what Azure's constructor sets, from the same variables (no Azure ids)
+        self.service_internal_id = environ.get("SERVICE_ID", "")
+        self.compute_name = environ.get("COMPUTE_NAME", "")
+        self.compute_type = environ.get("COMPUTE_TYPE", "")
+        self.compute_location = environ.get("COMPUTE_LOCATION", "")
+        self.model_internal_id = self.workspace_internal_id = ""
+        self.model_config_map = None
         self._template = {
             self.AML_DC_SCORING_TIMESTAMP_HEADER: "",
             self.AML_REQUEST_ID_HEADER: "",
@@ -127,6 +138,8 @@ class ModelDataCollector:
                          _safe(self._file_stem))  # fmt: skip
         self._names: dict[tuple, tuple[str, ...]] = {}
         self._writer = collect.writer() if storing else None
+        # Azure: the blob folder its native library writes to; here, the service's folder
+        self.data_collector_storage_path = str(self._writer.root) if self._writer else ""
         self._fast = self._writer is not None and not self._debug  # rows only to the writer
 
     def collect(self, input_data: Any, user_correlation_id: str = "") -> dict | None:
