@@ -49,11 +49,11 @@ from sentiment import BODIES, OUT, REPO, cpu_model, free_port, say
 
 BASELINE, COLLECTION, TELEMETRY, BOTH = "baseline", "collection", "telemetry", "both"
 ORDER = (BASELINE, COLLECTION, TELEMETRY, BOTH)
-GOALS = {COLLECTION: 5.0, TELEMETRY: 15.0}
+GOALS = {COLLECTION: 5.0, TELEMETRY: 15.0}  # the issue's overhead goals, per cent
 # where a request's CPU goes: the front process, the worker's request thread, the worker's
 # collection writer thread (collect.py names it "mlcli-collect"), the span exporter process
 ROLES = ("front", "worker", "writer", "exporter")
-WRITER_THREAD = "mlcli-collect"  # the issue's overhead goals, per cent
+WRITER_THREAD = "mlcli-collect"
 SCORE = """\
 import json
 
@@ -140,10 +140,9 @@ def _threads_cpu_seconds(pid: int) -> list[tuple[str, float]]:
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             fields = _stat_fields(task / "stat")
-            with contextlib.suppress(OSError):
-                if fields is not None:
-                    name = (task / "comm").read_text().strip()
-                    found.append((name, (int(fields[11]) + int(fields[12])) / ticks))
+            if fields is not None:
+                name = (task / "comm").read_text().strip()
+                found.append((name, (int(fields[11]) + int(fields[12])) / ticks))
     return found
 
 
