@@ -9,6 +9,9 @@ score.py, which calls azureml.monitoring.ModelDataCollector for its inputs and p
     collection    deploymentConfig collectModelData: CSV + Parquet files, flushed every 5 s
     telemetry     OTEL_EXPORTER_OTLP_ENDPOINT at a local OTLP/HTTP receiver: a span per request
     both          both on
+    calls         (only when asked for) collection on, but every row is dropped at the
+                  writer's buffer (its score.py sets the buffer's bound to 0): what the two
+                  collect() calls cost the request thread alone, no rows kept, no files
 
 wrk sends POST /score at each concurrency, alternating between the services level by level;
 the script prints req/s, p50 and p99 per service and level (the median of the rounds) with
@@ -33,6 +36,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +52,8 @@ import wrk
 from sentiment import BODIES, OUT, REPO, cpu_model, free_port, say
 
 BASELINE, COLLECTION, TELEMETRY, BOTH = "baseline", "collection", "telemetry", "both"
-ORDER = (BASELINE, COLLECTION, TELEMETRY, BOTH)
+CALLS = "calls"
+ORDER = (BASELINE, COLLECTION, TELEMETRY, BOTH, CALLS)
 GOALS = {COLLECTION: 5.0, TELEMETRY: 15.0}  # the issue's overhead goals, per cent
 # where a request's CPU goes: the front process, the worker's request thread, the worker's
 # collection writer thread (collect.py names it "mlcli-collect"), the span exporter process
@@ -56,6 +61,7 @@ ROLES = ("front", "worker", "writer", "exporter")
 WRITER_THREAD = "mlcli-collect"
 SCORE = """\
 import json
+import os
 
 from azureml.monitoring import ModelDataCollector
 
@@ -65,6 +71,10 @@ def init():
     inputs_dc = ModelDataCollector("rule", designation="inputs", feature_names=["chars", "words"])
     predictions_dc = ModelDataCollector("rule", designation="predictions",
                                         feature_names=["positive"])
+    if os.environ.get("SERVICE_NAME") == "mon-calls":  # the bench's calls-only service
+        from mlcli.server import collect
+
+        collect.writer().max_rows = 0  # every row is dropped at the buffer (and counted)
 
 
 def run(raw_data):
@@ -87,6 +97,7 @@ class Level:
     p99_ms: float
     cpu_s: float  # CPU time of the service's processes (front, workers, children) meanwhile
     roles: tuple[float, ...] = (0.0,) * len(ROLES)  # CPU us/request, by ROLES
+    round: int = 0
 
     @property
     def per_second(self) -> float:
@@ -154,7 +165,7 @@ def _stat_fields(path: Path) -> list[str] | None:
         return None
 
 
-def load(server: str, uri: str, pid: int, concurrency: int, seconds: float) -> Level:
+def load(server: str, uri: str, pid: int, concurrency: int, seconds: float, round_: int) -> Level:
     """wrk at `concurrency` for `seconds` after a 2 s warm-up, and the service's CPU time."""
     wrk.run(uri, concurrency, 2, BODIES)
     cpu_before = tree_cpu_seconds(pid)
@@ -168,6 +179,7 @@ def load(server: str, uri: str, pid: int, concurrency: int, seconds: float) -> L
         **result.figures(),
         cpu_s=sum(cpu.values()),
         roles=tuple(cpu[name] / requests * 1e6 for name in ROLES),
+        round=round_,
     )
 
 
@@ -274,6 +286,46 @@ def table(levels: list[Level]) -> str:
     return "\n".join(rows)
 
 
+def rotated(services: list, round_: int) -> list:
+    """The services in a different order each round, so that none is always measured first
+    (or right after the collection writer's flush of another)."""
+    start = (round_ - 1) % len(services)
+    return services[start:] + services[:start]
+
+
+def paired_table(levels: list[Level]) -> str:
+    """Each monitored service's overheads against the baseline of its own round: rounds
+    seconds apart share the machine's load, so these pairs are steadier than medians
+    taken apart."""
+    baseline = {(lv.round, lv.concurrency): lv for lv in levels if lv.server == BASELINE}
+    groups: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for level in levels:
+        base = baseline.get((level.round, level.concurrency))
+        if level.server == BASELINE or base is None:
+            continue
+        groups.setdefault((level.server, level.concurrency), []).append(
+            (
+                (1 - level.per_second / base.per_second) * 100,
+                (level.cpu_us / base.cpu_us - 1) * 100,
+            )
+        )
+    rows = [
+        "| service | concurrency | rounds | req/s overhead | range | CPU overhead | range | goal |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- | ---: |",
+    ]
+    for (server, concurrency), pairs in sorted(
+        groups.items(), key=lambda item: (item[0][1], ORDER.index(item[0][0]))
+    ):
+        rates, cpus = sorted(p[0] for p in pairs), sorted(p[1] for p in pairs)
+        goal = f"<= {GOALS[server]:g} %" if server in GOALS else ""
+        rows.append(
+            f"| {server} | {concurrency} | {len(pairs)} | {statistics.median(rates):.1f} % | "
+            f"{rates[0]:.1f} .. {rates[-1]:.1f} | {statistics.median(cpus):.1f} % | "
+            f"{cpus[0]:.1f} .. {cpus[-1]:.1f} | {goal} |"
+        )
+    return "\n".join(rows)
+
+
 def collection_figures(uri: str) -> str:
     from mlcli.service_metrics import parse, report
 
@@ -289,8 +341,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all levels (3)")
     parser.add_argument(
-        "--services", nargs="+", choices=ORDER[1:], default=list(ORDER[1:]),
-        help="which monitored services to run next to the baseline (all)",
+        "--services", nargs="+", choices=ORDER[1:], default=list(ORDER[1:4]),
+        help="which monitored services to run next to the baseline (all but calls)",
     )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -313,6 +365,7 @@ def main() -> None:
             COLLECTION: ("mon-collect", True, None),
             TELEMETRY: ("mon-otel", False, receiver.url),
             BOTH: ("mon-both", True, receiver.url),
+            CALLS: ("mon-calls", True, None),
         }
         uris = {}
         for name in (BASELINE, *args.services):
@@ -322,11 +375,12 @@ def main() -> None:
             )
         for round_ in range(1, args.rounds + 1):
             for concurrency in args.concurrency:
-                for name, (uri, pid) in uris.items():
+                for name, (uri, pid) in rotated(list(uris.items()), round_):
                     say(f"round {round_}: {name}, concurrency {concurrency}, {args.duration:g} s")
-                    levels.append(load(name, uri, pid, concurrency, args.duration))
+                    levels.append(load(name, uri, pid, concurrency, args.duration, round_))
         collecting = [name for name in (COLLECTION, BOTH) if name in uris]
         collected = collection_figures(uris[collecting[0]][0]) if collecting else "not run"
+        calls = collection_figures(uris[CALLS][0]) if CALLS in uris else ""
     receiver.server.shutdown()
 
     print(
@@ -336,7 +390,11 @@ def main() -> None:
         f"service; the median of {args.rounds} rounds\n"
     )
     print(table(medians(levels)))
+    print("\nEach round against the same round's baseline (median, then the range):\n")
+    print(paired_table(levels))
     print(f"\n{collecting[0] if collecting else 'collection'} service, whole run: {collected}")
+    if calls:
+        print(f"calls service (every row dropped at the buffer), whole run: {calls}")
     print(
         f"OTLP receiver, whole run (telemetry and both): {receiver.posts} exports, "
         f"{receiver.bytes / 1e6:.1f} MB"
