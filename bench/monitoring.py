@@ -98,6 +98,7 @@ class Level:
     cpu_s: float  # CPU time of the service's processes (front, workers, children) meanwhile
     roles: tuple[float, ...] = (0.0,) * len(ROLES)  # CPU us/request, by ROLES
     round: int = 0
+    steal: float = 0.0  # per cent of the machine's CPU time the hypervisor gave others
 
     @property
     def per_second(self) -> float:
@@ -117,23 +118,46 @@ def role(command: bytes, pid: int, root: int) -> str:
     return "exporter" if b"mlcli.server.span_export" in command else "worker"
 
 
-def tree_cpu_seconds(pid: int) -> dict[str, float]:
-    """utime + stime of a process and all its descendants (Linux /proc), by role; a
-    worker's collection writer thread counts as "writer"."""
+def family(pid: int) -> set[int]:
+    """A process and all its descendants (Linux /proc)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _stat_fields(entry / "stat")
             if fields is not None:
                 parents[int(entry.name)] = int(fields[1])
-    family, frontier = {pid}, [pid]
+    members, frontier = {pid}, [pid]
     while frontier:
         parent = frontier.pop()
         children = [child for child, ppid in parents.items() if ppid == parent]
-        family.update(children)
+        members.update(children)
         frontier += children
+    return members
+
+
+def pin_front(pid: int, cpus: list[int]) -> None:
+    """Give a service's front process the last CPU alone and its workers and exporter the
+    others, thread by thread (Linux sets affinity per thread; threads started later inherit
+    their creator's). The bench process (and so wrk) keeps to the others too."""
+    front, rest = {cpus[-1]}, set(cpus[:-1])
+    for member in family(pid):
+        for task in _tasks(member):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(task, front if member == pid else rest)
+    os.sched_setaffinity(0, rest)
+
+
+def _tasks(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    return []
+
+
+def tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """utime + stime of a process and all its descendants (Linux /proc), by role; a
+    worker's collection writer thread counts as "writer"."""
     seconds = dict.fromkeys(ROLES, 0.0)
-    for member in family:
+    for member in family(pid):
         try:
             command = Path(f"/proc/{member}/cmdline").read_bytes()
         except OSError:
@@ -165,14 +189,18 @@ def _stat_fields(path: Path) -> list[str] | None:
         return None
 
 
-def load(server: str, uri: str, pid: int, concurrency: int, seconds: float, round_: int) -> Level:
-    """wrk at `concurrency` for `seconds` after a 2 s warm-up, and the service's CPU time."""
-    wrk.run(uri, concurrency, 2, BODIES)
-    cpu_before = tree_cpu_seconds(pid)
+def load(
+    server: str, uri: str, pid: int, concurrency: int, seconds: float, round_: int, warmup: float
+) -> Level:
+    """wrk at `concurrency` for `seconds` after a warm-up, the service's CPU time meanwhile,
+    and the machine's steal time (a neighbour's load on a shared VM shows there)."""
+    wrk.run(uri, concurrency, warmup, BODIES)
+    cpu_before, machine_before = tree_cpu_seconds(pid), machine_ticks()
     result = wrk.run(uri, concurrency, seconds, BODIES)
-    cpu_after = tree_cpu_seconds(pid)
+    cpu_after, machine_after = tree_cpu_seconds(pid), machine_ticks()
     cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
     requests = max(result.requests, 1)
+    total, stolen = (now - then for now, then in zip(machine_after, machine_before, strict=True))
     return Level(
         server=server,
         concurrency=concurrency,
@@ -180,7 +208,14 @@ def load(server: str, uri: str, pid: int, concurrency: int, seconds: float, roun
         cpu_s=sum(cpu.values()),
         roles=tuple(cpu[name] / requests * 1e6 for name in ROLES),
         round=round_,
+        steal=stolen / max(total, 1) * 100,
     )
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(all CPU ticks, steal ticks) of the machine so far, from /proc/stat's cpu line."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[:8]), fields[7]
 
 
 class SpanCounter:
@@ -296,9 +331,10 @@ def rotated(services: list, round_: int) -> list:
 def paired_table(levels: list[Level]) -> str:
     """Each monitored service's overheads against the baseline of its own round: rounds
     seconds apart share the machine's load, so these pairs are steadier than medians
-    taken apart."""
+    taken apart. The median, the middle half of the rounds, and the machine's steal time
+    (the hypervisor's CPU given to neighbours) in the pair's worse level."""
     baseline = {(lv.round, lv.concurrency): lv for lv in levels if lv.server == BASELINE}
-    groups: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    groups: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     for level in levels:
         base = baseline.get((level.round, level.concurrency))
         if level.server == BASELINE or base is None:
@@ -307,23 +343,33 @@ def paired_table(levels: list[Level]) -> str:
             (
                 (1 - level.per_second / base.per_second) * 100,
                 (level.cpu_us / base.cpu_us - 1) * 100,
+                max(level.steal, base.steal),
             )
         )
     rows = [
-        "| service | concurrency | rounds | req/s overhead | range | CPU overhead | range | goal |",
-        "| --- | ---: | ---: | ---: | --- | ---: | --- | ---: |",
+        "| service | concurrency | rounds | req/s overhead | middle half | CPU overhead "
+        "| middle half | steal % | goal |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |",
     ]
     for (server, concurrency), pairs in sorted(
         groups.items(), key=lambda item: (item[0][1], ORDER.index(item[0][0]))
     ):
-        rates, cpus = sorted(p[0] for p in pairs), sorted(p[1] for p in pairs)
+        rates, cpus, steals = ([pair[i] for pair in pairs] for i in range(3))
         goal = f"<= {GOALS[server]:g} %" if server in GOALS else ""
         rows.append(
             f"| {server} | {concurrency} | {len(pairs)} | {statistics.median(rates):.1f} % | "
-            f"{rates[0]:.1f} .. {rates[-1]:.1f} | {statistics.median(cpus):.1f} % | "
-            f"{cpus[0]:.1f} .. {cpus[-1]:.1f} | {goal} |"
+            f"{_middle_half(rates)} | {statistics.median(cpus):.1f} % | {_middle_half(cpus)} | "
+            f"{statistics.median(steals):.1f} | {goal} |"
         )
     return "\n".join(rows)
+
+
+def _middle_half(values: list[float]) -> str:
+    """The first and third quartiles."""
+    if len(values) < 2:
+        return ""
+    first, _, third = statistics.quantiles(values, n=4)
+    return f"{first:.1f} .. {third:.1f}"
 
 
 def collection_figures(uri: str) -> str:
@@ -340,11 +386,19 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8, help="seconds per level (8)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all levels (3)")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds before each level (2)")
+    parser.add_argument(
+        "--pin-front", action="store_true",
+        help="each front on the last CPU alone; workers, exporters and wrk on the others",
+    )  # fmt: skip
     parser.add_argument(
         "--services", nargs="+", choices=ORDER[1:], default=list(ORDER[1:4]),
         help="which monitored services to run next to the baseline (all but calls)",
     )  # fmt: skip
     args = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))  # before the bench pins itself
+    if args.pin_front and len(cpus) < 2:
+        sys.exit("bench: --pin-front needs two CPUs or more")
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed; apt-get install wrk")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -373,11 +427,15 @@ def main() -> None:
             uris[name] = running.enter_context(
                 service(service_name, folder, collect=collect, otlp=otlp)
             )
+            if args.pin_front:
+                pin_front(uris[name][1], cpus)
         for round_ in range(1, args.rounds + 1):
             for concurrency in args.concurrency:
                 for name, (uri, pid) in rotated(list(uris.items()), round_):
                     say(f"round {round_}: {name}, concurrency {concurrency}, {args.duration:g} s")
-                    levels.append(load(name, uri, pid, concurrency, args.duration, round_))
+                    levels.append(
+                        load(name, uri, pid, concurrency, args.duration, round_, args.warmup)
+                    )
         collecting = [name for name in (COLLECTION, BOTH) if name in uris]
         collected = collection_figures(uris[collecting[0]][0]) if collecting else "not run"
         calls = collection_figures(uris[CALLS][0]) if CALLS in uris else ""
@@ -386,11 +444,11 @@ def main() -> None:
     print(
         f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
-        f"wrk {args.duration:g} s per level after a 2 s warm-up, POST /score, one worker per "
-        f"service; the median of {args.rounds} rounds\n"
+        f"wrk {args.duration:g} s per level after a {args.warmup:g} s warm-up, POST /score, "
+        f"one worker per service; the median of {args.rounds} rounds\n"
     )
     print(table(medians(levels)))
-    print("\nEach round against the same round's baseline (median, then the range):\n")
+    print("\nEach round against the same round's baseline:\n")
     print(paired_table(levels))
     print(f"\n{collecting[0] if collecting else 'collection'} service, whole run: {collected}")
     if calls:
