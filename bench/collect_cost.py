@@ -7,6 +7,10 @@ CSV + Parquet twins, fsyncs, the stats file), run here in the same thread so eac
 measured alone. A flush of N rows is timed as the writer thread would do it every 5 s.
 
     .venv/bin/python bench/collect_cost.py [--requests 40000] [--rounds 5] [--profile flush]
+    .venv/bin/python bench/collect_cost.py --stall [--requests 12500] [--rounds 9]
+
+--stall measures instead how long each flush keeps a request thread from running: a thread
+that sleeps 0.2 ms (a blocking read) and then needs the GIL, as the worker's does.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import gc
 import io
 import os
 import pstats
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -69,17 +75,63 @@ def flush(writer) -> float:
     return time.process_time() - start
 
 
+def stalled_flush(writer) -> float:
+    """A flush while another thread plays a request thread: it sleeps 0.2 ms (a request's
+    blocking read) and then needs the GIL. Returns its longest wait beyond the sleep, in
+    seconds: how long the writer kept a request from running."""
+    gaps: list[float] = []
+    stop = threading.Event()
+
+    def request_thread() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.0002)
+            now = time.perf_counter()
+            gaps.append(now - last - 0.0002)
+            last = now
+
+    thread = threading.Thread(target=request_thread)
+    thread.start()
+    time.sleep(0.02)
+    writer._flush()
+    time.sleep(0.02)
+    stop.set()
+    thread.join()
+    return max(gaps)
+
+
+def stalls(collect, writer, inputs, predictions, count: int, rounds: int) -> None:
+    gc.collect()
+    gc.freeze()  # as the worker does after init()
+    waits = []
+    for _ in range(rounds):
+        requests(collect, inputs, predictions, count)
+        waits.append(stalled_flush(writer) * 1e3)
+    print(
+        f"{count} requests a flush, {rounds} flushes: a request thread's longest wait for "
+        f"the GIL during a flush, ms: median {statistics.median(waits):.1f}, max "
+        f"{max(waits):.1f} ({', '.join(f'{wait:.1f}' for wait in waits)})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=40_000, help="requests per flush")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", choices=("requests", "flush"), default=None)
+    parser.add_argument(
+        "--stall", action="store_true",
+        help="instead: how long each flush keeps a request thread from the GIL",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mlcli-collect-cost-") as root:
         collect, inputs, predictions = setup(root)
         writer = collect.writer()
         requests(collect, inputs, predictions, 2000)  # warm: imports, caches, pyarrow
         flush(writer)
+        if args.stall:
+            stalls(collect, writer, inputs, predictions, args.requests, args.rounds)
+            return
         off = collectors(False)
         request_us, flush_us, off_us = [], [], []
         for _ in range(args.rounds):
