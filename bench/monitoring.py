@@ -43,6 +43,7 @@ import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,26 +191,44 @@ def _stat_fields(path: Path) -> list[str] | None:
 
 
 def load(
-    server: str, uri: str, pid: int, concurrency: int, seconds: float, round_: int, warmup: float
-) -> Level:
-    """wrk at `concurrency` for `seconds` after a warm-up, the service's CPU time meanwhile,
-    and the machine's steal time (a neighbour's load on a shared VM shows there)."""
-    wrk.run(uri, concurrency, warmup, BODIES)
-    cpu_before, machine_before = tree_cpu_seconds(pid), machine_ticks()
-    result = wrk.run(uri, concurrency, seconds, BODIES)
-    cpu_after, machine_after = tree_cpu_seconds(pid), machine_ticks()
-    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
-    requests = max(result.requests, 1)
+    services: list[tuple[str, str, int]],
+    concurrency: int,
+    seconds: float,
+    round_: int,
+    warmup: float,
+) -> list[Level]:
+    """wrk at `concurrency` against each (name, uri, pid) of `services` at the same time, for
+    `seconds` after a warm-up; each service's CPU time meanwhile, and the machine's steal
+    time (a neighbour's load on a shared VM shows there). Two services at once is duet
+    benchmarking: whatever the neighbours do to the machine, they do to both."""
+
+    def drive(duration: float) -> list[wrk.Result]:
+        with ThreadPoolExecutor(len(services)) as pool:
+            return list(pool.map(lambda s: wrk.run(s[1], concurrency, duration, BODIES), services))
+
+    drive(warmup)
+    cpu_before, machine_before = [tree_cpu_seconds(s[2]) for s in services], machine_ticks()
+    results = drive(seconds)
+    cpu_after, machine_after = [tree_cpu_seconds(s[2]) for s in services], machine_ticks()
     total, stolen = (now - then for now, then in zip(machine_after, machine_before, strict=True))
-    return Level(
-        server=server,
-        concurrency=concurrency,
-        **result.figures(),
-        cpu_s=sum(cpu.values()),
-        roles=tuple(cpu[name] / requests * 1e6 for name in ROLES),
-        round=round_,
-        steal=stolen / max(total, 1) * 100,
-    )
+    levels = []
+    for (name, _, _), result, before, after in zip(
+        services, results, cpu_before, cpu_after, strict=True
+    ):
+        cpu = {role: after[role] - before[role] for role in after}
+        requests = max(result.requests, 1)
+        levels.append(
+            Level(
+                server=name,
+                concurrency=concurrency,
+                **result.figures(),
+                cpu_s=sum(cpu.values()),
+                roles=tuple(cpu[role] / requests * 1e6 for role in ROLES),
+                round=round_,
+                steal=stolen / max(total, 1) * 100,
+            )
+        )
+    return levels
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -388,6 +407,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all levels (3)")
     parser.add_argument("--warmup", type=float, default=2, help="seconds before each level (2)")
     parser.add_argument(
+        "--duet", action="store_true",
+        help="load the baseline and each monitored service at the same time (duet benchmarking)",
+    )  # fmt: skip
+    parser.add_argument(
         "--pin-front", action="store_true",
         help="each front on the last CPU alone; workers, exporters and wrk on the others",
     )  # fmt: skip
@@ -429,13 +452,19 @@ def main() -> None:
             )
             if args.pin_front:
                 pin_front(uris[name][1], cpus)
+        services = [(name, uri, pid) for name, (uri, pid) in uris.items()]
         for round_ in range(1, args.rounds + 1):
             for concurrency in args.concurrency:
-                for name, (uri, pid) in rotated(list(uris.items()), round_):
-                    say(f"round {round_}: {name}, concurrency {concurrency}, {args.duration:g} s")
-                    levels.append(
-                        load(name, uri, pid, concurrency, args.duration, round_, args.warmup)
-                    )
+                if args.duet:  # the baseline beside each monitored service in turn
+                    groups = [[services[0], s] for s in rotated(services[1:], round_)]
+                else:
+                    groups = [[s] for s in rotated(services, round_)]
+                for number, group in enumerate(groups):
+                    names = " + ".join(s[0] for s in group)
+                    say(f"round {round_}: {names}, concurrency {concurrency}, {args.duration:g} s")
+                    # in a duet round each pair is a round of its own: its own baseline
+                    pair_round = round_ * 100 + number if args.duet else round_
+                    levels += load(group, concurrency, args.duration, pair_round, args.warmup)
         collecting = [name for name in (COLLECTION, BOTH) if name in uris]
         collected = collection_figures(uris[collecting[0]][0]) if collecting else "not run"
         calls = collection_figures(uris[CALLS][0]) if CALLS in uris else ""
