@@ -22,6 +22,14 @@ thread apart from its request thread) spent per request: on a machine shared
 with other work, req/s swings with the neighbours' load; CPU per request much less.
 
     .venv/bin/python bench/monitoring.py [--duration 8] [--concurrency 8 32] [--rounds 3]
+        [--services collection telemetry both calls] [--warmup 2] [--duet] [--pin-front]
+
+Each round runs the services in another order. Besides the medians, the script prints each
+monitored service's overhead against the baseline of its own round (the median and middle
+half of the rounds) with the machine's steal time: on a shared VM, a neighbour's load moves
+req/s by tens of per cent from one round to the next. --duet loads the baseline and a
+monitored service at the same time, so such load falls on both; --pin-front gives each front
+process a CPU of its own (a machine with a core to spare for it).
 
 State lives in bench/out/monitoring-home (git-ignored). Needs `wrk` (apt-get install wrk).
 Everything it starts, it stops.
