@@ -199,38 +199,39 @@ def test_the_writer_thread_is_named_for_the_os_so_its_cpu_can_be_told_apart(writ
     assert "mlcli-collect" in thread_names()
 
 
+def around_a_new_writer(tmp_path: Path, before: str, after: str) -> str:
+    """What a fresh interpreter prints running `before`, making a writer, then `after`."""
+    script = (
+        "import gc, sys\n"
+        "from pathlib import Path\n"
+        "from mlcli.server import collect\n"
+        f"{before}\n"
+        f"writer = collect.Writer(Path({str(tmp_path)!r}), flush_s=60, max_rows=10)\n"
+        f"{after}\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_the_writers_libraries_are_loaded_before_its_thread_starts(tmp_path: Path) -> None:
     """pyarrow (and the pandas it looks for) are imported by the thread making the writer, in
     init(), so the worker's gc.freeze() after init() covers their objects."""
-    script = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from mlcli.server import collect\n"
-        f"writer = collect.Writer(Path({str(tmp_path)!r}), flush_s=60, max_rows=10)\n"
-        "print('pyarrow' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    printed = around_a_new_writer(tmp_path, "", "print('pyarrow' in sys.modules)")
 
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True"]
+    assert printed.split() == ["True"]
 
 
 def test_a_writer_made_after_the_gc_freeze_freezes_what_it_loaded(tmp_path: Path) -> None:
     """A collector made in run(), after the worker froze init()'s objects: full collections
     must not walk pyarrow's and pandas' objects (a 30-40 ms stall of the requests)."""
-    script = (
-        "import gc\n"
-        "from pathlib import Path\n"
-        "from mlcli.server import collect\n"
-        "gc.freeze()\n"
-        "before = gc.get_freeze_count()\n"
-        f"writer = collect.Writer(Path({str(tmp_path)!r}), flush_s=60, max_rows=10)\n"
-        "print(before, gc.get_freeze_count())\n"
+    printed = around_a_new_writer(
+        tmp_path,
+        "gc.freeze(); frozen = gc.get_freeze_count()",
+        "print(frozen, gc.get_freeze_count())",
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
 
-    assert done.returncode == 0, done.stderr
-    before, after = map(int, done.stdout.split())
+    before, after = map(int, printed.split())
     assert after > before + 1000  # pyarrow's and pandas' objects, now frozen
 
 
