@@ -50,7 +50,7 @@ import sys
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -157,6 +157,7 @@ def pin_front(pid: int, cpus: list[int]) -> None:
 
 
 def _tasks(pid: int) -> list[int]:
+    """The thread ids of a process (none once it has exited)."""
     with contextlib.suppress(OSError):
         return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
     return []
@@ -181,11 +182,12 @@ def _threads_cpu_seconds(pid: int) -> list[tuple[str, float]]:
     """(name, utime + stime) of each thread of a process (none once it has exited)."""
     ticks = os.sysconf("SC_CLK_TCK")
     found = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            fields = _stat_fields(task / "stat")
+    for task in _tasks(pid):
+        folder = Path(f"/proc/{pid}/task/{task}")
+        fields = _stat_fields(folder / "stat")
+        with contextlib.suppress(OSError):  # the thread ended meanwhile
             if fields is not None:
-                name = (task / "comm").read_text().strip()
+                name = (folder / "comm").read_text().strip()
                 found.append((name, (int(fields[11]) + int(fields[12])) / ticks))
     return found
 
@@ -381,7 +383,7 @@ def paired_table(levels: list[Level]) -> str:
     for (server, concurrency), pairs in sorted(
         groups.items(), key=lambda item: (item[0][1], ORDER.index(item[0][0]))
     ):
-        rates, cpus, steals = ([pair[i] for pair in pairs] for i in range(3))
+        rates, cpus, steals = zip(*pairs, strict=True)
         goal = f"<= {GOALS[server]:g} %" if server in GOALS else ""
         rows.append(
             f"| {server} | {concurrency} | {len(pairs)} | {statistics.median(rates):.1f} % | "
@@ -391,7 +393,7 @@ def paired_table(levels: list[Level]) -> str:
     return "\n".join(rows)
 
 
-def _middle_half(values: list[float]) -> str:
+def _middle_half(values: Sequence[float]) -> str:
     """The first and third quartiles."""
     if len(values) < 2:
         return ""
